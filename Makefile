@@ -1,0 +1,56 @@
+# smtp-gateway — every task a developer or CI runs. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
+
+CHART := charts/smtp-gateway
+VERSION := $(shell node -p "require('./package.json').version")
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: deps tools ## Install everything: npm packages, Debian test peers, pinned tools
+
+.PHONY: deps
+deps: ## npm ci (only when package-lock.json changed)
+	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; else echo "deps: node_modules up to date"; fi
+
+.PHONY: tools
+tools: ## Install pinned helm, helm-unittest, validators and the Debian test peers
+	scripts/install-system-packages.sh
+	scripts/install-tools.sh
+
+.PHONY: synth
+synth: ## Synthesise charts/smtp-gateway from synth/
+	tsx synth/main.ts
+
+.PHONY: build
+build: ## Compile the gateway to dist/
+	tsc -p tsconfig.build.json
+
+.PHONY: run
+run: ## Run the gateway locally (SMTP 127.0.0.1:2525, ops 127.0.0.1:9090, dev upstream)
+	tsx gateway/src/main.ts
+
+.PHONY: lint
+lint: ## Type-check, shellcheck, yamllint, helm lint
+	tsc --noEmit -p tsconfig.json
+	shellcheck scripts/*.sh .ci/run
+
+.PHONY: test
+test: lint ## Run every test (the CI command)
+	vitest run
+
+.PHONY: package
+package: ## Package the chart to dist/smtp-gateway-VERSION.tgz
+	mkdir -p dist
+	helm package $(CHART) --destination dist
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf dist

@@ -1,0 +1,178 @@
+/**
+ * The gateway's configuration: one zod schema that is at once the type, the
+ * defaults, the validation at start-up and (through synth) the JSON schema of the
+ * chart's `config` values. Defaults are what `make run` needs with no config at
+ * all and are safe: loopback-only relaying, TLS required upstream, no open relay.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from './constants';
+
+const port = z.number().int().min(1).max(65535);
+
+/** "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
+export const cidr = z.string().refine(
+  (value) => {
+    const [address, bits, ...rest] = value.split('/');
+    const family = isIP(address);
+    if (family === 0 || rest.length > 0) return false;
+    if (bits === undefined) return true;
+    if (!/^\d{1,3}$/.test(bits)) return false;
+    return Number(bits) <= (family === 4 ? 32 : 128);
+  },
+  { message: 'expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8' },
+);
+
+const domain = z
+  .string()
+  .regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i, {
+    message: 'expected a domain name such as example.com or *.example.com',
+  });
+
+const listener = (defaultPort: number, enabled: boolean, what: string) =>
+  z
+    .object({
+      enabled: z.boolean().default(enabled).describe(`Serve the ${what} listener.`),
+      port: port.default(defaultPort).describe('TCP port to listen on (unprivileged in the pod).'),
+    })
+    .strict()
+    .prefault({});
+
+export const configSchema = z
+  .object({
+    hostname: z
+      .string()
+      .default('')
+      .describe('Name used in the SMTP greeting and Received headers; empty means the host name.'),
+    listenAddress: z.string().default('127.0.0.1').describe('Address the SMTP listeners bind to.'),
+    listeners: z
+      .object({
+        relay: listener(CONTAINER_PORTS.relay, true, 'relay (plain SMTP, STARTTLS offered)'),
+        submission: listener(CONTAINER_PORTS.submission, false, 'submission (STARTTLS, then AUTH required)'),
+        smtps: listener(CONTAINER_PORTS.smtps, false, 'implicit TLS'),
+      })
+      .strict()
+      .prefault({})
+      .describe('The SMTP listeners.'),
+    tls: z
+      .object({
+        certFile: z.string().default('').describe('PEM certificate chain; reloaded when the file changes. Empty disables STARTTLS and implicit TLS.'),
+        keyFile: z.string().default('').describe('PEM private key; reloaded when the file changes.'),
+        minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Lowest TLS version offered to clients.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Inbound TLS.'),
+    proxyProtocol: z
+      .object({
+        enabled: z.boolean().default(false).describe('Expect a PROXY protocol v1/v2 header from trusted load balancers.'),
+        trustedNetworks: z.array(cidr).default([]).describe('Load balancer networks allowed to send a PROXY header; others sending one are refused.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('PROXY protocol (AWS NLB sends v2).'),
+    policy: z
+      .object({
+        allowedNetworks: z
+          .array(cidr)
+          .default(['127.0.0.0/8', '::1/128'])
+          .describe('Client networks that may relay without AUTH.'),
+        senderDomains: z
+          .array(domain)
+          .default([])
+          .describe('Domains allowed in MAIL FROM and the header From; empty allows any.'),
+        recipientDomains: z
+          .object({
+            allow: z.array(domain).default([]).describe('If not empty, only these recipient domains are accepted.'),
+            deny: z.array(domain).default([]).describe('Recipient domains always refused.'),
+          })
+          .strict()
+          .prefault({}),
+        maxRecipients: z.number().int().min(1).max(1000).default(50).describe('Recipients per message (SES allows 50).'),
+        maxMessageBytes: z.number().int().min(1024).default(26214400).describe('Largest message accepted, advertised with SIZE.'),
+        maxConnections: z.number().int().min(1).default(1000).describe('Open SMTP connections in total.'),
+        maxConnectionsPerIp: z.number().int().min(1).default(100).describe('Open SMTP connections per client IP.'),
+        messagesPerMinute: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe('Messages per minute per client IP or AUTH user; 0 means no limit.'),
+        lineEndings: z
+          .enum(['reject', 'normalize'])
+          .default('reject')
+          .describe('Bare CR or LF in message data: reject (550, stops SMTP smuggling) or normalize to CRLF.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Who may relay what.'),
+    auth: z
+      .object({
+        usersFile: z
+          .string()
+          .default('')
+          .describe(`File of "user:scrypt-hash" lines (the chart mounts it at ${MOUNT_PATHS.secretsDir}/${SECRET_KEYS.authUsers}); empty disables AUTH.`),
+        allowInsecure: z.boolean().default(false).describe('Allow AUTH without TLS (tests only).'),
+        maxFailures: z.number().int().min(1).default(5).describe('Failed AUTH attempts per client IP within the window before AUTH is refused.'),
+        failureWindowSeconds: z.number().int().min(1).default(300).describe('Window for counting failed AUTH attempts.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('SMTP AUTH (PLAIN, LOGIN).'),
+    upstream: z
+      .object({
+        host: z.string().default('').describe('Smarthost, e.g. email-smtp.us-east-1.amazonaws.com; empty uses the embedded development upstream.'),
+        port: port.default(587).describe('Smarthost port.'),
+        security: z
+          .enum(['starttls', 'tls', 'none'])
+          .default('starttls')
+          .describe('starttls (required, not opportunistic), tls (implicit), or none (loopback tests only).'),
+        rejectUnauthorized: z.boolean().default(true).describe("Verify the smarthost's certificate."),
+        caFile: z.string().default('').describe('Extra CA bundle for the smarthost.'),
+        usernameFile: z.string().default('').describe('File holding the SMTP user name; empty sends no AUTH.'),
+        passwordFile: z.string().default('').describe('File holding the SMTP password.'),
+        maxConnections: z.number().int().min(1).default(5).describe('Pooled connections to the smarthost.'),
+        maxMessagesPerConnection: z.number().int().min(1).default(100).describe('Messages sent over one pooled connection before it is renewed.'),
+        messagesPerSecond: z.number().min(0).default(0).describe('Send-rate limit (SES maximum send rate); 0 means none.'),
+        connectionTimeoutMs: z.number().int().min(100).default(10000).describe('Time to establish a connection.'),
+        socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('The smarthost mail is relayed to.'),
+    devUpstream: z
+      .object({
+        dir: z.string().default('.dev-mail').describe('Folder the development upstream writes .eml files to.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('The embedded development upstream used when upstream.host is empty.'),
+    ops: z
+      .object({
+        listenAddress: z.string().default('127.0.0.1').describe('Address the ops server binds to.'),
+        port: port.default(CONTAINER_PORTS.ops).describe('Port for /metrics, /healthz and /readyz.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Metrics and health endpoints.'),
+    drain: z
+      .object({
+        delaySeconds: z.number().min(0).default(5).describe('After SIGTERM, keep accepting for this long so the load balancer can deregister.'),
+        graceSeconds: z.number().min(0).default(30).describe('Then let in-flight transactions finish for at most this long.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Graceful shutdown on SIGTERM.'),
+    log: z
+      .object({
+        level: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Lowest level written.'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** Configuration as written by a user (every key optional). */
+export type GatewayConfigInput = z.input<typeof configSchema>;
+/** Configuration after validation and defaults: plain data used everywhere inside. */
+export type GatewayConfig = z.output<typeof configSchema>;
