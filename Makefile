@@ -43,8 +43,23 @@ lint: ## Type-check, shellcheck, yamllint, helm lint
 	shellcheck scripts/*.sh .ci/run
 
 .PHONY: test
-test: lint ## Run every test (the CI command)
-	vitest run
+test: lint test-gateway test-chart test-ship test-prove ## Run every test (the CI command)
+
+.PHONY: test-gateway
+test-gateway: ## Gateway suites: real SMTP over loopback
+	vitest run gateway/test
+
+.PHONY: test-chart
+test-chart: ## Chart suites: helm bridge, helm-unittest, helm lint, schema validation, synth drift
+	vitest run synth/test
+
+.PHONY: test-ship
+test-ship: ## Image, cluster definitions and deploy scripts
+	vitest run scripts/test
+
+.PHONY: test-prove
+test-prove: ## Short fault-injection scenarios and hostile input
+	vitest run bench/test
 
 .PHONY: package
 package: ## Package the chart to dist/smtp-gateway-VERSION.tgz
