@@ -12,6 +12,9 @@ STAMPS="$TOOLS/stamps"
 
 HELM_VERSION=v3.22.0
 HELM_UNITTEST_VERSION=v1.0.1
+ACTIONLINT_VERSION=v1.7.12
+EKSCTL_VERSION=v0.215.0
+EKSCTL_SCHEMA="$TOOLS/schemas/eksctl-clusterconfig.schema.json"
 
 usage() {
   cat <<USAGE
@@ -20,6 +23,9 @@ Usage: scripts/install-tools.sh [--help]
 Installs into $TOOLS:
   helm           $HELM_VERSION   (go install helm.sh/helm/v3/cmd/helm)
   helm-unittest  $HELM_UNITTEST_VERSION   (as the helm plugin 'unittest')
+  actionlint     $ACTIONLINT_VERSION  (go install github.com/rhysd/actionlint/cmd/actionlint)
+  eksctl schema  $EKSCTL_VERSION  (pkg/apis/eksctl.io/v1alpha5/assets/schema.json from the eksctl
+                 Go module, to ${EKSCTL_SCHEMA#"$ROOT/"})
 Needs: go (with the Go module proxy reachable), git.
 Put the tools on PATH with:  export PATH="$BIN:\$PATH" HELM_PLUGINS="$TOOLS/helm-plugins"
 (the Makefile does this for every target).
@@ -74,12 +80,39 @@ command: "$BIN/helm-unittest"
 PLUGIN
 }
 
+install_actionlint() {
+  go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+}
+
+# eksctl's JSON schema for ClusterConfig ships inside its Go module, so the proxy serves it at a pinned
+# version without building eksctl (which this machine could not run anyway: it needs AWS).
+install_eksctl_schema() {
+  if installed eksctl-schema "$EKSCTL_VERSION" && [ -f "$EKSCTL_SCHEMA" ]; then
+    echo "tools: eksctl schema $EKSCTL_VERSION present"
+    return
+  fi
+  echo "tools: fetching eksctl schema $EKSCTL_VERSION"
+  local json dir
+  # Outside any Go module, so the download does not touch a go.mod.
+  json=$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "github.com/weaveworks/eksctl@$EKSCTL_VERSION") ||
+    die "could not download github.com/weaveworks/eksctl@$EKSCTL_VERSION; is the Go module proxy reachable?"
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
+  local schema="$dir/pkg/apis/eksctl.io/v1alpha5/assets/schema.json"
+  [ -f "$schema" ] || die "eksctl $EKSCTL_VERSION has no schema at $schema"
+  mkdir -p "$(dirname "$EKSCTL_SCHEMA")"
+  cp "$schema" "$EKSCTL_SCHEMA"
+  chmod 644 "$EKSCTL_SCHEMA"
+  stamp eksctl-schema "$EKSCTL_VERSION"
+}
+
 main() {
   require go "install Go (https://go.dev/doc/install); the tools are built from source"
   require git "install git; go install needs it for module metadata"
   mkdir -p "$BIN"
   install_helm
   install_helm_unittest
+  install_actionlint
+  install_eksctl_schema
   echo "tools: ready in $BIN"
 }
 
