@@ -1,0 +1,157 @@
+/**
+ * The EKS cluster definitions: valid against eksctl's own JSON schema (at the version pinned in
+ * scripts/install-tools.sh) and carrying every figure of the seed's tables
+ * (../shared/seed/aws-staging-vs-production.md), environment by environment.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Ajv, { type ValidateFunction } from 'ajv';
+import { parse } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './helpers/repo';
+
+const SCHEMA_PATH = join(REPO_ROOT, '.tools/schemas/eksctl-clusterconfig.schema.json');
+
+/** The seed's tables, transcribed; each entry names the table row it comes from. */
+const SEED = {
+  staging: {
+    file: 'eksctl/staging.yaml',
+    clusterName: 'smtp-gateway-staging', // Configuration Files: Cluster Name
+    region: 'us-east-1', // Switch Between Environments: --region us-east-1
+    instanceType: 't3.small', // Compute: Instance Type
+    nodes: { min: 1, max: 3 }, // Compute: Node Count 1-3
+    volumeGb: 20, // Storage: Volume Size 20 GB/node
+    volumeType: 'gp3', // Storage: Volume Type
+    totalStorageGb: { min: 20, max: 60 }, // Storage: Total Storage 20-60 GB
+    vpcCidr: '10.1.0.0/16', // Network: VPC CIDR
+    zones: ['us-east-1c', 'us-east-1d'], // Network: Availability Zones 2 (us-east-1c, 1d)
+    natGateway: 'Single', // Network: NAT Gateways 1 (single)
+    publicAccess: true, // Network: Public Access Yes
+    logTypes: ['api', 'audit'], // Observability: API + Audit only
+    logRetentionDays: 7, // Observability: Log Retention 7 days
+  },
+  production: {
+    file: 'eksctl/prod.yaml',
+    clusterName: 'smtp-gateway-prod',
+    region: 'us-east-1',
+    instanceType: 't3.medium',
+    nodes: { min: 2, max: 6 },
+    volumeGb: 50,
+    volumeType: 'gp3',
+    totalStorageGb: { min: 100, max: 300 },
+    vpcCidr: '10.0.0.0/16',
+    zones: ['us-east-1c', 'us-east-1d'],
+    natGateway: 'Single', // 1 (single, consider 2 for HA)
+    publicAccess: true,
+    // All types (API, Audit, Auth, Controller, Scheduler), in eksctl's names.
+    logTypes: ['api', 'audit', 'authenticator', 'controllerManager', 'scheduler'],
+    logRetentionDays: 30,
+  },
+} as const;
+
+type ClusterConfig = Record<string, any>;
+
+const load = (file: string): ClusterConfig => parse(readFileSync(join(REPO_ROOT, file), 'utf8'));
+
+let validate: ValidateFunction;
+
+beforeAll(() => {
+  if (!existsSync(SCHEMA_PATH)) {
+    throw new Error(`eksctl's schema is missing at ${SCHEMA_PATH}; run 'make tools' (scripts/install-tools.sh) first`);
+  }
+  // strict: false because eksctl's schema carries editor keywords (x-intellij-html-description, preferredOrder).
+  const ajv = new Ajv({ strict: false, allErrors: true });
+  validate = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')));
+});
+
+const schemaErrors = (config: unknown): string[] =>
+  validate(config) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`);
+
+describe.each(Object.entries(SEED))('eksctl cluster for %s', (_env, seed) => {
+  const config = load(seed.file);
+  const nodeGroups: ClusterConfig[] = config.managedNodeGroups ?? [];
+
+  it("validates against eksctl's JSON schema", () => {
+    expect(schemaErrors(config)).toEqual([]);
+  });
+
+  it('is refused by the schema when a field is misspelt or out of range (the check can fail)', () => {
+    const misspelt = structuredClone(config);
+    misspelt.managedNodeGroups[0].volumeTyp = 'gp3';
+    expect(schemaErrors(misspelt).join('\n')).toMatch(/managedNodeGroups\/0 must NOT have additional properties.*volumeTyp/);
+    const badType = structuredClone(config);
+    badType.managedNodeGroups[0].volumeType = 'gp9';
+    expect(schemaErrors(badType).join('\n')).toMatch(/volumeType must be equal to one of the allowed values/);
+  });
+
+  it('names the cluster and region as the seed does', () => {
+    expect(config.metadata.name).toBe(seed.clusterName);
+    expect(config.metadata.region).toBe(seed.region);
+  });
+
+  it('runs one managed node group of the seed instance type, node count, volume size and type', () => {
+    expect(config.nodeGroups ?? []).toEqual([]);
+    expect(nodeGroups).toHaveLength(1);
+    const [group] = nodeGroups;
+    expect(group.instanceType).toBe(seed.instanceType);
+    expect(group.instanceTypes).toBeUndefined();
+    expect([group.minSize, group.maxSize]).toEqual([seed.nodes.min, seed.nodes.max]);
+    expect(group.desiredCapacity).toBeGreaterThanOrEqual(seed.nodes.min);
+    expect(group.desiredCapacity).toBeLessThanOrEqual(seed.nodes.max);
+    expect(group.volumeSize).toBe(seed.volumeGb);
+    expect(group.volumeType).toBe(seed.volumeType);
+    expect(group.volumeEncrypted).toBe(true);
+  });
+
+  it('adds up to the seed total storage', () => {
+    const [group] = nodeGroups;
+    expect([group.minSize * group.volumeSize, group.maxSize * group.volumeSize]).toEqual([
+      seed.totalStorageGb.min,
+      seed.totalStorageGb.max,
+    ]);
+  });
+
+  it('lays out the network as the seed does', () => {
+    expect(config.vpc.cidr).toBe(seed.vpcCidr);
+    expect(config.availabilityZones).toEqual(seed.zones);
+    expect(config.vpc.nat.gateway).toBe(seed.natGateway);
+    expect(config.vpc.clusterEndpoints.publicAccess).toBe(seed.publicAccess);
+  });
+
+  it('keeps the seed control-plane log types for the seed number of days', () => {
+    expect(config.cloudWatch.clusterLogging.enableTypes).toEqual(seed.logTypes);
+    expect(config.cloudWatch.clusterLogging.logRetentionInDays).toBe(seed.logRetentionDays);
+  });
+
+  it('gives the AWS Load Balancer Controller its IAM permissions through Pod Identity, with the agent add-on', () => {
+    const addons = (config.addons as ClusterConfig[]).map((a) => a.name);
+    expect(addons).toEqual(expect.arrayContaining(['vpc-cni', 'coredns', 'kube-proxy', 'eks-pod-identity-agent']));
+    const lbc = (config.iam.podIdentityAssociations as ClusterConfig[]).find(
+      (a) => a.serviceAccountName === 'aws-load-balancer-controller',
+    );
+    expect(lbc).toMatchObject({ namespace: 'kube-system', wellKnownPolicies: { awsLoadBalancerController: true } });
+  });
+
+  it('keeps nodes off the internet and off IMDSv1', () => {
+    const [group] = nodeGroups;
+    expect(group.privateNetworking).toBe(true);
+    expect(group.disableIMDSv1).toBe(true);
+  });
+});
+
+describe('staging and production', () => {
+  it('differ only where the seed says they differ', () => {
+    const strip = (config: ClusterConfig) => {
+      const copy = structuredClone(config);
+      delete copy.metadata.name;
+      delete copy.metadata.tags.environment;
+      delete copy.vpc.cidr;
+      delete copy.cloudWatch;
+      delete copy.iam.podIdentityAssociations[0].roleName;
+      const group = copy.managedNodeGroups[0];
+      for (const key of ['instanceType', 'minSize', 'desiredCapacity', 'maxSize', 'volumeSize', 'labels']) delete group[key];
+      return copy;
+    };
+    expect(strip(load(SEED.production.file))).toEqual(strip(load(SEED.staging.file)));
+  });
+});
