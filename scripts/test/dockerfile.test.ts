@@ -1,0 +1,165 @@
+/**
+ * gateway/Dockerfile and .dockerignore, checked without a Docker engine: dockerfile-utils lints the file
+ * (the validator behind the Docker language server), dockerfile-ast parses it so each rule of the image can
+ * be checked against the names it must agree with (constants.ts, package.json), and @balena/dockerignore
+ * applies .dockerignore with Docker's own matching to the files of this repository.
+ * The runtime stage itself is run in image-runtime.test.ts.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import dockerignore from '@balena/dockerignore';
+import { DockerfileParser, type Instruction, type Label, type Env, type Copy } from 'dockerfile-ast';
+import { validate, ValidationSeverity } from 'dockerfile-utils';
+import { describe, expect, it } from 'vitest';
+import { CONTAINER_PORTS, RUN_AS_GROUP, RUN_AS_USER } from '../../gateway/src/config/constants';
+import { REPO_ROOT } from './helpers/repo';
+
+const DOCKERFILE = readFileSync(join(REPO_ROOT, 'gateway/Dockerfile'), 'utf8');
+const dockerfile = DockerfileParser.parse(DOCKERFILE);
+const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+
+/** The instructions of each stage, by stage name. */
+function stages(): Map<string, Instruction[]> {
+  const byStage = new Map<string, Instruction[]>();
+  let current: Instruction[] | undefined;
+  for (const instruction of dockerfile.getInstructions()) {
+    if (instruction.getKeyword() === 'FROM') {
+      current = [];
+      byStage.set(dockerfile.getFROMs().find((f) => f.getRange().start.line === instruction.getRange().start.line)!.getBuildStage() ?? '', current);
+    }
+    current?.push(instruction);
+  }
+  return byStage;
+}
+
+const words = (instruction: Instruction) => instruction.getArguments().map((a) => a.getValue());
+const line = (instruction: Instruction) => `${instruction.getKeyword()} ${words(instruction).join(' ')}`;
+const ofKind = (instructions: Instruction[], keyword: string) => instructions.filter((i) => i.getKeyword() === keyword);
+const build = stages().get('build') ?? [];
+const runtime = stages().get('runtime') ?? [];
+
+describe('gateway/Dockerfile', () => {
+  it('passes the dockerfile-utils linter with every rule set to error', () => {
+    const all = ValidationSeverity.ERROR;
+    const diagnostics = validate(DOCKERFILE, {
+      deprecatedMaintainer: all,
+      directiveCasing: all,
+      emptyContinuationLine: all,
+      instructionCasing: all,
+      instructionCmdMultiple: all,
+      instructionEntrypointMultiple: all,
+      instructionHealthcheckMultiple: all,
+      instructionJSONInSingleQuotes: all,
+      instructionWorkdirRelative: all,
+    });
+    expect(diagnostics.map((d) => `line ${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
+  });
+
+  it('has a build stage and a runtime stage, the runtime stage last (the default target)', () => {
+    expect([...stages().keys()]).toEqual(['build', 'runtime']);
+  });
+
+  it('builds both stages on Node.js 20 slim pinned by exact version or digest', () => {
+    const images = dockerfile.getFROMs().map((from) => {
+      const image = from.getImage() ?? '';
+      const variable = /^\$\{?(\w+)\}?$/.exec(image)?.[1];
+      if (!variable) return image;
+      const arg = dockerfile.getInitialARGs().find((a) => a.getProperty()?.getName() === variable);
+      return arg?.getProperty()?.getValue() ?? `unset ARG ${variable}`;
+    });
+    expect(images).toHaveLength(2);
+    for (const image of images) {
+      expect(image).toMatch(/^node:20\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$|^node@sha256:[0-9a-f]{64}$/);
+    }
+    expect(new Set(images).size).toBe(1);
+  });
+
+  it('installs every dependency and compiles in the build stage', () => {
+    const runs = ofKind(build, 'RUN').map(line);
+    expect(runs).toContainEqual(expect.stringMatching(/^RUN npm ci( |$)/));
+    expect(runs.join('\n')).not.toContain('--omit=dev');
+    expect(runs).toContainEqual(expect.stringMatching(/^RUN npm run build( |$)/));
+    expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json');
+  });
+
+  it('puts only production dependencies and the compiled code in the runtime stage', () => {
+    const runs = ofKind(runtime, 'RUN').map(line);
+    expect(runs).toContainEqual(expect.stringMatching(/^RUN npm ci --omit=dev( |$)/));
+    const copies = ofKind(runtime, 'COPY') as Copy[];
+    const fromBuild = copies.filter((c) => c.getFromFlag()?.getValue() === 'build').map(words);
+    expect(fromBuild).toEqual([['/src/dist', './dist']]);
+    const fromContext = copies.filter((c) => !c.getFromFlag()).flatMap((c) => words(c).slice(0, -1));
+    expect(fromContext.sort()).toEqual(['package-lock.json', 'package.json']);
+  });
+
+  it('runs as the numeric uid/gid that constants.ts gives the chart', () => {
+    const users = ofKind(runtime, 'USER').map(words);
+    expect(users).toEqual([[`${RUN_AS_USER}:${RUN_AS_GROUP}`]]);
+    const created = ofKind(runtime, 'RUN').map(line).join('\n');
+    expect(created).toContain(`groupadd --system --gid ${RUN_AS_GROUP}`);
+    expect(created).toContain(`useradd --system --uid ${RUN_AS_USER} --gid ${RUN_AS_GROUP}`);
+    // Nothing runs as the gateway user at build time, so nothing it owns lands in the image.
+    const userAt = runtime.findIndex((i) => i.getKeyword() === 'USER');
+    expect(runtime.slice(userAt).map((i) => i.getKeyword())).not.toContain('RUN');
+  });
+
+  it('writes nowhere but /tmp: no VOLUME, HOME is /tmp', () => {
+    expect(ofKind(runtime, 'VOLUME')).toEqual([]);
+    const env = Object.fromEntries((ofKind(runtime, 'ENV') as Env[]).flatMap((e) => e.getProperties()).map((p) => [p.getName(), p.getValue()]));
+    expect(env).toMatchObject({ HOME: '/tmp', NODE_ENV: 'production' });
+  });
+
+  it('exposes exactly the container ports of constants.ts', () => {
+    const exposed = ofKind(runtime, 'EXPOSE').flatMap(words).map(Number);
+    expect(exposed.sort()).toEqual(Object.values(CONTAINER_PORTS).sort());
+  });
+
+  it('starts node itself as PID 1 (exec form, not npm or a shell), on the file package.json starts', () => {
+    const entrypoints = ofKind(runtime, 'ENTRYPOINT');
+    expect(entrypoints).toHaveLength(1);
+    const raw = entrypoints[0].getRawArgumentsContent() ?? '';
+    expect(() => JSON.parse(raw)).not.toThrow();
+    expect(JSON.parse(raw)).toEqual(pkg.scripts.start.split(' '));
+    expect(ofKind(runtime, 'CMD')).toEqual([]);
+  });
+
+  it('labels the image with OCI version, revision and source from build args', () => {
+    const args = ofKind(runtime, 'ARG').map((a) => words(a)[0].split('=')[0]);
+    expect(args).toEqual(expect.arrayContaining(['VERSION', 'REVISION', 'SOURCE']));
+    const labels = Object.fromEntries((ofKind(runtime, 'LABEL') as Label[]).flatMap((l) => l.getProperties()).map((p) => [p.getName(), p.getValue()]));
+    expect(labels).toMatchObject({
+      'org.opencontainers.image.version': '${VERSION}',
+      'org.opencontainers.image.revision': '${REVISION}',
+      'org.opencontainers.image.source': '${SOURCE}',
+    });
+  });
+});
+
+describe('.dockerignore', () => {
+  const ignore = dockerignore({ ignorecase: false }).add(readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8'));
+  const tracked = execFileSync('git', ['ls-files'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
+  // Not tracked, but present in a developer's checkout.
+  const local = ['node_modules/yaml/package.json', 'dist/gateway/src/main.js', '.tools/bin/helm', '.git/config', '.env'];
+  const context = ignore.filter([...tracked, ...local]);
+
+  it('sends every file the Dockerfile copies', () => {
+    const copied = dockerfile
+      .getCOPYs()
+      .filter((c) => !c.getFromFlag())
+      .flatMap((c) => words(c).slice(0, -1));
+    for (const source of copied) {
+      const present = context.some((file) => file === source || file.startsWith(`${source}/`));
+      expect(present, `${source} is copied by the Dockerfile but excluded by .dockerignore`).toBe(true);
+    }
+    const sources = tracked.filter((f) => f.startsWith('gateway/src/') && f.endsWith('.ts') && !f.endsWith('.test.ts'));
+    expect(sources.length).toBeGreaterThan(0);
+    expect(context).toEqual(expect.arrayContaining(sources));
+  });
+
+  it('keeps tests, charts, node_modules, build output, tools, git and env files out', () => {
+    const leaked = context.filter((file) => /^(gateway\/test|synth|charts|scripts|bench|node_modules|dist|\.tools|\.git|\.github|eksctl|values)\/|^\.env$/.test(file));
+    expect(leaked).toEqual([]);
+    expect(existsSync(join(REPO_ROOT, 'gateway/test'))).toBe(true);
+  });
+});
