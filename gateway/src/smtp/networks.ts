@@ -1,0 +1,82 @@
+/**
+ * A set of IP networks (the `allowedNetworks` that may relay without AUTH, the
+ * `trustedNetworks` that may send a PROXY header). Backed by Node's own
+ * net.BlockList so matching is exact and fast; this wrapper adds what the
+ * gateway needs on top: bare addresses as /32 or /128, IPv4-mapped IPv6 peers
+ * (`::ffff:10.1.2.3`, which a dual-stack listener reports) matched as the IPv4
+ * address they are, and errors that name the offending entry.
+ */
+import { BlockList, isIP } from 'node:net';
+
+const MAPPED_IPV4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/** Error for a list entry that is not an IP address or CIDR block. */
+export class InvalidNetworkError extends Error {
+  readonly code = 'INVALID_NETWORK';
+  constructor(
+    readonly entry: string,
+    readonly index: number,
+  ) {
+    super(`Invalid network ${JSON.stringify(entry)} at index ${index}: expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8`);
+    this.name = 'InvalidNetworkError';
+  }
+}
+
+/** Plain IPv4 for an IPv4-mapped IPv6 address, the address itself otherwise (zone index dropped). */
+export function unmapAddress(ip: string): string {
+  let address = ip.trim();
+  const zone = address.indexOf('%');
+  if (zone >= 0) address = address.slice(0, zone);
+  const mapped = MAPPED_IPV4.exec(address);
+  return mapped && isIP(mapped[1]) === 4 ? mapped[1] : address;
+}
+
+export class NetworkList {
+  /** True when the list holds no network, so it matches nothing. */
+  readonly empty: boolean;
+  /** The entries as given, for logs and error messages. */
+  readonly cidrs: readonly string[];
+  private readonly blocks = new BlockList();
+
+  /** @throws InvalidNetworkError naming the first entry that is not an address or CIDR block. */
+  constructor(cidrs: readonly string[]) {
+    cidrs.forEach((entry, index) => this.add(entry, index));
+    this.cidrs = [...cidrs];
+    this.empty = cidrs.length === 0;
+  }
+
+  /** Whether `ip` lies in one of the networks; false for anything that is not an IP address. */
+  contains(ip: string): boolean {
+    if (this.empty || typeof ip !== 'string') return false;
+    const address = unmapAddress(ip);
+    const family = isIP(address);
+    if (family === 0) return false;
+    return this.blocks.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  }
+
+  toString(): string {
+    return this.cidrs.join(', ');
+  }
+
+  private add(entry: string, index: number): void {
+    if (typeof entry !== 'string') throw new InvalidNetworkError(String(entry), index);
+    const [rawAddress, bits, ...rest] = entry.trim().split('/');
+    if (rest.length > 0) throw new InvalidNetworkError(entry, index);
+    let address = rawAddress;
+    let family = isIP(address);
+    let prefix = family === 4 ? 32 : 128;
+    if (bits !== undefined) {
+      if (!/^\d{1,3}$/.test(bits)) throw new InvalidNetworkError(entry, index);
+      prefix = Number(bits);
+    }
+    if (family === 0 || prefix > (family === 4 ? 32 : 128)) throw new InvalidNetworkError(entry, index);
+    // ::ffff:10.0.0.0/104 is written by people who mean 10.0.0.0/8
+    const unmapped = unmapAddress(address);
+    if (family === 6 && unmapped !== address && prefix >= 96) {
+      address = unmapped;
+      family = 4;
+      prefix -= 96;
+    }
+    this.blocks.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6');
+  }
+}
