@@ -1,0 +1,173 @@
+/**
+ * The gateway as a separate process, started the way a pod starts it: a YAML
+ * file named by SMTPGW_CONFIG, JSON logs on stdout. Keeping it out of the test's
+ * own process is what lets the benchmark read its CPU and memory from /proc,
+ * and lets the fault suites see whether it crashed and how it exits on SIGTERM.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import type { GatewayConfigInput } from '../../gateway/src/config/schema';
+import { ENV } from '../../gateway/src/config/constants';
+
+export const REPO_ROOT = resolve(__dirname, '../..');
+const DIST_MAIN = join(REPO_ROOT, 'dist/gateway/src/main.js');
+const SOURCE_MAIN = join(REPO_ROOT, 'gateway/src/main.ts');
+
+export interface GatewayProcessOptions {
+  readonly config: GatewayConfigInput;
+  /** 'dist' runs the compiled JavaScript as the image does; 'tsx' the sources. @default 'dist' when built, else 'tsx' */
+  readonly runtime?: 'dist' | 'tsx';
+  /** Extra node flags, e.g. --cpu-prof. */
+  readonly nodeArgs?: readonly string[];
+  /** Wait this long for the listeners. @default 20000 */
+  readonly startTimeoutMs?: number;
+  /** Working directory (where --cpu-prof writes). @default a temporary folder */
+  readonly cwd?: string;
+}
+
+export interface GatewayProcess {
+  readonly pid: number;
+  /** Port of each SMTP listener that logged "listening", by listener name. */
+  readonly ports: Record<string, number>;
+  readonly opsPort: number;
+  readonly logFile: string;
+  /** Parsed JSON log lines so far. */
+  logs(): Array<Record<string, unknown>>;
+  /** Exit code and signal once it has exited, else undefined. */
+  exited(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** Resolves with how the process ended. */
+  waitExit(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  signal(signal: NodeJS.Signals): void;
+  /** GET a path on the ops port; status and body. */
+  ops(path: string): Promise<{ status: number; body: string }>;
+  /** SIGTERM, wait, SIGKILL if it will not go; removes the temp folder. */
+  stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function gatewayRuntime(): 'dist' | 'tsx' {
+  return existsSync(DIST_MAIN) ? 'dist' : 'tsx';
+}
+
+export async function startGatewayProcess(options: GatewayProcessOptions): Promise<GatewayProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-gateway-'));
+  const configFile = join(dir, 'config.yaml');
+  const logFile = join(dir, 'gateway.log');
+  await writeFile(configFile, stringify(options.config));
+  const runtime = options.runtime ?? gatewayRuntime();
+  const args = [...(options.nodeArgs ?? []), ...(runtime === 'tsx' ? ['--import', 'tsx', SOURCE_MAIN] : [DIST_MAIN])];
+  // Logs go to a file, not a pipe: reading thousands of lines a second would tax the benchmark's own process.
+  const out = openSync(logFile, 'a');
+  const child: ChildProcess = spawn(process.execPath, args, {
+    cwd: options.cwd ?? dir,
+    env: { ...process.env, [ENV.configFile]: configFile, NODE_PATH: join(REPO_ROOT, 'node_modules') },
+    stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
+    child.once('exit', (code, signal) => {
+      exit = { code, signal };
+      resolveExit(exit);
+    }),
+  );
+
+  let parsedUpTo = 0;
+  const parsed: Array<Record<string, unknown>> = [];
+  const logs = () => {
+    const text = readFileSync(logFile, 'utf8');
+    const end = text.lastIndexOf('\n') + 1;
+    for (const line of text.slice(parsedUpTo, end).split('\n')) {
+      if (!line) continue;
+      try {
+        parsed.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        parsed.push({ msg: 'unparsed', line });
+      }
+    }
+    parsedUpTo = end;
+    return parsed;
+  };
+
+  const ports: Record<string, number> = {};
+  let opsPort = 0;
+  const wanted = Object.entries(options.config.listeners ?? { relay: {} })
+    .filter(([, listener]) => listener?.enabled ?? true)
+    .map(([name]) => name);
+  const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
+  for (;;) {
+    for (const line of logs()) {
+      if (line.msg !== 'listening') continue;
+      if (line.listener === 'ops') opsPort = Number(line.port);
+      else ports[String(line.listener)] = Number(line.port);
+    }
+    if (opsPort && wanted.every((name) => ports[name])) break;
+    if (exit || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(
+        `gateway did not start (${exit ? `exited ${exit.code ?? exit.signal}` : 'timed out'}); log:\n${readFileSync(logFile, 'utf8').slice(-4000)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  const waitExit = (timeoutMs = 60_000) =>
+    Promise.race([
+      exitPromise,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`gateway ${child.pid} still running after ${timeoutMs} ms`)), timeoutMs).unref()),
+    ]);
+
+  return {
+    pid: child.pid ?? 0,
+    ports,
+    opsPort,
+    logFile,
+    logs,
+    exited: () => exit,
+    waitExit,
+    signal: (signal) => child.kill(signal),
+    async ops(path) {
+      const response = await fetch(`http://127.0.0.1:${opsPort}${path}`);
+      return { status: response.status, body: await response.text() };
+    },
+    async stop(timeoutMs = 30_000) {
+      if (!exit) child.kill('SIGTERM');
+      const result = await waitExit(timeoutMs).catch(async () => {
+        child.kill('SIGKILL');
+        return exitPromise;
+      });
+      await rm(dir, { recursive: true, force: true });
+      return result;
+    },
+  };
+}
+
+/** The settings every bench and fault run shares: production defaults except where loopback needs otherwise. */
+export function benchGatewayConfig(upstream: { host: string; port: number }, overrides: GatewayConfigInput = {}): GatewayConfigInput {
+  return merge(
+    {
+      hostname: 'gateway.bench.test',
+      listenAddress: '127.0.0.1',
+      listeners: { relay: { enabled: true, port: 0 }, submission: { enabled: false }, smtps: { enabled: false } },
+      ops: { listenAddress: '127.0.0.1', port: 0 },
+      upstream: { host: upstream.host, port: upstream.port, security: 'none' },
+      drain: { delaySeconds: 0, graceSeconds: 30 },
+    },
+    overrides,
+  ) as GatewayConfigInput;
+}
+
+function merge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key];
+    out[key] =
+      value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object' && !Array.isArray(current)
+        ? merge(current as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}

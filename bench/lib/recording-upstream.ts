@@ -1,0 +1,149 @@
+/**
+ * A recording upstream for the fault suites: an smtp-server that records the
+ * id of every message it answered 250 to (and only those), and can misbehave
+ * on a fraction of messages: answer 421/451, drop the connection in the middle
+ * of DATA, or stall (read the message and never answer). It runs in the test's
+ * process, or as its own process (upstream-process.ts) when a test must kill it.
+ */
+import { appendFileSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { findId } from './message';
+
+export interface UpstreamBehaviour {
+  /** Fraction of messages answered with a temporary error at the dot. @default 0 */
+  readonly tempFailRate?: number;
+  /** Code used for those: 421 (and close) or 451. @default 451 */
+  readonly tempFailCode?: 421 | 451;
+  /** Fraction of messages whose connection is cut right after DATA's 354, mid-transfer. @default 0 */
+  readonly dropRate?: number;
+  /** Fraction of messages read to the dot and never answered. @default 0 */
+  readonly stallRate?: number;
+  /** Fraction of messages answered 554 (permanent). @default 0 */
+  readonly permFailRate?: number;
+}
+
+export interface RecordingUpstreamOptions extends UpstreamBehaviour {
+  /** @default '127.0.0.1' */
+  readonly host?: string;
+  /** @default 0 (ephemeral) */
+  readonly port?: number;
+  /** Also append each delivered id to this file (survives the process being killed). */
+  readonly recordFile?: string;
+  /** @default Math.random */
+  readonly random?: () => number;
+}
+
+export interface RecordingUpstream {
+  readonly host: string;
+  readonly port: number;
+  /** Times each id was answered 250. */
+  readonly deliveries: Map<string, number>;
+  /** Transactions that reached DATA, by what was done with them. */
+  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number };
+  /** Changes how the next messages are treated. */
+  setBehaviour(behaviour: UpstreamBehaviour): void;
+  close(): Promise<void>;
+}
+
+export async function startRecordingUpstream(options: RecordingUpstreamOptions = {}): Promise<RecordingUpstream> {
+  let behaviour: UpstreamBehaviour = { ...options };
+  const random = options.random ?? Math.random;
+  const deliveries = new Map<string, number>();
+  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0 };
+  let sequence = 0;
+
+  const server: SMTPServer = new SMTPServer({
+    logger: false,
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    size: 64 * 1024 * 1024,
+    // Stalled transactions must not hold the server's close() for its default 30 s.
+    closeTimeout: 500,
+    onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: (error?: Error | null, message?: string) => void) {
+      const roll = random();
+      const { tempFailRate = 0, dropRate = 0, stallRate = 0, permFailRate = 0 } = behaviour;
+      if (roll < dropRate) {
+        counts.dropped += 1;
+        stream.resume();
+        dropConnection(server, session.id);
+        return;
+      }
+      let head = '';
+      stream.on('data', (chunk: Buffer) => {
+        if (head.length < 8192) head += chunk.toString('latin1');
+      });
+      stream.on('end', () => {
+        if (roll < dropRate + stallRate) {
+          counts.stalled += 1;
+          return; // never answer
+        }
+        if (roll < dropRate + stallRate + tempFailRate) {
+          counts.tempFailed += 1;
+          const code = behaviour.tempFailCode ?? 451;
+          return callback(Object.assign(new Error(`${code === 421 ? '4.3.2 Service shutting down' : '4.3.0 Try again later'}`), { responseCode: code }));
+        }
+        if (roll < dropRate + stallRate + tempFailRate + permFailRate) {
+          counts.permFailed += 1;
+          return callback(Object.assign(new Error('5.7.1 Message rejected'), { responseCode: 554 }));
+        }
+        const id = findId(head) ?? `no-id-${++sequence}`;
+        // Recorded before the 250 is written: a kill between the two can only
+        // ever show up as an unacknowledged delivery, never hide a lost one.
+        deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
+        if (options.recordFile) appendFileSync(options.recordFile, `${id}\n`);
+        counts.accepted += 1;
+        callback(null, `2.0.0 Ok: queued as ${id}`);
+      });
+    },
+  });
+  server.on('error', () => undefined); // a peer resetting is part of the game here
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.server.address() as AddressInfo;
+  return {
+    host: address.address,
+    port: address.port,
+    deliveries,
+    counts,
+    setBehaviour(next) {
+      behaviour = { ...next };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const connection of connectionsOf(server)) connection._socket?.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Counts of ids in a record file written by `recordFile`. */
+export function readRecordFile(file: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return counts;
+  }
+  for (const id of text.split('\n')) if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+interface InternalConnection {
+  id: string;
+  _socket?: { destroy(): void };
+}
+
+// smtp-server gives onData no handle on the socket; its connection set is the only way to cut one.
+function connectionsOf(server: SMTPServer): Set<InternalConnection> {
+  return ((server as unknown as { connections?: Set<InternalConnection> }).connections ?? new Set()) as Set<InternalConnection>;
+}
+
+function dropConnection(server: SMTPServer, sessionId: string): void {
+  for (const connection of connectionsOf(server)) {
+    if (connection.id === sessionId) setImmediate(() => connection._socket?.destroy());
+  }
+}
