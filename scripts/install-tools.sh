@@ -15,6 +15,12 @@ HELM_UNITTEST_VERSION=v1.0.1
 ACTIONLINT_VERSION=v1.7.12
 EKSCTL_VERSION=v0.215.0
 EKSCTL_SCHEMA="$TOOLS/schemas/eksctl-clusterconfig.schema.json"
+KUBECONFORM_VERSION=v0.6.7
+# Kubernetes schemas come from the k8s.io/kubernetes module's OpenAPI spec at the
+# cluster's minor version; the ServiceMonitor CRD from the prometheus-operator module.
+K8S_SCHEMA_VERSION=v1.28.15
+PROMETHEUS_OPERATOR_VERSION=v0.75.2
+K8S_SCHEMAS="$TOOLS/schemas/kubernetes-${K8S_SCHEMA_VERSION}-strict"
 
 usage() {
   cat <<USAGE
@@ -26,6 +32,10 @@ Installs into $TOOLS:
   actionlint     $ACTIONLINT_VERSION  (go install github.com/rhysd/actionlint/cmd/actionlint)
   eksctl schema  $EKSCTL_VERSION  (pkg/apis/eksctl.io/v1alpha5/assets/schema.json from the eksctl
                  Go module, to ${EKSCTL_SCHEMA#"$ROOT/"})
+  kubeconform    $KUBECONFORM_VERSION   (go install github.com/yannh/kubeconform/cmd/kubeconform)
+  k8s schemas    $K8S_SCHEMA_VERSION  strict per-kind JSON schemas from k8s.io/kubernetes api/openapi-spec
+                 plus the ServiceMonitor CRD of prometheus-operator $PROMETHEUS_OPERATOR_VERSION,
+                 to ${K8S_SCHEMAS#"$ROOT/"}
 Needs: go (with the Go module proxy reachable), git.
 Put the tools on PATH with:  export PATH="$BIN:\$PATH" HELM_PLUGINS="$TOOLS/helm-plugins"
 (the Makefile does this for every target).
@@ -70,6 +80,9 @@ install_helm_unittest() {
   # The checksum database has no entry for helm-unittest v1.0.1 (its lookup
   # answers 404), so that one module is verified by its pinned version only.
   GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/helm-unittest/helm-unittest" \
+    # The checksum database reached through our proxy answers 404 for this module version, which
+  # makes `go install` refuse it; the proxy still serves the module itself, so skip only that lookup.
+  GONOSUMDB=github.com/helm-unittest/helm-unittest \
     go_install helm-unittest github.com/helm-unittest/helm-unittest/cmd/helm-unittest "$HELM_UNITTEST_VERSION"
   local dir="$TOOLS/helm-plugins/unittest"
   mkdir -p "$dir"
@@ -108,6 +121,42 @@ install_eksctl_schema() {
   stamp eksctl-schema "$EKSCTL_VERSION"
 }
 
+install_kubeconform() {
+  go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+}
+
+# go_module_dir MODULE@VERSION: downloads a module through the proxy (cached) and prints its folder.
+go_module_dir() {
+  local json
+  # Outside any Go module, so the download does not touch a go.mod.
+  json=$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "$1") ||
+    die "could not download $1; is the Go module proxy reachable?"
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json"
+}
+
+# Strict per-kind schemas for kubeconform, converted by scripts/k8s-json-schemas.mjs (needs node_modules).
+install_k8s_schemas() {
+  local want="$K8S_SCHEMA_VERSION+$PROMETHEUS_OPERATOR_VERSION"
+  if installed k8s-schemas "$want" && [ -f "$K8S_SCHEMAS/deployment-apps-v1.json" ]; then
+    echo "tools: kubernetes schemas $want present"
+    return
+  fi
+  require node "install Node.js 20; it converts the OpenAPI spec to JSON schemas"
+  [ -d "$ROOT/node_modules/yaml" ] || die "node_modules/yaml is missing; run 'make deps' first"
+  echo "tools: fetching kubernetes $K8S_SCHEMA_VERSION and prometheus-operator $PROMETHEUS_OPERATOR_VERSION schemas"
+  local k8s po
+  k8s=$(go_module_dir "k8s.io/kubernetes@$K8S_SCHEMA_VERSION")
+  po=$(go_module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+  local swagger="$k8s/api/openapi-spec/swagger.json"
+  local crd="$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+  [ -f "$swagger" ] || die "k8s.io/kubernetes@$K8S_SCHEMA_VERSION has no $swagger"
+  [ -f "$crd" ] || die "prometheus-operator@$PROMETHEUS_OPERATOR_VERSION has no $crd"
+  rm -rf "$K8S_SCHEMAS"
+  node "$ROOT/scripts/k8s-json-schemas.mjs" "$K8S_SCHEMAS" "$swagger" "$crd" ||
+    die "could not convert the kubernetes schemas"
+  stamp k8s-schemas "$want"
+}
+
 main() {
   require go "install Go (https://go.dev/doc/install); the tools are built from source"
   require git "install git; go install needs it for module metadata"
@@ -116,6 +165,8 @@ main() {
   install_helm_unittest
   install_actionlint
   install_eksctl_schema
+  install_kubeconform
+  install_k8s_schemas
   echo "tools: ready in $BIN"
 }
 
