@@ -1,0 +1,268 @@
+/**
+ * Structured logs: one JSON object per line on stdout (or any stream), so the
+ * cluster's log shipper can index them without parsing free text.
+ *
+ * Two promises hold whatever callers pass in:
+ * - a log call never throws (circular objects, bigints, throwing getters and a
+ *   broken stream are all survived), because a failing log line must not turn
+ *   into a failed SMTP transaction;
+ * - secrets and message content are never written: fields whose names say they
+ *   hold a password, secret, token, credentials or a body are dropped at any
+ *   depth, and Buffers are written as their length only.
+ */
+import { format } from 'node:util';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line (a call's own fields win on a clash). */
+  child(fields: LogFields): Logger;
+  /** Whether a line at `level` would be written; lets callers skip building costly fields. */
+  isLevelEnabled(level: LogLevel): boolean;
+  readonly level: LogLevel;
+}
+
+export interface LoggerOptions {
+  /** Lowest level written. */
+  level: LogLevel;
+  /** @default process.stdout */
+  stream?: NodeJS.WritableStream;
+  /** Fields on every line, e.g. `{ service: 'smtp-gateway' }`. */
+  base?: LogFields;
+  /** Clock for the `time` field (tests). @default () => new Date() */
+  now?: () => Date;
+}
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+/**
+ * Field names never written, matched after lower-casing and dropping everything
+ * but letters and digits (so `x-authorization`, `upstream_password` and
+ * `clientSecret` are caught too). The suffix rule catches compound names.
+ */
+const REDACTED_NAMES = new Set(['pass', 'pwd', 'cookie']);
+const REDACTED_SUFFIX = /(password|passwd|secret|token|body|authorization|credentials?)$/;
+
+/** True when a field with this name must never reach a log line. */
+export function isRedactedField(name: string): boolean {
+  const key = name.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return REDACTED_NAMES.has(key) || REDACTED_SUFFIX.test(key);
+}
+
+/** Keys the line itself owns; a field with one of these names is written as `field.<name>`. */
+const RESERVED = new Set(['time', 'level', 'msg']);
+
+/** Objects nested deeper than this are cut, so a stray socket or stream cannot produce megabyte lines. */
+const MAX_DEPTH = 6;
+const MAX_KEYS = 50;
+const MAX_ARRAY = 50;
+const MAX_STRING = 8192;
+
+/**
+ * Turns any value into something JSON.stringify cannot choke on, dropping
+ * redacted keys on the way.
+ */
+function toJsonSafe(value: unknown, depth: number, seen: WeakSet<object>): unknown {
+  switch (typeof value) {
+    case 'string':
+      return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}…[${value.length - MAX_STRING} more chars]` : value;
+    case 'number':
+      return Number.isFinite(value) ? value : String(value);
+    case 'boolean':
+      return value;
+    case 'bigint':
+      return value.toString();
+    case 'symbol':
+      return value.toString();
+    case 'function':
+      return `[Function ${value.name || 'anonymous'}]`;
+    case 'undefined':
+      return undefined;
+  }
+  if (value === null) return null;
+  const object = value as object;
+  if (Buffer.isBuffer(object) || object instanceof Uint8Array) return `[${object.constructor.name} ${object.byteLength} bytes]`;
+  if (object instanceof Date) return Number.isNaN(object.getTime()) ? 'Invalid Date' : object.toISOString();
+  if (seen.has(object)) return '[Circular]';
+  if (depth >= MAX_DEPTH) return '[Truncated]';
+  seen.add(object);
+  try {
+    if (object instanceof Error) return errorToJson(object, depth, seen);
+    if (Array.isArray(object)) {
+      const items = object.slice(0, MAX_ARRAY).map((item) => toJsonSafe(item, depth + 1, seen) ?? null);
+      if (object.length > MAX_ARRAY) items.push(`[${object.length - MAX_ARRAY} more items]`);
+      return items;
+    }
+    if (object instanceof Map) return toJsonSafe(Object.fromEntries([...object.entries()].map(([k, v]) => [String(k), v])), depth, seen);
+    if (object instanceof Set) return toJsonSafe([...object], depth, seen);
+    return objectToJson(object as Record<string, unknown>, depth, seen);
+  } finally {
+    // Only ancestors count as circular; the same object twice side by side is fine.
+    seen.delete(object);
+  }
+}
+
+function objectToJson(object: Record<string, unknown>, depth: number, seen: WeakSet<object>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let keys: string[];
+  try {
+    keys = Object.keys(object);
+  } catch {
+    return { error: '[unreadable object]' };
+  }
+  for (const key of keys.slice(0, MAX_KEYS)) {
+    if (isRedactedField(key)) continue;
+    let item: unknown;
+    try {
+      item = object[key];
+    } catch (err) {
+      item = `[getter threw: ${(err as Error)?.message ?? String(err)}]`;
+    }
+    const safe = toJsonSafe(item, depth + 1, seen);
+    if (safe !== undefined) out[key] = safe;
+  }
+  if (keys.length > MAX_KEYS) out['…'] = `${keys.length - MAX_KEYS} more keys`;
+  return out;
+}
+
+/** Errors carry their useful parts in non-enumerable properties; name them explicitly. */
+function errorToJson(err: Error, depth: number, seen: WeakSet<object>): Record<string, unknown> {
+  const out: Record<string, unknown> = { name: err.name, message: err.message };
+  Object.assign(out, objectToJson(err as unknown as Record<string, unknown>, depth, seen));
+  if (err.stack) out.stack = err.stack;
+  if (err.cause !== undefined) out.cause = toJsonSafe(err.cause, depth + 1, seen);
+  return out;
+}
+
+class JsonLogger implements Logger {
+  constructor(
+    readonly level: LogLevel,
+    private readonly stream: NodeJS.WritableStream,
+    private readonly base: LogFields,
+    private readonly now: () => Date,
+  ) {}
+
+  debug(msg: string, fields?: LogFields): void {
+    this.write('debug', msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.write('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.write('warn', msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.write('error', msg, fields);
+  }
+
+  child(fields: LogFields): Logger {
+    return new JsonLogger(this.level, this.stream, { ...this.base, ...fields }, this.now);
+  }
+
+  isLevelEnabled(level: LogLevel): boolean {
+    return LEVEL_RANK[level] >= LEVEL_RANK[this.level];
+  }
+
+  private write(level: LogLevel, msg: unknown, fields: LogFields | undefined): void {
+    if (!this.isLevelEnabled(level)) return;
+    try {
+      this.stream.write(`${this.render(level, msg, fields)}\n`);
+    } catch {
+      // A closed or broken log stream must not take a mail transaction down with it.
+    }
+  }
+
+  private render(level: LogLevel, msg: unknown, fields: LogFields | undefined): string {
+    const line: Record<string, unknown> = {
+      time: safeTime(this.now),
+      level,
+      msg: typeof msg === 'string' ? msg : safeFormat(msg),
+    };
+    const extra = toJsonSafe({ ...this.base, ...(fields ?? {}) }, 0, new WeakSet()) as Record<string, unknown>;
+    for (const [key, value] of Object.entries(extra)) line[RESERVED.has(key) ? `field.${key}` : key] = value;
+    try {
+      return JSON.stringify(line);
+    } catch (err) {
+      // toJsonSafe should make this unreachable; keep the message rather than lose the line.
+      return JSON.stringify({ time: line.time, level, msg: line.msg, logError: String(err) });
+    }
+  }
+}
+
+function safeTime(now: () => Date): string {
+  try {
+    return now().toISOString();
+  } catch {
+    return new Date().toISOString();
+  }
+}
+
+function safeFormat(value: unknown): string {
+  try {
+    return format('%s', value);
+  } catch {
+    return '[unprintable]';
+  }
+}
+
+export function createLogger(opts: LoggerOptions): Logger {
+  if (!(opts.level in LEVEL_RANK)) {
+    throw new Error(`createLogger: level ${JSON.stringify(opts.level)} is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return new JsonLogger(opts.level, opts.stream ?? process.stdout, opts.base ?? {}, opts.now ?? (() => new Date()));
+}
+
+/** The bunyan-shaped logger smtp-server's and nodemailer's `logger` option expects. */
+export interface BunyanLikeLogger {
+  trace(...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+  fatal(...args: unknown[]): void;
+}
+
+/**
+ * Routes smtp-server's and nodemailer's own logging through our JSON logger.
+ *
+ * Their `info` is protocol chatter ("Connection from …", every transaction
+ * step), so trace/debug/info all become our `debug`; their `error` is about one
+ * connection a client broke (a reset socket, a bad domain), which is a `warn`
+ * for an operator, not an error of the gateway; `fatal` stays an `error`. Lines of message content (nodemailer's `tnx:
+ * 'message'` debug output with `debug: true`) are dropped, whatever the level.
+ * smtp-server already masks AUTH arguments in the commands it logs, and
+ * nodemailer masks the credentials it sends.
+ */
+export function smtpServerLogger(logger: Logger): BunyanLikeLogger {
+  const emit = (level: LogLevel, isBodyCapable: boolean) => (...args: unknown[]): void => {
+    if (!logger.isLevelEnabled(level)) return;
+    try {
+      let fields: LogFields | undefined;
+      if (args.length > 0 && typeof args[0] !== 'string') {
+        const first = args.shift();
+        fields = first instanceof Error ? { err: first } : (first as LogFields | null) ?? undefined;
+      }
+      if (isBodyCapable && fields?.tnx === 'message') return;
+      const msg = args.length === 0 ? '' : format(...(args as [unknown, ...unknown[]]));
+      logger[level](msg, fields);
+    } catch {
+      // Same promise as our own logger: logging never breaks a connection.
+    }
+  };
+  return {
+    trace: emit('debug', true),
+    debug: emit('debug', true),
+    info: emit('debug', false),
+    warn: emit('warn', false),
+    error: emit('warn', false),
+    fatal: emit('error', false),
+  };
+}

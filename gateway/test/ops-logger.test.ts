@@ -1,0 +1,295 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import nodemailer from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger, isRedactedField, smtpServerLogger } from '../src/ops/logger';
+import { LineSink } from './ops-support';
+
+const FIXED_TIME = new Date('2026-01-02T03:04:05.678Z');
+
+function logger(level: 'debug' | 'info' | 'warn' | 'error' = 'debug', base?: Record<string, unknown>) {
+  const sink = new LineSink();
+  return { sink, log: createLogger({ level, stream: sink, base, now: () => FIXED_TIME }) };
+}
+
+describe('createLogger', () => {
+  it('writes one JSON object per line with time, level, msg and the fields', () => {
+    const { sink, log } = logger('debug', { service: 'smtp-gateway' });
+    log.info('message relayed', { id: 'abc', bytes: 1234, outcome: 'relayed' });
+    log.warn('second line');
+    expect(sink.raw.endsWith('\n')).toBe(true);
+    expect(sink.raw.split('\n')).toHaveLength(3);
+    expect(sink.lines).toEqual([
+      { time: '2026-01-02T03:04:05.678Z', level: 'info', msg: 'message relayed', service: 'smtp-gateway', id: 'abc', bytes: 1234, outcome: 'relayed' },
+      { time: '2026-01-02T03:04:05.678Z', level: 'warn', msg: 'second line', service: 'smtp-gateway' },
+    ]);
+    // time, level and msg come first so a human reading raw lines sees them at once.
+    expect(sink.raw.startsWith('{"time":"2026-01-02T03:04:05.678Z","level":"info","msg":"message relayed"')).toBe(true);
+  });
+
+  it('uses the real clock by default', () => {
+    const sink = new LineSink();
+    const before = Date.now();
+    createLogger({ level: 'info', stream: sink }).info('now');
+    const time = Date.parse(sink.lines[0].time as string);
+    expect(time).toBeGreaterThanOrEqual(before);
+    expect(time).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('drops lines below its level', () => {
+    const { sink, log } = logger('warn');
+    log.debug('d');
+    log.info('i');
+    log.warn('w');
+    log.error('e');
+    expect(sink.lines.map((line) => line.level)).toEqual(['warn', 'error']);
+    expect(log.isLevelEnabled('info')).toBe(false);
+    expect(log.isLevelEnabled('error')).toBe(true);
+  });
+
+  it('refuses an unknown level with a message naming it', () => {
+    expect(() => createLogger({ level: 'verbose' as never })).toThrow(/level "verbose" is not one of debug, info, warn, error/);
+  });
+
+  it('child() adds fields to every line, and a call’s own fields win', () => {
+    const { sink, log } = logger('info', { service: 'gw' });
+    const session = log.child({ session: 's1', client: '127.0.0.1' });
+    const txn = session.child({ txn: 't1' });
+    txn.info('a', { client: '10.0.0.1' });
+    session.info('b');
+    log.info('c');
+    expect(sink.lines).toEqual([
+      expect.objectContaining({ msg: 'a', service: 'gw', session: 's1', txn: 't1', client: '10.0.0.1' }),
+      expect.objectContaining({ msg: 'b', service: 'gw', session: 's1', client: '127.0.0.1' }),
+      { time: FIXED_TIME.toISOString(), level: 'info', msg: 'c', service: 'gw' },
+    ]);
+    expect(sink.lines[1]).not.toHaveProperty('txn');
+  });
+
+  it('never lets a field overwrite time, level or msg', () => {
+    const { sink, log } = logger();
+    log.info('real', { msg: 'forged', level: 'error', time: 'yesterday' });
+    expect(sink.lines[0]).toMatchObject({
+      level: 'info',
+      msg: 'real',
+      time: FIXED_TIME.toISOString(),
+      'field.msg': 'forged',
+      'field.level': 'error',
+      'field.time': 'yesterday',
+    });
+  });
+
+  describe('redaction', () => {
+    const SECRET = 'hunter2-SECRET-VALUE';
+
+    it('never writes password, pass, secret, authorization or body fields, at any depth', () => {
+      const { sink, log } = logger('debug', { password: SECRET });
+      log.info('login', {
+        user: 'app1',
+        pass: SECRET,
+        password: SECRET,
+        secret: SECRET,
+        authorization: `Basic ${SECRET}`,
+        body: `Subject: hi\r\n\r\n${SECRET}`,
+        auth: { user: 'app1', pass: SECRET, nested: [{ Password: SECRET, ok: 1 }] },
+        headers: { Authorization: SECRET, 'X-Authorization': SECRET, cookie: SECRET },
+        upstream_password: SECRET,
+        clientSecret: SECRET,
+        accessToken: SECRET,
+        messageBody: SECRET,
+        credentials: { key: SECRET },
+      });
+      log.child({ secret: SECRET }).error('child', { token: SECRET });
+      expect(sink.raw).not.toContain(SECRET);
+      const [first, second] = sink.lines;
+      expect(first).toEqual({
+        time: FIXED_TIME.toISOString(),
+        level: 'info',
+        msg: 'login',
+        user: 'app1',
+        auth: { user: 'app1', nested: [{ ok: 1 }] },
+        headers: {},
+      });
+      expect(second).toEqual({ time: FIXED_TIME.toISOString(), level: 'error', msg: 'child' });
+    });
+
+    it('keeps fields that only look alike', () => {
+      for (const name of ['passwordFile', 'user', 'bodyBytes', 'passed', 'secretName', 'authMethod']) {
+        expect(isRedactedField(name), name).toBe(false);
+      }
+      for (const name of ['password', 'PASS', 'Secret', 'authorization', 'body', 'smtp-password', 'apiToken']) {
+        expect(isRedactedField(name), name).toBe(true);
+      }
+    });
+
+    it('writes Buffers as their length, never their content', () => {
+      const { sink, log } = logger();
+      log.info('chunk', { chunk: Buffer.from(`DATA ${SECRET}`), bytes: new Uint8Array(3) });
+      expect(sink.raw).not.toContain(SECRET);
+      expect(sink.lines[0]).toMatchObject({ chunk: '[Buffer 25 bytes]', bytes: '[Uint8Array 3 bytes]' });
+    });
+  });
+
+  describe('never throws', () => {
+    it('on circular objects, bigints and other values JSON cannot hold', () => {
+      const { sink, log } = logger();
+      const loop: Record<string, unknown> = { name: 'loop' };
+      loop.self = loop;
+      loop.list = [loop, { back: loop }];
+      const shared = { n: 1 };
+      log.info('odd values', {
+        loop,
+        big: 2n ** 70n,
+        nan: Number.NaN,
+        inf: Number.POSITIVE_INFINITY,
+        sym: Symbol('s'),
+        fn: function handler() {},
+        undef: undefined,
+        date: new Date(0),
+        map: new Map<unknown, unknown>([['k', 1n]]),
+        set: new Set([1, 2]),
+        twice: [shared, shared],
+      });
+      expect(sink.lines[0]).toMatchObject({
+        loop: { name: 'loop', self: '[Circular]', list: ['[Circular]', { back: '[Circular]' }] },
+        big: '1180591620717411303424',
+        nan: 'NaN',
+        inf: 'Infinity',
+        sym: 'Symbol(s)',
+        fn: '[Function handler]',
+        date: '1970-01-01T00:00:00.000Z',
+        map: { k: '1' },
+        set: [1, 2],
+        // The same object twice is not a cycle.
+        twice: [{ n: 1 }, { n: 1 }],
+      });
+      expect(sink.lines[0]).not.toHaveProperty('undef');
+    });
+
+    it('on getters that throw and on very deep objects', () => {
+      const { sink, log } = logger();
+      const hostile = Object.defineProperty({}, 'boom', {
+        enumerable: true,
+        get() {
+          throw new Error('getter exploded');
+        },
+      });
+      let deep: Record<string, unknown> = { leaf: true };
+      for (let i = 0; i < 100; i++) deep = { deep };
+      log.info('hostile', { hostile, deep });
+      expect(sink.lines[0].hostile).toEqual({ boom: '[getter threw: getter exploded]' });
+      expect(JSON.stringify(sink.lines[0].deep)).toContain('[Truncated]');
+    });
+
+    it('writes Errors with name, message, code, stack and cause', () => {
+      const { sink, log } = logger();
+      const cause = new Error('socket hang up');
+      const err = Object.assign(new Error('upstream failed', { cause }), { code: 'ECONNRESET', responseCode: 421 });
+      log.error('relay failed', { err });
+      expect(sink.lines[0].err).toMatchObject({
+        name: 'Error',
+        message: 'upstream failed',
+        code: 'ECONNRESET',
+        responseCode: 421,
+        cause: { name: 'Error', message: 'socket hang up' },
+      });
+      expect((sink.lines[0].err as { stack: string }).stack).toContain('ops-logger.test.ts');
+    });
+
+    it('when the stream throws', () => {
+      const broken = new Writable({
+        write() {
+          throw new Error('EPIPE');
+        },
+      });
+      broken.write = () => {
+        throw new Error('EPIPE');
+      };
+      const log = createLogger({ level: 'debug', stream: broken });
+      expect(() => log.error('still fine', { a: 1 })).not.toThrow();
+    });
+  });
+});
+
+describe('smtpServerLogger with a real smtp-server and nodemailer client', () => {
+  let server: SMTPServer | undefined;
+  afterEach(async () => {
+    if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+    server = undefined;
+  });
+
+  const PASSWORD = 'Pa55-word-NEVER-LOGGED';
+  const BODY_MARKER = 'BODY-MARKER-must-not-reach-the-log';
+
+  it("routes the libraries' protocol logs through our JSON logger at debug, without passwords or message content", async () => {
+    const serverSink = new LineSink();
+    const clientSink = new LineSink();
+    const received: string[] = [];
+    server = new SMTPServer({
+      logger: smtpServerLogger(createLogger({ level: 'debug', stream: serverSink, base: { side: 'inbound' } })),
+      authMethods: ['PLAIN', 'LOGIN'],
+      allowInsecureAuth: true,
+      disabledCommands: ['STARTTLS'],
+      onAuth(auth, _session, callback) {
+        if (auth.username === 'app1' && auth.password === PASSWORD) return callback(null, { user: 'app1' });
+        return callback(new Error('bad credentials'));
+      },
+      onData(stream, _session, callback) {
+        text(stream).then((message) => callback(null, void received.push(message)), callback);
+      },
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server.server, 'listening');
+    const { port } = server.server.address() as AddressInfo;
+
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port,
+      secure: false,
+      ignoreTLS: true,
+      auth: { user: 'app1', pass: PASSWORD },
+      logger: smtpServerLogger(createLogger({ level: 'debug', stream: clientSink, base: { side: 'upstream' } })),
+      debug: true,
+    });
+    try {
+      await transport.sendMail({ from: 'app@example.com', to: 'rcpt@example.net', subject: 'logging', text: BODY_MARKER });
+    } finally {
+      transport.close();
+    }
+    expect(received[0]).toContain(BODY_MARKER);
+
+    for (const sink of [serverSink, clientSink]) {
+      const lines = sink.lines; // parses every line: each must be JSON
+      expect(lines.length).toBeGreaterThan(5);
+      expect(sink.raw).not.toContain(PASSWORD);
+      expect(sink.raw).not.toContain(Buffer.from(`\0app1\0${PASSWORD}`).toString('base64'));
+      expect(sink.raw).not.toContain(Buffer.from(PASSWORD).toString('base64'));
+      expect(sink.raw).not.toContain(BODY_MARKER);
+      // Protocol chatter, whatever level the library chose, is our debug.
+      expect(new Set(lines.map((line) => line.level))).toEqual(new Set(['debug']));
+    }
+    // The libraries' fields and printf-style messages survive the trip.
+    expect(serverSink.lines).toContainEqual(expect.objectContaining({ side: 'inbound', component: 'smtp-server', tnx: 'command', command: 'MAIL', msg: expect.stringMatching(/^C: MAIL FROM:<app@example.com>/) }));
+    expect(serverSink.lines).toContainEqual(expect.objectContaining({ tnx: 'command', command: 'AUTH', msg: expect.stringMatching(/^C: AUTH PLAIN/) }));
+    expect(clientSink.lines).toContainEqual(expect.objectContaining({ side: 'upstream', component: 'smtp-connection', tnx: 'server', msg: expect.stringMatching(/^250 /) }));
+  });
+
+  it('writes nothing at info level, and maps library warn/error/fatal to warn/warn/error', () => {
+    const { sink, log } = logger('info');
+    const adapter = smtpServerLogger(log);
+    adapter.trace({ tnx: 'x' }, 'trace %s', 1);
+    adapter.debug('debug %d', 2);
+    adapter.info({ tnx: 'network' }, 'Connection from %s', '127.0.0.1');
+    adapter.warn({ tnx: 'w' }, 'warned %s', 'here');
+    adapter.error({ tnx: 'error', err: new Error('ECONNRESET') }, '%s %s', 'id1', 'reset');
+    adapter.fatal(new Error('fatal thing'));
+    expect(sink.lines).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'warned here', tnx: 'w' }),
+      expect.objectContaining({ level: 'warn', msg: 'id1 reset', tnx: 'error', err: expect.objectContaining({ message: 'ECONNRESET' }) }),
+      expect.objectContaining({ level: 'error', msg: '', err: expect.objectContaining({ message: 'fatal thing' }) }),
+    ]);
+  });
+});
