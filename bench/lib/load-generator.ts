@@ -220,6 +220,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           await sleep(50);
           continue;
         }
+        if (!more()) break;
       }
       started += 1;
       const outcome = await transaction(current.connection, current.pipelining, `${options.runId}-${index}-${started}`);

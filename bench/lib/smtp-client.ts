@@ -137,6 +137,7 @@ export class SmtpConnection {
   /** Abrupt close, as a crashing client would. */
   destroy(): void {
     this.socket.destroy();
+    this.onClose('destroyed by this client');
   }
 
   private onData(text: string): void {

@@ -1,0 +1,221 @@
+/**
+ * Faults under load: each scenario runs the load generator through a gateway
+ * process while something breaks, then holds every client's reply against
+ * what the upstream recorded. `make test-faults` runs them long; the vitest
+ * suite runs a short version of each.
+ */
+import { type CheckReport, check, describeFailures } from './checker';
+import { type GatewayProcess, benchGatewayConfig, startGatewayProcess } from './gateway-process';
+import { type LoadResult, type Target, runLoad } from './load-generator';
+import { startRecordingUpstream, type RecordingUpstream } from './recording-upstream';
+import { startUpstreamChild } from './upstream-child';
+import type { GatewayConfigInput } from '../../gateway/src/config/schema';
+
+export interface ScenarioOptions {
+  /** How long the load runs. */
+  readonly durationMs: number;
+  /** Concurrent client connections. */
+  readonly concurrency: number;
+  /** @default 4096 */
+  readonly messageBytes?: number;
+  /** @default 'tsx' (the sources under test) */
+  readonly runtime?: 'dist' | 'tsx';
+}
+
+export interface ScenarioResult {
+  readonly name: string;
+  readonly report: CheckReport;
+  readonly load: Pick<LoadResult, 'elapsedMs' | 'connectFailures' | 'refusedSessions' | 'maxOpen'>;
+  /** Gateways that exited before they were asked to, with how. */
+  readonly crashes: string[];
+  /** How each gateway exited when stopped (0 is a clean drain). */
+  readonly exits: Array<number | string>;
+  /** Rule violations beyond the checker's: crash, bad exit, no reply, no work done. */
+  readonly problems: string[];
+  /** One line per lost / duplicated / unacknowledged id. */
+  readonly failureDetails: string[];
+  readonly upstreamCounts?: RecordingUpstream['counts'];
+}
+
+/** Upstream timeouts short enough that a stalled upstream costs seconds, not minutes. */
+const FAULT_GATEWAY_SETTINGS: GatewayConfigInput = {
+  upstream: { connectionTimeoutMs: 1000, socketTimeoutMs: 2000 },
+  drain: { delaySeconds: 1, graceSeconds: 15 },
+  log: { level: 'warn' },
+};
+
+interface Harness {
+  target(): Target;
+  /** Runs while the load runs; resolves when its fault is done. */
+  during(durationMs: number): Promise<void>;
+  deliveries(): Map<string, number>;
+  gateways(): GatewayProcess[];
+  /** Gateways the scenario itself signalled to stop (so their exit is no crash). */
+  retired?: () => GatewayProcess[];
+  /** How those exited. */
+  stoppedExits?: () => Array<number | string>;
+  close(): Promise<void>;
+  counts?: () => RecordingUpstream['counts'];
+  /** Let clients vanish at random points. */
+  disconnectRate?: number;
+  /** Outcomes with no reply are expected (client faults). */
+  allowNoReply?: boolean;
+}
+
+type Scenario = (options: ScenarioOptions) => Promise<Harness>;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function gatewayFor(upstream: { host: string; port: number }, options: ScenarioOptions, extra: GatewayConfigInput = {}): Promise<GatewayProcess> {
+  return startGatewayProcess({
+    config: benchGatewayConfig(upstream, { ...FAULT_GATEWAY_SETTINGS, ...extra }),
+    runtime: options.runtime ?? 'tsx',
+  });
+}
+
+/** A gateway in front of an in-process recording upstream whose behaviour `during` changes. */
+function withRecordingUpstream(
+  during: (upstream: RecordingUpstream, durationMs: number) => Promise<void>,
+  initial: Parameters<typeof startRecordingUpstream>[0] = {},
+  extra: Partial<Harness> = {},
+): Scenario {
+  return async (options) => {
+    const upstream = await startRecordingUpstream(initial);
+    const gateway = await gatewayFor(upstream, options);
+    return {
+      target: () => ({ host: '127.0.0.1', port: gateway.ports.relay }),
+      during: (durationMs) => during(upstream, durationMs),
+      deliveries: () => upstream.deliveries,
+      gateways: () => [gateway],
+      counts: () => upstream.counts,
+      close: () => upstream.close(),
+      ...extra,
+    };
+  };
+}
+
+export const SCENARIOS: Record<string, Scenario> = {
+  /** SIGKILL the upstream a third of the way in; start it again 1.5 s later on the same port. */
+  'upstream-killed-and-restarted': async (options) => {
+    const upstream = await startUpstreamChild();
+    const gateway = await gatewayFor(upstream, options);
+    return {
+      target: () => ({ host: '127.0.0.1', port: gateway.ports.relay }),
+      async during(durationMs) {
+        await sleep(durationMs / 3);
+        await upstream.kill();
+        await sleep(1500);
+        await upstream.restart();
+      },
+      deliveries: () => upstream.deliveries(),
+      gateways: () => [gateway],
+      close: () => upstream.stop(),
+    };
+  },
+
+  /** 5% of messages are read to the dot and never answered; for 3 s in the middle, all of them. */
+  'upstream-stalls': withRecordingUpstream(
+    async (upstream, durationMs) => {
+      await sleep(durationMs / 3);
+      upstream.setBehaviour({ stallRate: 1 });
+      await sleep(3000);
+      upstream.setBehaviour({ stallRate: 0.05 });
+    },
+    { stallRate: 0.05 },
+  ),
+
+  /** A third of messages get 451 at the dot, then 421 (and a closed connection) for the second half. */
+  'upstream-421-451': withRecordingUpstream(
+    async (upstream, durationMs) => {
+      await sleep(durationMs / 2);
+      upstream.setBehaviour({ tempFailRate: 0.33, tempFailCode: 421 });
+    },
+    { tempFailRate: 0.33, tempFailCode: 451 },
+  ),
+
+  /** A fifth of upstream connections are cut right after DATA's 354. */
+  'upstream-drops-mid-data': withRecordingUpstream(async () => undefined, { dropRate: 0.2 }),
+
+  /** A third of clients vanish at a random point: after MAIL, RCPT, DATA, mid-body or right after the dot. */
+  'clients-disconnect': withRecordingUpstream(async () => undefined, {}, { disconnectRate: 0.33, allowNoReply: true }),
+
+  /**
+   * A rolling update: halfway through, the first gateway gets SIGTERM and new
+   * connections go to a second one; the first must finish what it has and exit 0.
+   */
+  'rolling-update': async (options) => {
+    const upstream = await startRecordingUpstream();
+    const first = await gatewayFor(upstream, options);
+    const second = await gatewayFor(upstream, options);
+    let current = first;
+    const exits: Array<number | string> = [];
+    return {
+      target: () => ({ host: '127.0.0.1', port: current.ports.relay }),
+      async during(durationMs) {
+        await sleep(durationMs / 2);
+        first.signal('SIGTERM');
+        current = second;
+        const exit = await first.waitExit(30_000).catch(() => undefined);
+        exits.push(exit ? (exit.code ?? String(exit.signal)) : 'did not exit within 30 s');
+      },
+      deliveries: () => upstream.deliveries,
+      gateways: () => [first, second],
+      retired: () => [first],
+      stoppedExits: () => exits,
+      counts: () => upstream.counts,
+      close: () => upstream.close(),
+    };
+  },
+};
+
+export async function runScenario(name: string, options: ScenarioOptions): Promise<ScenarioResult> {
+  const scenario = SCENARIOS[name];
+  if (!scenario) throw new Error(`unknown fault scenario "${name}"; expected one of ${Object.keys(SCENARIOS).join(', ')}`);
+  const harness = await scenario(options);
+  const runId = `${name}-${Date.now().toString(36)}`;
+  const problems: string[] = [];
+  try {
+    const loadPromise = runLoad({
+      target: harness.target,
+      concurrency: options.concurrency,
+      messageBytes: options.messageBytes ?? 4096,
+      durationMs: options.durationMs,
+      disconnectRate: harness.disconnectRate,
+      replyTimeoutMs: 60_000,
+      runId,
+    });
+    const [load] = await Promise.all([loadPromise, harness.during(options.durationMs)]);
+    // Let any transaction the gateway still owes the upstream settle before counting.
+    await sleep(500);
+    const retired = new Set(harness.retired?.() ?? []);
+    const crashes = harness
+      .gateways()
+      .filter((gateway) => gateway.exited() && !retired.has(gateway))
+      .map((gateway) => `gateway ${gateway.pid} exited ${JSON.stringify(gateway.exited())} during the run`);
+    const exits = [...(harness.stoppedExits?.() ?? [])];
+    for (const gateway of harness.gateways()) {
+      if (gateway.exited()) continue;
+      const exit = await gateway.stop(30_000);
+      exits.push(exit.code ?? String(exit.signal));
+    }
+    const deliveries = harness.deliveries();
+    const report = check(load.outcomes, deliveries, runId);
+    if (crashes.length) problems.push(...crashes);
+    if (exits.some((exit) => exit !== 0)) problems.push(`gateway exits ${JSON.stringify(exits)}, expected all 0`);
+    if (report.accepted < 10) problems.push(`only ${report.accepted} messages accepted: the scenario did no real work`);
+    if (!harness.allowNoReply && report.noReply) problems.push(`${report.noReply} transactions got no reply at all`);
+    return {
+      name,
+      report,
+      load: { elapsedMs: load.elapsedMs, connectFailures: load.connectFailures, refusedSessions: load.refusedSessions, maxOpen: load.maxOpen },
+      crashes,
+      exits,
+      problems,
+      failureDetails: describeFailures(report, load.outcomes, deliveries),
+      upstreamCounts: harness.counts?.(),
+    };
+  } finally {
+    for (const gateway of harness.gateways()) if (!gateway.exited()) await gateway.stop(5_000);
+    await harness.close();
+  }
+}
