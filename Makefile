@@ -61,6 +61,14 @@ test-ship: ## Image, cluster definitions and deploy scripts
 test-prove: ## Short fault-injection scenarios and hostile input
 	vitest run bench/test
 
+.PHONY: test-faults
+test-faults: ## Fault injection under load: each scenario 10 s+ at C >= 20 (not part of make test)
+	tsx bench/faults.ts
+
+.PHONY: bench
+bench: build ## Throughput benchmark against smtp-sink: the matrix, median of 3 runs (not part of make test)
+	tsx bench/run.ts --runs=3
+
 .PHONY: package
 package: ## Package the chart to dist/smtp-gateway-VERSION.tgz
 	mkdir -p dist
