@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import nodemailer from 'nodemailer';
+import type SMTPTransport from 'nodemailer/lib/smtp-transport';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -304,7 +305,7 @@ describe('readProxyHeader on real sockets', () => {
         () => socket.destroy(),
       );
     });
-    const transport = nodemailer.createTransport({
+    const options: SMTPTransport.Options = {
       host: '127.0.0.1',
       port,
       secure: false,
@@ -314,9 +315,10 @@ describe('readProxyHeader on real sockets', () => {
           socket.write(v2({ family: 2, addresses: ipv6Addresses('20010db8000000000000000000000abc', '20010db8000000000000000000000001', 50505, 25) }));
           callback(null, { connection: socket });
         });
-        socket.once('error', (error) => callback(error));
+        socket.once('error', (error) => callback(error, undefined));
       },
-    } as Parameters<typeof nodemailer.createTransport>[0]);
+    };
+    const transport = nodemailer.createTransport(options);
     const info = await transport.sendMail({ from: 'app@example.com', to: 'user@example.net', subject: 'proxied', text: 'hello' });
     transport.close();
     expect(info.accepted).toEqual(['user@example.net']);
