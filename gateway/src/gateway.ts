@@ -1,0 +1,222 @@
+/**
+ * The gateway as one object: the SMTP listeners, the upstream transport, the
+ * ops server and the drain sequence, started from a validated configuration.
+ * main.ts adds only the process around it (config loading, signals, exit code);
+ * tests start it in-process with ephemeral ports.
+ */
+import { hostname as osHostname } from 'node:os';
+import { Registry } from 'prom-client';
+import type { ListenerName } from './config/constants';
+import { LISTENER_NAMES } from './config/constants';
+import type { GatewayConfig } from './config/schema';
+import { DrainController } from './ops/drain';
+import { createLogger, type Logger } from './ops/logger';
+import { createMetrics, type GatewayMetrics } from './ops/metrics';
+import { startOpsServer, type OpsServer } from './ops/ops-server';
+import { nodemailerPoolSnapshot } from './ops/upstream-pool';
+import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
+import { createUpstream, type Upstream } from './relay/upstream';
+import { createAuthHandler } from './smtp/auth';
+import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
+import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
+import { startListener, type SmtpListener } from './smtp/listeners';
+import { NetworkList } from './smtp/networks';
+import { ConnectionCounter } from './smtp/rate-limiter';
+import { createSessionHooks, isIdleSession, SHUTTING_DOWN } from './smtp/session-hooks';
+import { SessionPolicy } from './smtp/session-policy';
+
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface Gateway {
+  /** Where each enabled listener and the ops server actually listen (port 0 in the config is resolved). */
+  readonly addresses: Partial<Record<ListenerName, Endpoint>> & { ops: Endpoint };
+  readonly metrics: GatewayMetrics;
+  readonly registry: Registry;
+  /** Where the development upstream writes, when it is in use. */
+  readonly devMailDir?: string;
+  readonly draining: boolean;
+  /**
+   * The SIGTERM sequence: /readyz false at once; after drain.delaySeconds the
+   * listeners stop accepting and idle sessions get 421; in-flight transactions
+   * get up to drain.graceSeconds, then are answered 451 and dropped; then
+   * everything closes. Calling it again returns the same promise.
+   */
+  drain(): Promise<void>;
+  /** Closes everything now (in-flight transactions are aborted, never half-delivered). */
+  close(): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  readonly logger?: Logger;
+  readonly registry?: Registry;
+}
+
+export async function startGateway(config: GatewayConfig, opts: StartGatewayOptions = {}): Promise<Gateway> {
+  const logger = opts.logger ?? createLogger({ level: config.log.level, base: { service: 'smtp-gateway' } });
+  const registry = opts.registry ?? new Registry();
+  const metrics = createMetrics(registry);
+  const hostname = config.hostname || osHostname();
+  const drainState = new DrainController();
+  const shutdown = new AbortController();
+  const cleanups: Array<() => unknown> = [];
+  let stopping = false;
+
+  try {
+    let devUpstream: DevUpstream | undefined;
+    let upstreamSettings = config.upstream;
+    if (!config.upstream.host) {
+      devUpstream = await startDevUpstream(config.devUpstream.dir, logger.child({ component: 'dev-upstream' }));
+      cleanups.push(() => devUpstream?.close());
+      upstreamSettings = { ...config.upstream, host: devUpstream.host, port: devUpstream.port, security: 'none', usernameFile: '', passwordFile: '' };
+      logger.info('no upstream.host set: relaying to the development upstream', { dir: devUpstream.dir });
+    }
+    const upstream: Upstream = createUpstream({ ...upstreamSettings, clientName: hostname });
+    cleanups.push(() => upstream.close(true));
+    metrics.setUpstreamPoolSource(() => nodemailerPoolSnapshot(upstream.transport));
+
+    const listeners: SmtpListener[] = [];
+    let certificates: CertificateWatch | undefined;
+    if (Boolean(config.tls.certFile) !== Boolean(config.tls.keyFile)) {
+      throw new Error(`tls.certFile and tls.keyFile go together: got certFile=${JSON.stringify(config.tls.certFile)}, keyFile=${JSON.stringify(config.tls.keyFile)}`);
+    }
+    if (config.tls.certFile) {
+      certificates = watchCertificate({
+        certFile: config.tls.certFile,
+        keyFile: config.tls.keyFile,
+        onChange: (pair) => {
+          for (const listener of listeners) listener.updateCertificate(pair);
+          logger.info('TLS certificate reloaded', { certFile: config.tls.certFile });
+        },
+        onError: (err) => logger.error('TLS certificate reload failed', { err: err.message }),
+      });
+      const watch = certificates;
+      cleanups.push(() => watch.close());
+    }
+
+    let users: WatchedUserStore | undefined;
+    if (config.auth.usersFile) {
+      users = await watchUserStore(config.auth.usersFile, (err) => logger.error('users file reload failed', { err: err.message }));
+      const store = users;
+      cleanups.push(() => store.close());
+    }
+    const auth = users ? createAuthHandler(config.auth, users, metrics, logger) : undefined;
+    const policy = new SessionPolicy(config.policy);
+    const connections = new ConnectionCounter({ max: config.policy.maxConnections, maxPerKey: config.policy.maxConnectionsPerIp });
+    const proxyFrom = config.proxyProtocol.enabled ? new NetworkList(config.proxyProtocol.trustedNetworks) : undefined;
+
+    for (const name of LISTENER_NAMES) {
+      const listenerConfig = config.listeners[name];
+      if (!listenerConfig.enabled) continue;
+      const hooks = createSessionHooks({
+        listener: name,
+        policy,
+        auth,
+        relay: {
+          upstream,
+          lineEndings: config.policy.lineEndings,
+          maxMessageBytes: config.policy.maxMessageBytes,
+          messageIdDomain: hostname,
+          shutdown: shutdown.signal,
+        },
+        hostname,
+        metrics,
+        logger,
+        drain: drainState,
+        stopping: () => stopping,
+      });
+      const listener = await startListener({
+        name,
+        host: config.listenAddress,
+        port: listenerConfig.port,
+        hostname,
+        tls: certificates?.current,
+        minTlsVersion: config.tls.minVersion,
+        authEnabled: Boolean(auth),
+        allowInsecureAuth: config.auth.allowInsecure,
+        maxMessageBytes: config.policy.maxMessageBytes,
+        proxyFrom,
+        connections,
+        hooks,
+        metrics,
+        logger,
+      });
+      listeners.push(listener);
+      cleanups.push(() => listener.destroy());
+      logger.info('listening', { listener: name, address: listener.address.address, port: listener.address.port });
+    }
+
+    const ops: OpsServer = await startOpsServer({
+      host: config.ops.listenAddress,
+      port: config.ops.port,
+      registry,
+      isReady: () => !drainState.draining,
+      logger,
+    });
+    cleanups.push(() => ops.close());
+    logger.info('listening', { listener: 'ops', address: config.ops.listenAddress, port: ops.port });
+    metrics.ready.set(1);
+
+    const addresses: Gateway['addresses'] = { ops: { address: config.ops.listenAddress, port: ops.port } };
+    for (const listener of listeners) addresses[listener.name] = listener.address;
+
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= (async () => {
+        shutdown.abort();
+        for (const cleanup of cleanups.reverse()) {
+          try {
+            await cleanup();
+          } catch (err) {
+            logger.warn('error while closing', { err: (err as Error).message });
+          }
+        }
+      })();
+      return closing;
+    };
+
+    let draining: Promise<void> | undefined;
+    const drain = () => {
+      draining ??= (async () => {
+        drainState.start();
+        metrics.ready.set(0);
+        logger.info('draining', { delaySeconds: config.drain.delaySeconds, graceSeconds: config.drain.graceSeconds, inFlight: drainState.inFlight });
+        await sleep(config.drain.delaySeconds * 1000);
+        stopping = true;
+        await Promise.all(listeners.map((listener) => listener.stopAccepting()));
+        const idle = listeners.reduce((sum, listener) => sum + listener.closeSessions(isIdleSession, `${SHUTTING_DOWN.status} ${SHUTTING_DOWN.text}`), 0);
+        logger.info('listeners closed', { idleSessionsClosed: idle, inFlight: drainState.inFlight });
+        const finished = await drainState.idle(config.drain.graceSeconds * 1000);
+        if (!finished) {
+          logger.warn('drain grace period over, aborting in-flight transactions', { inFlight: drainState.inFlight });
+          shutdown.abort();
+          // let the 451 replies reach the clients before their sessions are closed
+          await drainState.idle(1000);
+        }
+        for (const listener of listeners) listener.closeSessions(() => true, `${SHUTTING_DOWN.status} ${SHUTTING_DOWN.text}`);
+        await close();
+        logger.info('drained', { aborted: !finished });
+      })();
+      return draining;
+    };
+
+    return {
+      addresses,
+      metrics,
+      registry,
+      devMailDir: devUpstream?.dir,
+      get draining() {
+        return drainState.draining;
+      },
+      drain,
+      close,
+    };
+  } catch (err) {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+    throw err;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

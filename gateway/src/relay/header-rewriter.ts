@@ -1,0 +1,108 @@
+/**
+ * Finds the top-level header block of a message as it streams past, lets the
+ * caller check it (the header From rule), adds a Received header and a
+ * Message-ID/Date when missing, and passes the body through untouched. Only
+ * the header block is held in memory, and only up to `maxHeaderBytes`; MIME
+ * parts are never parsed, which keeps the per-message CPU cost low.
+ * Expects CRLF line endings (the line-ending guard runs first).
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { Headers } from '@zone-eu/mailsplit';
+
+export interface HeaderRewriterOptions {
+  /** Value of the Received header to prepend (without the "Received:" name). */
+  readonly received: string;
+  /** Domain used for a Message-ID the gateway has to add. */
+  readonly messageIdDomain: string;
+  /** Largest header block accepted. @default 262144 */
+  readonly maxHeaderBytes?: number;
+  /** Called once with the parsed header block; an Error returned fails the stream with it. */
+  readonly inspect?: (headers: Headers) => Error | undefined;
+}
+
+/** A header block larger than allowed (the stream fails with it). */
+export class HeaderTooLargeError extends Error {
+  readonly code = 'HEADER_TOO_LARGE';
+  constructor(limit: number) {
+    super(`Message header block exceeds ${limit} bytes`);
+  }
+}
+
+const SEPARATOR = Buffer.from('\r\n\r\n');
+
+export class HeaderRewriter extends Transform {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private inBody = false;
+  private readonly maxHeaderBytes: number;
+
+  constructor(private readonly options: HeaderRewriterOptions) {
+    super();
+    this.maxHeaderBytes = options.maxHeaderBytes ?? 256 * 1024;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.inBody) return callback(null, chunk);
+    // search from 3 bytes before the new chunk so a separator split across chunks is found
+    const searchFrom = Math.max(0, this.pendingBytes - 3);
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    const buffered = this.pending.length === 1 ? chunk : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [buffered];
+    // a message that starts with an empty line has no header block at all
+    const end = buffered.length >= 2 && buffered[0] === 0x0d && buffered[1] === 0x0a ? 0 : buffered.indexOf(SEPARATOR, searchFrom);
+    if (end < 0) {
+      if (this.pendingBytes > this.maxHeaderBytes) return callback(new HeaderTooLargeError(this.maxHeaderBytes));
+      return callback();
+    }
+    const headerEnd = end === 0 ? 0 : end + 2;
+    if (headerEnd > this.maxHeaderBytes) return callback(new HeaderTooLargeError(this.maxHeaderBytes));
+    this.inBody = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let head: Buffer;
+    try {
+      head = this.rewrite(buffered.subarray(0, headerEnd));
+    } catch (err) {
+      return callback(err as Error);
+    }
+    this.push(head);
+    // the rest starts with the CRLF of the separator line: rewrite() ends with the header lines only
+    callback(null, buffered.subarray(headerEnd));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.inBody) return callback();
+    // headers only, no body separator
+    const buffered = Buffer.concat(this.pending, this.pendingBytes);
+    try {
+      this.push(this.rewrite(buffered));
+      callback(null, Buffer.from('\r\n'));
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
+
+  private rewrite(block: Buffer): Buffer {
+    const headers = new Headers(block);
+    const problem = this.options.inspect?.(headers);
+    if (problem) throw problem;
+    if (!headers.hasHeader('Message-ID')) {
+      headers.add('Message-ID', `<${crypto.randomUUID()}@${this.options.messageIdDomain}>`, Infinity);
+    }
+    if (!headers.hasHeader('Date')) headers.add('Date', rfc5322Date(new Date()), Infinity);
+    headers.add('Received', this.options.received, 0);
+    // build() ends with the empty separator line; the body keeps its own
+    const built = headers.build();
+    return built.subarray(0, built.length - 2);
+  }
+}
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const two = (n: number) => String(n).padStart(2, '0');
+
+/** "Fri, 27 Nov 2026 13:33:12 +0000" */
+export function rfc5322Date(date: Date): string {
+  return `${DAYS[date.getUTCDay()]}, ${date.getUTCDate()} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()} ${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())} +0000`;
+}

@@ -1,0 +1,114 @@
+/**
+ * The pooled SMTP transport to the smarthost (nodemailer). The message goes in as
+ * a raw stream and is streamed out as it arrives; aborting the signal closes the
+ * upstream connection so a half-sent message never gets its final dot.
+ */
+import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import nodemailer, { type SMTPPoolOptions } from 'nodemailer';
+import type { GatewayConfig } from '../config/schema';
+import type { UpstreamInfo } from './reply-mapping';
+
+export interface Envelope {
+  readonly from: string;
+  readonly to: readonly string[];
+}
+
+export interface Upstream {
+  /** Sends one message; resolves with the upstream's reply to the final dot. */
+  send(envelope: Envelope, raw: Readable, signal: AbortSignal): Promise<UpstreamInfo>;
+  /** Sends in progress (the pool's busy connections or queued messages). */
+  readonly inFlight: number;
+  readonly maxConnections: number;
+  /** The nodemailer transporter (for the pool metrics). */
+  readonly transport: unknown;
+  /** Closes idle connections; `force` also drops connections in the middle of a message. */
+  close(force?: boolean): void;
+}
+
+export type UpstreamSettings = GatewayConfig['upstream'] & {
+  /** Name used in the EHLO to the upstream. */
+  readonly clientName?: string;
+};
+
+export function createUpstream(settings: UpstreamSettings): Upstream {
+  const transport = nodemailer.createTransport(transportOptions(settings));
+  let inFlight = 0;
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    maxConnections: settings.maxConnections,
+    transport,
+    async send(envelope, raw, signal) {
+      inFlight++;
+      try {
+        return await transport.sendMail({
+          envelope: { from: envelope.from, to: [...envelope.to] },
+          raw,
+          signal,
+          // the message is passed through as it is: nodemailer must not add headers of its own
+          disableFileAccess: true,
+          disableUrlAccess: true,
+        });
+      } finally {
+        inFlight--;
+      }
+    },
+    close(force = false) {
+      transport.close({ force });
+    },
+  };
+}
+
+/** Reads a secret file; a missing or empty file is a start-up error that names the key and path. */
+function readSecret(key: string, file: string): string {
+  let value: string;
+  try {
+    value = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`upstream.${key}: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`);
+  }
+  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
+  return value;
+}
+
+export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & { pool: true } {
+  const rate = rateLimit(settings.messagesPerSecond);
+  const auth =
+    settings.usernameFile || settings.passwordFile
+      ? { user: readSecret('usernameFile', settings.usernameFile), pass: readSecret('passwordFile', settings.passwordFile) }
+      : undefined;
+  return {
+    pool: true,
+    host: settings.host,
+    port: settings.port,
+    name: settings.clientName || undefined,
+    secure: settings.security === 'tls',
+    requireTLS: settings.security === 'starttls',
+    ignoreTLS: settings.security === 'none',
+    auth,
+    tls: {
+      rejectUnauthorized: settings.rejectUnauthorized,
+      minVersion: 'TLSv1.2',
+      ca: settings.caFile ? readFileSync(settings.caFile) : undefined,
+      servername: settings.host,
+    },
+    connectionTimeout: settings.connectionTimeoutMs,
+    greetingTimeout: settings.connectionTimeoutMs,
+    socketTimeout: settings.socketTimeoutMs,
+    dnsTimeout: settings.connectionTimeoutMs,
+    maxConnections: settings.maxConnections,
+    maxMessages: settings.maxMessagesPerConnection,
+    ...rate,
+    logger: false,
+    debug: false,
+  };
+}
+
+/** SES-style "N messages per second" as nodemailer's messages-per-window pair. */
+function rateLimit(messagesPerSecond: number): { rateLimit?: number; rateDelta?: number } {
+  if (messagesPerSecond <= 0) return {};
+  if (messagesPerSecond >= 1) return { rateLimit: Math.floor(messagesPerSecond), rateDelta: 1000 };
+  return { rateLimit: 1, rateDelta: Math.round(1000 / messagesPerSecond) };
+}

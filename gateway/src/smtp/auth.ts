@@ -1,0 +1,50 @@
+/**
+ * SMTP AUTH (PLAIN, LOGIN) against the mounted users file. smtp-server itself
+ * refuses AUTH before TLS unless `auth.allowInsecure`; this adds the per-IP
+ * limit on failed attempts so passwords cannot be guessed at line rate.
+ */
+import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerSession } from 'smtp-server';
+import type { GatewayConfig } from '../config/schema';
+import { authMechanismLabel, type GatewayMetrics } from '../ops/metrics';
+import type { Logger } from '../ops/logger';
+import type { UserStore } from './auth-users';
+import { SlidingWindowLimiter } from './rate-limiter';
+import { smtpError } from './smtp-reply';
+
+export type AuthHandler = (
+  auth: SMTPServerAuthentication,
+  session: SMTPServerSession,
+  callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
+) => void;
+
+export function createAuthHandler(settings: GatewayConfig['auth'], users: UserStore, metrics: GatewayMetrics, logger: Logger): AuthHandler {
+  const failures = new SlidingWindowLimiter({ limit: settings.maxFailures, windowMs: settings.failureWindowSeconds * 1000 });
+  return (auth, session, callback) => {
+    const mechanism = authMechanismLabel(auth.method);
+    const ip = session.remoteAddress;
+    // maxFailures failed attempts within the window block further attempts until the oldest ages out
+    if (!failures.allows(ip)) {
+      metrics.authAttempts.inc({ mechanism, result: 'rate_limited' });
+      logger.warn('auth rate limited', { session: session.id, client: ip });
+      return callback(smtpError(454, '4.7.0', 'Too many failed authentication attempts, try again later'));
+    }
+    const username = auth.username ?? '';
+    users.verify(username, auth.password ?? '').then(
+      (ok) => {
+        if (ok) {
+          metrics.authAttempts.inc({ mechanism, result: 'success' });
+          logger.info('auth succeeded', { session: session.id, client: ip, user: username });
+          return callback(null, { user: username });
+        }
+        metrics.authAttempts.inc({ mechanism, result: 'failure' });
+        logger.warn('auth failed', { session: session.id, client: ip, user: username });
+        failures.hit(ip);
+        return callback(smtpError(535, '5.7.8', 'Authentication credentials invalid'));
+      },
+      (err: Error) => {
+        logger.error('auth check failed', { session: session.id, client: ip, err: err.message });
+        callback(smtpError(454, '4.7.0', 'Temporary authentication failure'));
+      },
+    );
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * The SMTP listeners. Each is an smtp-server instance fed by our own net.Server,
+ * so that before a session starts the gateway can read a PROXY header from a
+ * trusted load balancer (smtp-server parses only v1), learn the real client
+ * address, and apply the connection limits to it. smtp-server's own listening
+ * socket is never used.
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import type { ListenerName } from '../config/constants';
+import type { ConnectionRefusedReason, GatewayMetrics } from '../ops/metrics';
+import type { Logger } from '../ops/logger';
+import type { CertificatePair } from './certificate-watcher';
+import type { NetworkList } from './networks';
+import { ProxyProtocolError, readProxyHeader, startsLikeProxyHeader } from './proxy-protocol';
+import type { ConnectionCounter } from './rate-limiter';
+
+/** The smtp-server hooks a listener runs (see session-hooks.ts). */
+export type SessionHooks = Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onAuth' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>;
+
+export interface ListenerSettings {
+  readonly name: ListenerName;
+  readonly host: string;
+  readonly port: number;
+  /** Server name in the greeting. */
+  readonly hostname: string;
+  /** Current TLS pair; undefined means no TLS at all (no STARTTLS, no implicit TLS). */
+  readonly tls?: CertificatePair;
+  readonly minTlsVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** Offer AUTH (a users file is configured). */
+  readonly authEnabled: boolean;
+  readonly allowInsecureAuth: boolean;
+  readonly maxMessageBytes: number;
+  /** PROXY headers are read from these peers (and refused from all others); undefined = PROXY protocol off. */
+  readonly proxyFrom?: NetworkList;
+  readonly proxyTimeoutMs?: number;
+  readonly connections: ConnectionCounter;
+  readonly hooks: SessionHooks;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  /** Idle time allowed between client commands. @default 60000 */
+  readonly socketTimeoutMs?: number;
+}
+
+export interface SmtpListener {
+  readonly name: ListenerName;
+  readonly address: { address: string; port: number };
+  readonly server: SMTPServer;
+  /** Swaps in a renewed certificate for new handshakes. */
+  updateCertificate(pair: CertificatePair): void;
+  /** Stops accepting connections; open sessions continue. */
+  stopAccepting(): Promise<void>;
+  /** Sends 421 to every session the predicate picks and closes it. */
+  closeSessions(pick: (session: SMTPServerSession) => boolean, text: string): number;
+  /** Open SMTP sessions. */
+  readonly sessionCount: number;
+  /** Closes everything at once. */
+  destroy(): Promise<void>;
+}
+
+export async function startListener(settings: ListenerSettings): Promise<SmtpListener> {
+  const { name, metrics, logger } = settings;
+  const implicitTls = name === 'smtps';
+  if ((implicitTls || name === 'submission') && !settings.tls) {
+    throw new Error(
+      `listeners.${name} needs a TLS certificate: set tls.certFile and tls.keyFile, or disable listeners.${name}.enabled`,
+    );
+  }
+  if (name === 'submission' && !settings.authEnabled) {
+    throw new Error('listeners.submission requires AUTH: set auth.usersFile, or disable listeners.submission.enabled');
+  }
+  const disabledCommands = [...(settings.tls ? [] : ['STARTTLS']), ...(settings.authEnabled ? [] : ['AUTH'])];
+  const smtp = new SMTPServer({
+    name: settings.hostname,
+    banner: 'smtp-gateway',
+    secure: implicitTls,
+    // our own net.Server hands over plain sockets; smtp-server runs the handshake itself
+    needsUpgrade: implicitTls,
+    hideSTARTTLS: !settings.tls,
+    disabledCommands,
+    ...(settings.tls ? { key: settings.tls.key, cert: settings.tls.cert } : {}),
+    minVersion: settings.minTlsVersion,
+    authMethods: ['PLAIN', 'LOGIN'],
+    // submission always requires AUTH; relay and smtps accept allowed networks without it
+    authOptional: name !== 'submission',
+    allowInsecureAuth: settings.allowInsecureAuth,
+    size: settings.maxMessageBytes,
+    disableReverseLookup: true,
+    socketTimeout: settings.socketTimeoutMs ?? 60_000,
+    logger: false,
+    ...settings.hooks,
+  });
+  smtp.on('error', (err: Error & { code?: string }) => {
+    logger.debug('smtp session error', { listener: name, err: err.message, code: err.code });
+  });
+
+  const net = createServer({ pauseOnConnect: false }, (socket) => accept(socket));
+  net.on('error', (err) => logger.error('listener error', { listener: name, err: err.message }));
+
+  const refuse = (socket: Socket, reason: ConnectionRefusedReason, reply?: string) => {
+    metrics.connectionsRefused.inc({ listener: name, reason });
+    logger.info('connection refused', { listener: name, client: socket.remoteAddress, reason });
+    socket.on('error', () => undefined);
+    // a reply can only be written in plain text; on implicit TLS the client just sees the close
+    if (reply && !implicitTls) socket.end(`${reply}\r\n`);
+    else socket.destroy();
+    setTimeout(() => socket.destroy(), 1000).unref();
+  };
+
+  async function accept(socket: Socket): Promise<void> {
+    metrics.connections.inc({ listener: name });
+    socket.on('error', () => undefined);
+    let remoteAddress = socket.remoteAddress ?? '';
+    let remotePort = socket.remotePort ?? 0;
+    const fromProxy = settings.proxyFrom?.contains(remoteAddress) ?? false;
+    if (fromProxy) {
+      try {
+        const header = await readProxyHeader(socket, { timeoutMs: settings.proxyTimeoutMs ?? 5000 });
+        if (header) {
+          remoteAddress = header.sourceAddress;
+          remotePort = header.sourcePort;
+        }
+      } catch (err) {
+        const timedOut = err instanceof ProxyProtocolError && /within/.test(err.message);
+        logger.info('PROXY header refused', { listener: name, peer: socket.remoteAddress, err: (err as Error).message });
+        return refuse(socket, timedOut ? 'proxy_timeout' : 'proxy_invalid');
+      }
+    }
+    const verdict = settings.connections.acquire(remoteAddress);
+    if (verdict !== 'ok') {
+      return refuse(
+        socket,
+        verdict === 'total' ? 'max_connections' : 'max_per_ip',
+        verdict === 'total' ? '421 4.7.0 Too many connections, try again later' : '421 4.7.0 Too many connections from your address, try again later',
+      );
+    }
+    metrics.connectionsOpen.inc({ listener: name });
+    socket.once('close', () => {
+      settings.connections.release(remoteAddress);
+      metrics.connectionsOpen.dec({ listener: name });
+    });
+    smtp.connect(socket, { remoteAddress, remotePort });
+    if (!fromProxy && !implicitTls) {
+      // a PROXY header from anyone else is an attempt to choose its own client address
+      socket.once('data', (chunk: Buffer) => {
+        if (startsLikeProxyHeader(chunk)) refuse(socket, 'proxy_untrusted');
+      });
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    net.once('error', reject);
+    net.listen(settings.port, settings.host, () => {
+      net.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = net.address() as AddressInfo;
+
+  return {
+    name,
+    address: { address: bound.address, port: bound.port },
+    server: smtp,
+    updateCertificate(pair) {
+      smtp.updateSecureContext({ key: pair.key, cert: pair.cert });
+    },
+    stopAccepting: () => closeNet(net),
+    closeSessions(pick, text) {
+      let closed = 0;
+      for (const connection of smtp.connections) {
+        if (pick(connection.session)) {
+          connection.send(421, text);
+          closed++;
+        }
+      }
+      return closed;
+    },
+    get sessionCount() {
+      return smtp.connections.size;
+    },
+    async destroy() {
+      const closing = closeNet(net);
+      for (const connection of smtp.connections) connection.close();
+      await closing;
+    },
+  };
+}
+
+/** Stops listening; net.Server's own close callback would also wait for every open session. */
+function closeNet(server: Server): Promise<void> {
+  if (server.listening) server.close();
+  return Promise.resolve();
+}

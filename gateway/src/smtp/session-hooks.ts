@@ -1,0 +1,159 @@
+/**
+ * The smtp-server hooks of every listener: policy decisions at MAIL FROM and
+ * RCPT TO, the relay of the DATA stream, and the bookkeeping around them
+ * (metrics, one log line per transaction, drain tracking). The decisions
+ * themselves live in session-policy.ts and relay/transaction.ts.
+ */
+import type { SMTPServerDataStream, SMTPServerEnvelope, SMTPServerSession } from 'smtp-server';
+import type { ListenerName } from '../config/constants';
+import type { DrainController } from '../ops/drain';
+import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
+import type { Logger } from '../ops/logger';
+import { rfc5322Date } from '../relay/header-rewriter';
+import { type RelayOptions, Refusal, relayMessage } from '../relay/transaction';
+import type { AuthHandler } from './auth';
+import type { SessionHooks } from './listeners';
+import type { PolicyRefusal, SessionPolicy } from './session-policy';
+import { formatReply, toError } from './smtp-reply';
+
+export interface HookDeps {
+  readonly listener: ListenerName;
+  readonly policy: SessionPolicy;
+  readonly auth?: AuthHandler;
+  readonly relay: Omit<RelayOptions, 'received' | 'inspectHeaders'>;
+  /** Name in the Received header. */
+  readonly hostname: string;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  readonly drain: DrainController;
+  /** True once the listeners stopped accepting: no new transactions, sessions close after theirs. */
+  readonly stopping: () => boolean;
+}
+
+/** Per transaction (smtp-server makes a new envelope object for each). */
+interface TransactionState {
+  readonly started: number;
+  readonly leave: () => void;
+}
+
+/** The 421 a drain sends: to idle sessions, to new transactions, and to sessions after their last one. */
+export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
+
+export function createSessionHooks(deps: HookDeps): SessionHooks {
+  const { policy, metrics, logger, drain } = deps;
+  const transactions = new WeakMap<SMTPServerEnvelope, TransactionState>();
+
+  const endTransaction = (envelope: SMTPServerEnvelope) => {
+    transactions.get(envelope)?.leave();
+    transactions.delete(envelope);
+  };
+
+  const recordRefusal = (session: SMTPServerSession, stage: string, refusal: PolicyRefusal, address: string) => {
+    const labels = { outcome: refusal.reply.code >= 500 ? 'rejected' : 'deferred', reason: refusal.reason } as MessageLabels;
+    metrics.messages.inc(labels);
+    logger.info('command refused', {
+      session: session.id,
+      listener: deps.listener,
+      client: session.remoteAddress,
+      user: session.user,
+      stage,
+      address,
+      reply: formatReply(refusal.reply),
+      reason: refusal.reason,
+    });
+  };
+
+  return {
+    onAuth: deps.auth,
+
+    onSecure(_socket, _session, callback) {
+      metrics.tlsHandshakes.inc({ listener: deps.listener, result: 'success' });
+      callback();
+    },
+
+    onMailFrom(address, session, callback) {
+      if (deps.stopping()) return callback(toError(SHUTTING_DOWN));
+      const refusal = policy.checkMailFrom(address.address, session);
+      if (refusal) {
+        recordRefusal(session, 'MAIL FROM', refusal, address.address);
+        return callback(toError(refusal.reply));
+      }
+      transactions.set(session.envelope, { started: performance.now(), leave: drain.enter() });
+      callback();
+    },
+
+    onRcptTo(address, session, callback) {
+      const refusal = policy.checkRcptTo(address.address, session);
+      if (refusal) {
+        recordRefusal(session, 'RCPT TO', refusal, address.address);
+        return callback(toError(refusal.reply));
+      }
+      callback();
+    },
+
+    onData(stream: SMTPServerDataStream, session, callback) {
+      const envelope = session.envelope;
+      const state = transactions.get(envelope);
+      const from = envelope.mailFrom ? envelope.mailFrom.address : '';
+      const to = envelope.rcptTo.map((rcpt) => rcpt.address);
+      const relay: RelayOptions = {
+        ...deps.relay,
+        received: receivedHeader(session, deps.hostname),
+        inspectHeaders: (headers) => {
+          const refusal = policy.checkHeaderFrom(headers);
+          return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
+        },
+      };
+      relayMessage(stream, { from, to }, relay).then((record) => {
+        const { result } = record;
+        const seconds = state ? (performance.now() - state.started) / 1000 : 0;
+        metrics.messages.inc({ outcome: result.outcome, reason: result.reason } as MessageLabels);
+        metrics.messageSize.observe(record.sizeIn);
+        metrics.recipients.inc({ outcome: result.outcome }, to.length);
+        metrics.transactionLatency.observe({ outcome: result.outcome }, seconds);
+        if (result.upstreamLabel) metrics.upstreamReplies.inc({ code: result.upstreamLabel });
+        if (record.upstreamSeconds !== undefined) metrics.upstreamLatency.observe(record.upstreamSeconds);
+        if (result.outcome === 'relayed') metrics.messageBytes.inc(record.sizeOut);
+        logger.info('transaction', {
+          session: session.id,
+          transaction: session.transaction,
+          listener: deps.listener,
+          client: session.remoteAddress,
+          user: session.user,
+          tls: session.secure,
+          from,
+          recipients: to.length,
+          sizeIn: record.sizeIn,
+          sizeOut: record.sizeOut,
+          outcome: result.outcome,
+          reason: result.reason,
+          reply: formatReply(result.reply),
+          upstreamReply: result.upstreamReply,
+          seconds: Math.round(seconds * 1000) / 1000,
+        });
+        endTransaction(envelope);
+        if (result.outcome === 'relayed') callback(null, `${result.reply.status} ${result.reply.text}`);
+        else callback(toError(result.reply));
+      });
+    },
+
+    onClose(session) {
+      if (session.envelope) endTransaction(session.envelope);
+    },
+  };
+}
+
+/** The sessions that are not inside a transaction, which a drain may close at once. */
+export function isIdleSession(session: SMTPServerSession): boolean {
+  return !session.envelope || !session.envelope.mailFrom;
+}
+
+/** RFC 5321 section 4.4 trace line, e.g. "from app.local (app.local [10.0.0.5]) by gw with ESMTPS id x; date". */
+function receivedHeader(session: SMTPServerSession, hostname: string): string {
+  const helo = session.hostNameAppearsAs || 'unknown';
+  const ip = session.remoteAddress;
+  const literal = ip.includes(':') ? `IPv6:${ip}` : ip;
+  // without reverse lookups smtp-server reports the address literal as the host name
+  const rdns = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : 'unknown';
+  return `from ${helo} (${rdns} [${literal}]) by ${hostname} (smtp-gateway) with ${session.transmissionType || 'ESMTP'} id ${session.id}.${session.transaction ?? 1}; ${rfc5322Date(new Date())}`;
+}

@@ -1,0 +1,123 @@
+/**
+ * Who may relay what: the decisions behind MAIL FROM, RCPT TO and the header
+ * From, as plain functions of the configuration and the session. Each returns
+ * the refusal (reply + metrics reason) or undefined to accept. The SMTP hooks
+ * in listeners.ts only translate these into smtp-server callbacks.
+ */
+import type { Headers } from '@zone-eu/mailsplit';
+import addressparser from 'nodemailer/lib/addressparser';
+import type { GatewayConfig } from '../config/schema';
+import type { DeferReason, RejectReason } from '../ops/metrics';
+import { DomainList, domainOf } from './domains';
+import { NetworkList } from './networks';
+import { SlidingWindowLimiter } from './rate-limiter';
+import type { SmtpReply } from './smtp-reply';
+
+export interface PolicyRefusal {
+  readonly reply: SmtpReply;
+  readonly reason: RejectReason | DeferReason;
+}
+
+/** The parts of an smtp-server session the policy reads. */
+export interface PolicySession {
+  readonly remoteAddress: string;
+  readonly user?: unknown;
+  readonly envelope: { readonly rcptTo: readonly unknown[] };
+}
+
+const RELAY_DENIED: PolicyRefusal = {
+  reply: { code: 550, status: '5.7.1', text: 'Relaying denied: authenticate or connect from an allowed network' },
+  reason: 'relay_denied',
+};
+
+export class SessionPolicy {
+  private readonly allowedNetworks: NetworkList;
+  private readonly senderDomains: DomainList;
+  private readonly recipientAllow: DomainList;
+  private readonly recipientDeny: DomainList;
+  private readonly maxRecipients: number;
+  private readonly messageRate?: SlidingWindowLimiter;
+
+  constructor(policy: GatewayConfig['policy']) {
+    this.allowedNetworks = new NetworkList(policy.allowedNetworks);
+    this.senderDomains = new DomainList(policy.senderDomains);
+    this.recipientAllow = new DomainList(policy.recipientDomains.allow);
+    this.recipientDeny = new DomainList(policy.recipientDomains.deny);
+    this.maxRecipients = policy.maxRecipients;
+    if (policy.messagesPerMinute > 0) {
+      this.messageRate = new SlidingWindowLimiter({ limit: policy.messagesPerMinute, windowMs: 60_000 });
+    }
+  }
+
+  /** Relay permission: an allowed network or an authenticated user. */
+  mayRelay(session: PolicySession): boolean {
+    return Boolean(session.user) || this.allowedNetworks.contains(session.remoteAddress);
+  }
+
+  checkMailFrom(address: string, session: PolicySession): PolicyRefusal | undefined {
+    if (!this.senderDomains.empty && !this.senderDomains.matches(domainOf(address))) {
+      return {
+        reply: { code: 550, status: '5.7.1', text: `Sender domain of <${address}> is not allowed here` },
+        reason: 'sender_domain',
+      };
+    }
+    // counted per message: one hit per MAIL FROM that passed the other checks
+    if (this.messageRate && !this.messageRate.hit(rateKey(session))) {
+      return {
+        reply: { code: 451, status: '4.7.1', text: 'Message rate limit exceeded, try again later' },
+        reason: 'rate_limited',
+      };
+    }
+    return undefined;
+  }
+
+  checkRcptTo(address: string, session: PolicySession): PolicyRefusal | undefined {
+    if (!this.mayRelay(session)) return RELAY_DENIED;
+    const domain = domainOf(address);
+    if (this.recipientDeny.matches(domain) || (!this.recipientAllow.empty && !this.recipientAllow.matches(domain))) {
+      return {
+        reply: { code: 550, status: '5.7.1', text: `Recipient domain of <${address}> is not allowed` },
+        reason: 'recipient_domain',
+      };
+    }
+    if (session.envelope.rcptTo.length >= this.maxRecipients) {
+      return {
+        reply: { code: 452, status: '4.5.3', text: `Too many recipients, at most ${this.maxRecipients} per message` },
+        reason: 'too_many_recipients',
+      };
+    }
+    return undefined;
+  }
+
+  /** The header From must name only allowed sender domains (when a list is set). */
+  checkHeaderFrom(headers: Headers): PolicyRefusal | undefined {
+    if (this.senderDomains.empty) return undefined;
+    const values = headers.get('from');
+    const addresses = values.flatMap((line) => flatten(addressparser(line.replace(/^from:\s*/i, ''))));
+    if (values.length !== 1 || addresses.length === 0) {
+      return {
+        reply: { code: 550, status: '5.7.1', text: 'Message must have exactly one From header with an address' },
+        reason: 'header_from',
+      };
+    }
+    const bad = addresses.find((address) => !this.senderDomains.matches(domainOf(address)));
+    if (bad !== undefined) {
+      return {
+        reply: { code: 550, status: '5.7.1', text: `Header From <${bad}> is not in an allowed sender domain` },
+        reason: 'header_from',
+      };
+    }
+    return undefined;
+  }
+}
+
+/** Rate limits apply per AUTH user when there is one, else per client IP. */
+function rateKey(session: PolicySession): string {
+  return session.user ? `user:${String(session.user)}` : `ip:${session.remoteAddress}`;
+}
+
+type Parsed = { address?: string; group?: Parsed[] };
+
+function flatten(list: Parsed[]): string[] {
+  return list.flatMap((entry) => (entry.group ? flatten(entry.group) : entry.address ? [entry.address] : []));
+}
