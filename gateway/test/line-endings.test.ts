@@ -67,18 +67,22 @@ function randomChunks(random: () => number, data: Buffer): Buffer[] {
   return chunks;
 }
 
-describe('LineEndingGuard reject mode', () => {
-  it('passes clean chunks through untouched (same Buffer objects)', async () => {
-    const guard = new LineEndingGuard({ mode: 'reject' });
-    const chunk = Buffer.from('Subject: hi\r\n\r\nbody\r\n');
+describe.each(['reject', 'normalize'] as const)('LineEndingGuard %s mode on clean data', (mode) => {
+  it('passes clean chunks through untouched (the same Buffer objects)', async () => {
+    const guard = new LineEndingGuard({ mode });
+    const chunks = [Buffer.from('Subject: hi\r\n\r\n'), Buffer.from('body\r\n')];
     const seen: Buffer[] = [];
     guard.on('data', (c: Buffer) => seen.push(c));
-    guard.end(chunk);
+    for (const chunk of chunks) guard.write(chunk);
+    guard.end();
     await once(guard, 'end');
-    expect(seen).toHaveLength(1);
-    expect(seen[0]).toBe(chunk);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toBe(chunks[0]);
+    expect(seen[1]).toBe(chunks[1]);
   });
+});
 
+describe('LineEndingGuard reject mode', () => {
   it('accepts a CRLF split across chunks, in any number of pieces', async () => {
     expect(await run('reject', ['line one\r', '\nline two\r\n'])).toEqual({ out: Buffer.from('line one\r\nline two\r\n') });
     expect((await run('reject', ['a\r', '\n', '\r', '\n', 'b\r', '\n'])).error).toBeUndefined();
@@ -134,16 +138,6 @@ describe('LineEndingGuard normalize mode', () => {
     await pipeline(Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))), guard);
     expect(Buffer.concat(out).toString('latin1')).toBe(expected);
     expect(guard.normalized).toBe(count);
-  });
-
-  it('passes clean chunks through untouched', async () => {
-    const guard = new LineEndingGuard({ mode: 'normalize' });
-    const chunk = Buffer.from('clean\r\nlines\r\n');
-    const seen: Buffer[] = [];
-    guard.on('data', (c: Buffer) => seen.push(c));
-    guard.end(chunk);
-    await once(guard, 'end');
-    expect(seen[0]).toBe(chunk);
   });
 
   it('agrees with a byte-by-byte oracle on random data and random chunking', async () => {
