@@ -81,8 +81,8 @@ export const UPSTREAM_POOL_STATES: readonly UpstreamPoolState[] = ['active', 'id
 export type UpstreamPoolSnapshot = Record<UpstreamPoolState, number>;
 
 /**
- * Latency buckets from 1 ms (a loopback upstream) to 60 s (nodemailer's default
- * socket timeout, and a stalling smarthost).
+ * Latency buckets from 1 ms (a loopback upstream) to 60 s (the default upstream
+ * socket timeout, upstream.socketTimeoutMs, which a stalling smarthost reaches).
  */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60,
