@@ -1,0 +1,108 @@
+/**
+ * Notices when mounted files change, the way Kubernetes changes them: a Secret
+ * or ConfigMap volume swaps a `..data` symlink to a new folder atomically, so
+ * watching the file itself misses it (the watched inode never changes). This
+ * watches each file's folder with fs.watch for a prompt reaction and also
+ * re-reads the files on a timer, because fs.watch is best effort (network file
+ * systems, overlay mounts, symlinks pointing elsewhere). Changes are detected by
+ * content, so a touch without a change, or both cert and key swapped a moment
+ * apart, produce one callback with the final contents.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+export interface WatchFilesOptions {
+  /** Files to watch; onChange receives their contents in this order. */
+  readonly files: readonly string[];
+  /** Contents as last loaded, so the first check only reports a real change. */
+  readonly initial: readonly Buffer[];
+  /** Called with the new contents of all files when any of them changed. */
+  readonly onChange: (contents: Buffer[]) => void | Promise<void>;
+  /** Called when the files cannot be read; the watch goes on. */
+  readonly onError: (error: Error) => void;
+  /** Re-read the files this often even without a file system event. @default 10000 */
+  readonly pollMs?: number;
+  /** Wait this long after an event for related writes to settle. @default 100 */
+  readonly debounceMs?: number;
+}
+
+export interface FileWatch {
+  /** Re-reads the files now and reports a change; resolves when handled. */
+  check(): Promise<void>;
+  close(): void;
+}
+
+export function watchFiles(options: WatchFilesOptions): FileWatch {
+  const { files, onChange, onError } = options;
+  const debounceMs = options.debounceMs ?? 100;
+  let last = options.initial.slice();
+  let closed = false;
+  let debounce: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+
+  const runCheck = async (): Promise<void> => {
+    let contents: Buffer[];
+    try {
+      contents = await Promise.all(files.map((file) => readFile(file)));
+    } catch (error) {
+      if (!closed) onError(error as Error);
+      return;
+    }
+    if (closed || contents.every((content, i) => last[i] !== undefined && content.equals(last[i]))) return;
+    last = contents;
+    try {
+      await onChange(contents);
+    } catch (error) {
+      onError(error as Error);
+    }
+  };
+
+  // one check at a time; an event during a check schedules exactly one more
+  const check = (): Promise<void> => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = runCheck().finally(() => {
+      running = undefined;
+      if (again && !closed) {
+        again = false;
+        void check();
+      }
+    });
+    return running;
+  };
+
+  const onEvent = () => {
+    if (closed) return;
+    clearTimeout(debounce);
+    debounce = setTimeout(() => void check(), debounceMs);
+    debounce.unref();
+  };
+
+  const watchers: FSWatcher[] = [];
+  for (const dir of new Set(files.map((file) => dirname(file)))) {
+    try {
+      const watcher = watch(dir, { persistent: false }, onEvent);
+      // a folder that disappears or a watch the platform cannot keep: the poll still covers it
+      watcher.on('error', () => watcher.close());
+      watchers.push(watcher);
+    } catch {
+      // fs.watch unsupported here; polling alone
+    }
+  }
+  const poll = setInterval(() => void check(), options.pollMs ?? 10_000);
+  poll.unref();
+
+  return {
+    check,
+    close() {
+      closed = true;
+      clearTimeout(debounce);
+      clearInterval(poll);
+      for (const watcher of watchers) watcher.close();
+    },
+  };
+}
