@@ -37,6 +37,10 @@ build: ## Compile the gateway to dist/
 run: ## Run the gateway locally (SMTP 127.0.0.1:2525, ops 127.0.0.1:9090, dev upstream)
 	tsx gateway/src/main.ts
 
+.PHONY: hash-password
+hash-password: ## Print a users-file line for SMTP AUTH: make hash-password SMTP_USER=app1 (password from stdin)
+	@tsx gateway/src/cli/hash-password.ts $(if $(SMTP_USER),'$(SMTP_USER)',--help)
+
 .PHONY: lint
 lint: ## Type-check, shellcheck, yamllint, helm lint
 	tsc --noEmit -p tsconfig.json
