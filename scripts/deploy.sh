@@ -88,6 +88,12 @@ parse_args() {
   fi
 }
 
+# Staging is for trying things: only production stops to ask.
+confirm_production() {
+  [ "$ENV_NAME" = production ] || return 0
+  confirm "$1"
+}
+
 # Steps, in the order deploy runs them ------------------------------------------------------------------
 
 preflight() {
@@ -229,7 +235,7 @@ rollout() {
     promote
     return
   fi
-  confirm "run this revision as a $PERCENT% canary in $ENV_NAME ($CLUSTER)"
+  confirm_production "run this revision as a $PERCENT% canary in $ENV_NAME ($CLUSTER)"
   ensure_cluster false
   ensure_ecr_repository
   build_and_push_image
@@ -244,7 +250,7 @@ rollout() {
 }
 
 promote() {
-  confirm "promote the canary to the stable release in $ENV_NAME ($CLUSTER)"
+  confirm_production "promote the canary to the stable release in $ENV_NAME ($CLUSTER)"
   ensure_cluster false
   local image
   image=$(query "$IMAGE:CANARY_TAG" kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get deployments \
@@ -265,7 +271,7 @@ abort() {
 }
 
 deploy() {
-  confirm "deploy this revision to $ENV_NAME ($CLUSTER, account $ACCOUNT)"
+  confirm_production "deploy this revision to $ENV_NAME ($CLUSTER, account $ACCOUNT)"
   ensure_cluster true
   install_load_balancer_controller
   ensure_ecr_repository
