@@ -44,7 +44,8 @@ hash-password: ## Print a users-file line for SMTP AUTH: make hash-password SMTP
 .PHONY: lint
 lint: ## Type-check, shellcheck, yamllint, helm lint
 	tsc --noEmit -p tsconfig.json
-	shellcheck scripts/*.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/lib/*.sh scripts/test/fixtures/*.sh .ci/run
+	actionlint
 
 .PHONY: test
 test: lint test-gateway test-chart test-ship test-prove ## Run every test (the CI command)
@@ -77,6 +78,14 @@ bench: build ## Throughput benchmark against smtp-sink: the matrix, median of 3 
 package: ## Package the chart to dist/smtp-gateway-VERSION.tgz
 	mkdir -p dist
 	helm package $(CHART) --destination dist
+
+.PHONY: kubeconfig-staging
+kubeconfig-staging: ## Point kubectl at the staging EKS cluster (smtp-gateway-staging)
+	scripts/deploy.sh staging kubeconfig
+
+.PHONY: kubeconfig-prod
+kubeconfig-prod: ## Point kubectl at the production EKS cluster (smtp-gateway-prod)
+	scripts/deploy.sh production kubeconfig
 
 .PHONY: clean
 clean: ## Remove build output
