@@ -187,12 +187,18 @@ describe('createMetrics', () => {
     expect(await scrape(b)).not.toContain('smtp_gateway_messages_total{');
   });
 
-  it('a pool source that throws reads as an empty pool instead of failing the scrape', async () => {
+  it('a pool or ready source that throws reads as an empty pool and not ready, instead of failing the scrape', async () => {
     const metrics = createMetrics(new Registry());
+    metrics.ready.set(1);
     metrics.setUpstreamPoolSource(() => {
       throw new Error('transport replaced');
     });
-    expect(await scrape(metrics)).toMatch(/^smtp_gateway_upstream_pool\{state="active"\} 0$/m);
+    metrics.setReadySource(() => {
+      throw new Error('state unavailable');
+    });
+    const body = await scrape(metrics);
+    expect(body).toMatch(/^smtp_gateway_upstream_pool\{state="active"\} 0$/m);
+    expect(body).toMatch(/^smtp_gateway_ready 0$/m);
   });
 
   it('has latency buckets from 1 ms to 60 s', () => {

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OPS_PATHS } from '../src/config/constants';
+import { DrainController } from '../src/ops/drain';
 import { createLogger } from '../src/ops/logger';
 import { createMetrics } from '../src/ops/metrics';
 import { startOpsServer, type OpsServer } from '../src/ops/ops-server';
@@ -80,6 +81,33 @@ describe('startOpsServer', () => {
     expect(await http(server.port, 'GET', '/healthz')).toMatchObject({ status: 200, body: 'ok' });
     state.ready = true;
     expect(await http(server.port, 'GET', '/readyz')).toMatchObject({ status: 200, body: 'ready' });
+  });
+
+  it('wired to a DrainController, /readyz and smtp_gateway_ready turn false the moment draining starts', async () => {
+    const drain = new DrainController();
+    const metrics = createMetrics(new Registry());
+    let listening = false;
+    const isReady = () => listening && !drain.draining;
+    metrics.setReadySource(isReady);
+    const server = await startOpsServer({ host: '127.0.0.1', port: 0, registry: metrics.registry, isReady });
+    servers.push(server);
+    const readyMetric = async () => /^smtp_gateway_ready (\d)$/m.exec((await http(server.port, 'GET', '/metrics')).body)?.[1];
+
+    expect(await http(server.port, 'GET', '/readyz')).toMatchObject({ status: 503, body: 'draining' });
+    expect(await readyMetric()).toBe('0');
+    listening = true;
+    expect(await http(server.port, 'GET', '/readyz')).toMatchObject({ status: 200, body: 'ready' });
+    expect(await readyMetric()).toBe('1');
+
+    const inFlight = drain.enter();
+    drain.start();
+    // No delay: the load balancer must see "not ready" before the listeners close.
+    expect(await http(server.port, 'GET', '/readyz')).toMatchObject({ status: 503, body: 'draining' });
+    expect(await readyMetric()).toBe('0');
+    expect(await http(server.port, 'GET', '/healthz')).toMatchObject({ status: 200, body: 'ok' });
+    const idle = drain.idle(5_000);
+    inFlight();
+    expect(await idle).toBe(true);
   });
 
   it('/healthz is 503 while isLive() is false, and 200 when isLive is not given', async () => {

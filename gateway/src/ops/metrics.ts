@@ -151,6 +151,13 @@ export interface GatewayMetrics {
    * nodemailerPoolSnapshot in ./upstream-pool). Without a source the gauge reads 0.
    */
   setUpstreamPoolSource(source: (() => UpstreamPoolSnapshot | undefined) | undefined): void;
+
+  /**
+   * Makes smtp_gateway_ready read `source` at scrape time: pass the same
+   * function as the ops server's isReady, and the metric and /readyz cannot
+   * disagree. Without a source, `ready.set()` is the way to change it.
+   */
+  setReadySource(source: (() => boolean) | undefined): void;
 }
 
 export interface MetricsOptions {
@@ -238,7 +245,22 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     },
   });
 
-  const ready = gauge('smtp_gateway_ready', '1 while the gateway accepts mail, 0 before its listeners are up and while it drains.');
+  let readySource: (() => boolean) | undefined;
+  const ready = new Gauge({
+    name: 'smtp_gateway_ready',
+    help: '1 while the gateway accepts mail, 0 before its listeners are up and while it drains.',
+    registers,
+    collect() {
+      if (!readySource) return;
+      let isReady = false;
+      try {
+        isReady = readySource() === true;
+      } catch {
+        // Same answer /readyz gives when its check throws: not ready.
+      }
+      this.set(isReady ? 1 : 0);
+    },
+  });
   const buildInfo = gauge('smtp_gateway_build_info', 'Always 1; the version label says which gateway build is running.', ['version']);
 
   ready.set(0);
@@ -268,6 +290,9 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     buildInfo,
     setUpstreamPoolSource(source) {
       poolSource = source;
+    },
+    setReadySource(source) {
+      readySource = source;
     },
   };
 }
