@@ -1,0 +1,99 @@
+/**
+ * Keeps the listeners' TLS certificate current. cert-manager renews certificates
+ * and Kubernetes swaps the mounted Secret files in place; without a reload the
+ * gateway would serve the old certificate until it expires. The pair is loaded
+ * once synchronously at start-up (a missing or broken pair stops the process
+ * with a clear error), then watched; each new pair is checked with
+ * tls.createSecureContext before it is handed on (typically to
+ * `SMTPServer.updateSecureContext`), and a bad or half-written pair is reported
+ * while the previous one stays in use.
+ */
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import { watchFiles } from './watched-files';
+
+export interface CertificatePair {
+  key: Buffer;
+  cert: Buffer;
+}
+
+export interface WatchCertificateOptions {
+  /** PEM certificate chain. */
+  readonly certFile: string;
+  /** PEM private key. */
+  readonly keyFile: string;
+  /** Called with each new valid pair. */
+  readonly onChange: (pair: CertificatePair) => void;
+  /** Called when a changed pair cannot be read or is invalid; the previous pair stays current. */
+  readonly onError: (error: Error) => void;
+  /** Re-read the files this often even without a file system event. @default 10000 */
+  readonly pollMs?: number;
+  /** Wait this long after a file event, so a cert and key written one after the other arrive together. @default 200 */
+  readonly debounceMs?: number;
+}
+
+export interface CertificateWatch {
+  /** The pair in use: the last valid one. */
+  readonly current: CertificatePair;
+  /** Re-reads the files now (what the timer and file events do). */
+  check(): Promise<void>;
+  close(): void;
+}
+
+/** A certificate or key that cannot be read or used; names both files. */
+export class CertificateError extends Error {
+  readonly code = 'CERTIFICATE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CertificateError';
+  }
+}
+
+/** Throws a CertificateError unless key and cert form a usable TLS pair. */
+export function validateCertificatePair(pair: CertificatePair, certFile: string, keyFile: string): void {
+  try {
+    createSecureContext({ key: pair.key, cert: pair.cert });
+  } catch (error) {
+    throw new CertificateError(`Certificate ${certFile} and key ${keyFile} are not a usable TLS pair: ${(error as Error).message}`);
+  }
+}
+
+function readPairSync(certFile: string, keyFile: string): CertificatePair {
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new CertificateError(`Cannot read TLS ${what} ${file}: ${(error as Error).message}`);
+    }
+  };
+  return { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') };
+}
+
+export function watchCertificate(options: WatchCertificateOptions): CertificateWatch {
+  const { certFile, keyFile, onChange, onError } = options;
+  let current = readPairSync(certFile, keyFile);
+  validateCertificatePair(current, certFile, keyFile);
+  const watch = watchFiles({
+    files: [certFile, keyFile],
+    initial: [current.cert, current.key],
+    pollMs: options.pollMs,
+    debounceMs: options.debounceMs ?? 200,
+    onChange: ([cert, key]) => {
+      const pair = { cert, key };
+      validateCertificatePair(pair, certFile, keyFile);
+      current = pair;
+      onChange(pair);
+    },
+    onError: (error) => {
+      const reason = error instanceof CertificateError ? error.message : `Cannot read TLS certificate ${certFile} or key ${keyFile}: ${error.message}`;
+      onError(new CertificateError(`${reason}; keeping the previous certificate`));
+    },
+  });
+  return {
+    get current() {
+      return current;
+    },
+    check: () => watch.check(),
+    close: () => watch.close(),
+  };
+}
