@@ -9,6 +9,8 @@ import { z } from 'zod';
 import { CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from './constants';
 
 const port = z.number().int().min(1).max(65535);
+/** A port to listen on; 0 lets the OS pick a free one (tests, local runs), and the gateway logs the real one. */
+const listenPort = z.number().int().min(0).max(65535);
 
 /** "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
 export const cidr = z.string().refine(
@@ -33,7 +35,7 @@ const listener = (defaultPort: number, enabled: boolean, what: string) =>
   z
     .object({
       enabled: z.boolean().default(enabled).describe(`Serve the ${what} listener.`),
-      port: port.default(defaultPort).describe('TCP port to listen on (unprivileged in the pod).'),
+      port: listenPort.default(defaultPort).describe('TCP port to listen on (unprivileged in the pod); 0 picks a free port.'),
     })
     .strict()
     .prefault({});
@@ -150,7 +152,7 @@ export const configSchema = z
     ops: z
       .object({
         listenAddress: z.string().default('127.0.0.1').describe('Address the ops server binds to.'),
-        port: port.default(CONTAINER_PORTS.ops).describe('Port for /metrics, /healthz and /readyz.'),
+        port: listenPort.default(CONTAINER_PORTS.ops).describe('Port for /metrics, /healthz and /readyz; 0 picks a free port.'),
       })
       .strict()
       .prefault({})

@@ -1,0 +1,138 @@
+/**
+ * The reply rules of ARCHITECTURE.md end to end: a real client, the gateway,
+ * and a real upstream that accepts, refuses, stalls or drops. Every case
+ * asserts both the client's reply and what the upstream received.
+ */
+import { createServer } from 'node:net';
+import nodemailer from 'nodemailer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from './helpers/test-gateway';
+import { startTestUpstream, type TestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+
+const MESSAGE = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: hello\r\n\r\nBody line\r\n';
+
+let upstream: TestUpstream | undefined;
+let gw: TestGateway | undefined;
+
+afterEach(async () => {
+  await gw?.close();
+  await upstream?.close();
+  gw = undefined;
+  upstream = undefined;
+});
+
+async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: Parameters<typeof startTestGateway>[0] = {}) {
+  upstream = await startTestUpstream(upstreamOptions);
+  gw = await startTestGateway({ upstreamPort: upstream.port, ...gatewayOptions });
+  return { upstream, gw };
+}
+
+/** Sends with nodemailer; resolves with the final reply line whether accepted or refused. */
+async function send(port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) {
+  const client = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, socketTimeout: 20_000 });
+  try {
+    const info = await client.sendMail({ envelope: { from: 'app@example.com', to }, raw });
+    return { code: 250, response: info.response };
+  } catch (err) {
+    const e = err as { responseCode?: number; response?: string; message: string };
+    return { code: e.responseCode ?? 0, response: e.response ?? e.message };
+  } finally {
+    client.close();
+  }
+}
+
+describe('reply to the final dot', () => {
+  it('upstream 250 → client 250 with the upstream queue id, message delivered with Received, Message-ID and Date added', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept', queueId: () => 'Q-ABC123' });
+    const reply = await send(gw.relayPort);
+    expect(reply.code).toBe(250);
+    expect(reply.response).toMatch(/^250 2\.0\.0 .*Q-ABC123/);
+    expect(upstream.messages).toHaveLength(1);
+    const delivered = upstream.messages[0].raw.toString();
+    expect(upstream.messages[0].from).toBe('app@example.com');
+    expect(upstream.messages[0].to).toEqual(['user@example.org']);
+    expect(delivered).toMatch(/^Received: from \S+ \(unknown \[127\.0\.0\.1\]\) by gateway\.test\r\n \(smtp-gateway\) with ESMTP id /);
+    expect(delivered).toMatch(/\r\nMessage-ID: <[^>]+@gateway\.test>\r\n/i);
+    expect(delivered).toMatch(/\r\nDate: \w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n/);
+    expect(delivered).toContain('\r\nSubject: hello\r\n');
+    expect(delivered.endsWith('\r\n\r\nBody line\r\n')).toBe(true);
+  });
+
+  it('keeps a Message-ID and Date the client already set', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept' });
+    const raw = `Message-ID: <own@example.com>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n${MESSAGE}`;
+    expect((await send(gw.relayPort, raw)).code).toBe(250);
+    const delivered = upstream.messages[0].raw.toString();
+    expect(delivered.match(/^Message-ID:/gim)).toHaveLength(1);
+    expect(delivered).toContain('Message-ID: <own@example.com>');
+    expect(delivered.match(/^Date:/gim)).toHaveLength(1);
+  });
+
+  it('upstream 5xx after the data → client 5xx with the upstream reason; nothing delivered', async () => {
+    const { upstream, gw } = await setup({ mode: 'reject5xx' });
+    const reply = await send(gw.relayPort);
+    expect(reply.code).toBe(554);
+    expect(reply.response).toMatch(/^554 5\.7\.1 .*Test upstream refuses this message/);
+    expect(upstream.messages).toHaveLength(0);
+  });
+
+  it('upstream 5xx at RCPT → client 5xx; nothing delivered', async () => {
+    const { upstream, gw } = await setup({ mode: 'reject5xx', rejectAt: 'rcpt' });
+    const reply = await send(gw.relayPort);
+    expect(reply.code).toBe(554);
+    expect(upstream.messages).toHaveLength(0);
+    expect(upstream.attempts).toHaveLength(0);
+  });
+
+  it('upstream 4xx → client 451; nothing delivered', async () => {
+    const { upstream, gw } = await setup({ mode: 'reject4xx' });
+    const reply = await send(gw.relayPort);
+    expect(reply.code).toBe(451);
+    expect(reply.response).toMatch(/^451 4\.3\.0 /);
+    expect(upstream.messages).toHaveLength(0);
+  });
+
+  it('upstream refuses the connection → client 451 4.4.1', async () => {
+    const closedPort = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    gw = await startTestGateway({ upstreamPort: closedPort });
+    const reply = await send(gw.relayPort);
+    expect(reply.code).toBe(451);
+    expect(reply.response).toMatch(/^451 4\.4\.1 /);
+  });
+
+  it('upstream stalls after the dot → client 451 after the socket timeout; the upstream never accepted it', async () => {
+    const { upstream, gw } = await setup({ mode: 'stall' }, { upstream: { socketTimeoutMs: 800 } });
+    const started = Date.now();
+    const reply = await send(gw.relayPort);
+    expect(reply.code).toBe(451);
+    expect(reply.response).toMatch(/^451 4\.4\.2 .*timed out/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    expect(upstream.messages).toHaveLength(0);
+  });
+
+  it('upstream drops the connection mid-data → client 451; nothing delivered', async () => {
+    const { upstream, gw } = await setup({ mode: 'drop-mid-data', dropAfterBytes: 1 });
+    const big = MESSAGE + 'x'.repeat(76).concat('\r\n').repeat(3000);
+    const reply = await send(gw.relayPort, big);
+    expect(reply.code).toBe(451);
+    expect(reply.response).toMatch(/^451 4\.4\.[12] /);
+    await upstream.waitForAttempts(1);
+    expect(upstream.attempts[0].completed).toBe(false);
+    expect(upstream.messages).toHaveLength(0);
+  });
+
+  it('a refused message does not poison the pooled connection: the next message is relayed over it', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
+    const refused = await send(gw.relayPort, MESSAGE, ['nobody@example.org']);
+    expect(refused.code).toBe(550);
+    expect(refused.response).toMatch(/^550 5\.1\.1 .*no such user/);
+    expect((await send(gw.relayPort)).code).toBe(250);
+    expect(upstream.messages.map((m) => m.to)).toEqual([['user@example.org']]);
+    expect(upstream.connections).toBe(1);
+  });
+});
