@@ -1,0 +1,134 @@
+/**
+ * Failures before the final dot: the upstream transaction is aborted (it never
+ * gets the dot) and nothing is delivered, while the client gets the right reply
+ * (or, if it left, nothing at all).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDialog, startData } from './helpers/smtp-dialog';
+import { startTestGateway, type TestGateway } from './helpers/test-gateway';
+import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+
+let upstream: TestUpstream | undefined;
+let gw: TestGateway | undefined;
+
+afterEach(async () => {
+  await gw?.close();
+  await upstream?.close();
+  gw = undefined;
+  upstream = undefined;
+});
+
+const HEAD = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: t\r\n\r\n';
+const LINE = `${'y'.repeat(76)}\r\n`;
+
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('aborted transactions', () => {
+  it('client disconnects mid-DATA → the upstream transaction is cut off without its dot; nothing delivered', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port });
+    const dialog = await openDialog(gw.relayPort);
+    const replies = await startData(dialog, 'app@example.com', ['user@example.org']);
+    expect(replies.at(-1)?.code).toBe(354);
+    dialog.write(HEAD + LINE.repeat(200));
+    // the gateway streams as it receives: the upstream is already in its DATA phase
+    await until(() => (upstream?.attempts[0]?.bytes ?? 0) > 0, 'the upstream to receive data');
+    dialog.destroy();
+    await upstream.waitForAttempts(1);
+    expect(upstream.attempts[0].completed).toBe(false);
+    expect(upstream.attempts[0].cutOff).toBe(true);
+    expect(upstream.messages).toHaveLength(0);
+    await until(() => gw!.logs.some((line) => line.msg === 'transaction'), 'the transaction log line');
+    const logged = gw.logs.find((line) => line.msg === 'transaction');
+    expect(logged).toMatchObject({ outcome: 'aborted', reason: 'client_disconnect' });
+  });
+
+  it('message over maxMessageBytes → 552 5.3.4 while streaming; the upstream never gets the dot', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } });
+    const dialog = await openDialog(gw.relayPort);
+    const ehlo = await dialog.command('EHLO client.test');
+    expect(ehlo.text).toContain('SIZE 4096');
+    await dialog.command('MAIL FROM:<app@example.com>');
+    await dialog.command('RCPT TO:<user@example.org>');
+    expect((await dialog.command('DATA')).code).toBe(354);
+    dialog.write(HEAD + LINE.repeat(2000) + '.\r\n');
+    const reply = await dialog.reply();
+    expect(reply.code).toBe(552);
+    expect(reply.text).toMatch(/^552 5\.3\.4 /);
+    // the abort may come before the upstream reached DATA at all; any attempt that began must end cut off
+    await until(() => upstream!.attempts.every((attempt) => attempt.completed || attempt.cutOff), 'upstream attempts to end');
+    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+    // far less than the 150 KiB sent reached the upstream: the rest was dropped, not forwarded
+    expect(upstream.attempts.reduce((sum, attempt) => sum + attempt.bytes, 0)).toBeLessThan(4096 + 1024);
+    expect(upstream.messages).toHaveLength(0);
+    // the session carries on
+    expect((await dialog.command('MAIL FROM:<app@example.com>')).code).toBe(250);
+    dialog.destroy();
+  });
+
+  it('SIZE declared over the limit is refused at MAIL FROM', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } });
+    const dialog = await openDialog(gw.relayPort);
+    await dialog.command('EHLO client.test');
+    const reply = await dialog.command('MAIL FROM:<app@example.com> SIZE=100000');
+    expect(reply.code).toBe(552);
+    expect(upstream.mailFroms).toHaveLength(0);
+    dialog.destroy();
+  });
+
+  it('bare LF in the data → 550 5.6.0 (no smuggling); the upstream never gets the dot', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port });
+    const dialog = await openDialog(gw.relayPort);
+    await startData(dialog, 'app@example.com', ['user@example.org']);
+    dialog.write(`${HEAD}first\n.\nMAIL FROM:<evil@example.com>\r\nsecond\r\n.\r\n`);
+    const reply = await dialog.reply();
+    expect(reply.code).toBe(550);
+    expect(reply.text).toMatch(/^550 5\.6\.0 .*Bare CR or LF/);
+    expect(upstream.messages).toHaveLength(0);
+    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+    dialog.destroy();
+  });
+
+  it('policy.lineEndings normalize → bare LF rewritten to CRLF and the message relayed', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { lineEndings: 'normalize' } });
+    const dialog = await openDialog(gw.relayPort);
+    await startData(dialog, 'app@example.com', ['user@example.org']);
+    dialog.write(`${HEAD}first\nsecond\r\n.\r\n`);
+    const reply = await dialog.reply();
+    expect(reply.code).toBe(250);
+    expect(upstream.messages).toHaveLength(1);
+    expect(upstream.messages[0].raw.toString()).toContain('\r\n\r\nfirst\r\nsecond\r\n');
+    dialog.destroy();
+  });
+
+  it('header From outside policy.senderDomains → 550 5.7.1 at the dot; nothing delivered', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { senderDomains: ['example.com'] } });
+    const dialog = await openDialog(gw.relayPort);
+    await startData(dialog, 'app@example.com', ['user@example.org']);
+    dialog.write(`From: "Bank" <ceo@bank.example>\r\nSubject: t\r\n\r\n${LINE.repeat(100)}.\r\n`);
+    const reply = await dialog.reply();
+    expect(reply.code).toBe(550);
+    expect(reply.text).toMatch(/^550 5\.7\.1 Header From <ceo@bank\.example>/);
+    expect(upstream.messages).toHaveLength(0);
+    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+    // an allowed header From on the same session goes through
+    await dialog.command('MAIL FROM:<app@example.com>');
+    await dialog.command('RCPT TO:<user@example.org>');
+    await dialog.command('DATA');
+    dialog.write(`From: App <app@example.com>\r\nSubject: t\r\n\r\nok\r\n.\r\n`);
+    expect((await dialog.reply()).code).toBe(250);
+    expect(upstream.messages).toHaveLength(1);
+    dialog.destroy();
+  });
+});
