@@ -278,11 +278,10 @@ describe('nodemailerPoolSnapshot with a real pool and a real upstream', () => {
     expect(busy).toMatch(/^smtp_gateway_upstream_pool\{state="queued"\} 2$/m);
 
     // Let each held message through as it arrives.
-    while (releases.length > 0 || started.length < 3) {
-      releases.shift()?.();
-      await sleep(10);
+    for (let n = 0; n < 3; n++) {
+      await waitFor(() => releases.length > 0);
+      releases.shift()!();
     }
-    releases.splice(0).forEach((release) => release());
     await Promise.all([first, ...rest]);
     await waitFor(() => nodemailerPoolSnapshot(transport)?.idle === 1);
     expect(nodemailerPoolSnapshot(transport)).toEqual({ active: 0, idle: 1, queued: 0 });
