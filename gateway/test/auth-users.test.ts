@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword, loadUserStore, parseUserFile, UserFileError, watchUserStore, type WatchedUserStore } from '../src/smtp/auth-users';
+import { eventually } from './helpers/eventually';
 import { makeSecretVolume } from './helpers/secret-volume';
 
 const ROOT = join(__dirname, '..', '..');
@@ -14,14 +15,6 @@ async function usersFile(text: string): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'smtp-gateway-users-')), 'auth-users');
   await writeFile(path, text);
   return path;
-}
-
-async function eventually(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 describe('hashPassword', () => {

@@ -1,13 +1,14 @@
 import { once } from 'node:events';
-import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateError, watchCertificate, type CertificateWatch } from '../src/smtp/certificate-watcher';
+import { CertificateError, watchCertificate, type CertificatePair, type CertificateWatch } from '../src/smtp/certificate-watcher';
 import { makeServerCertificate, makeTestCertificates, type TestCertificates } from './helpers/certs';
+import { eventually } from './helpers/eventually';
 import { makeSecretVolume } from './helpers/secret-volume';
 
 type ServerCert = Awaited<ReturnType<typeof makeServerCertificate>>;
@@ -20,14 +21,6 @@ beforeAll(async () => {
   rotated = await makeServerCertificate(base, { commonName: 'rotated.localhost' });
   third = await makeServerCertificate(base, { commonName: 'third.localhost' });
 });
-
-async function eventually(condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** Common name of the certificate a verifying TLS client is served on implicit TLS. */
 async function servedName(port: number): Promise<string> {
@@ -105,18 +98,28 @@ describe('watchCertificate', () => {
     expect(() => watchCertificate({ certFile: junk, keyFile: base.keyFile, onChange() {}, onError() {} })).toThrow(/not a usable TLS pair/);
   });
 
-  it('serves the new certificate to TLS clients after a Kubernetes Secret update (implicit TLS and STARTTLS)', async () => {
+  /** A watch on a Secret volume holding the base pair, recording what it reports. */
+  async function watchVolume(onChange: (pair: CertificatePair) => void = () => undefined) {
     const volume = await makeSecretVolume({ 'tls.crt': base.cert, 'tls.key': base.key });
-    const changes: Buffer[] = [];
-    let servers: SMTPServer[] = [];
+    const changed: Buffer[] = [];
+    const errors: Error[] = [];
     const watcher = watch({
       certFile: volume.path('tls.crt'),
       keyFile: volume.path('tls.key'),
       pollMs: 60_000,
       onChange: (pair) => {
-        changes.push(pair.cert);
-        for (const server of servers) server.updateSecureContext(pair);
+        changed.push(pair.cert);
+        onChange(pair);
       },
+      onError: (error) => errors.push(error),
+    });
+    return { volume, watcher, changed, errors };
+  }
+
+  it('serves the new certificate to TLS clients after a Kubernetes Secret update (implicit TLS and STARTTLS)', async () => {
+    let servers: SMTPServer[] = [];
+    const { volume, watcher, changed: changes } = await watchVolume((pair) => {
+      for (const server of servers) server.updateSecureContext(pair);
     });
     const implicit = await smtpServer({ secure: true, key: watcher.current.key, cert: watcher.current.cert });
     const starttls = await smtpServer({ key: watcher.current.key, cert: watcher.current.cert });
@@ -132,16 +135,7 @@ describe('watchCertificate', () => {
   });
 
   it('keeps the previous certificate when the new pair does not match, and recovers when it is fixed', async () => {
-    const volume = await makeSecretVolume({ 'tls.crt': base.cert, 'tls.key': base.key });
-    const errors: Error[] = [];
-    const changed: Buffer[] = [];
-    const watcher = watch({
-      certFile: volume.path('tls.crt'),
-      keyFile: volume.path('tls.key'),
-      pollMs: 60_000,
-      onChange: (pair) => changed.push(pair.cert),
-      onError: (error) => errors.push(error),
-    });
+    const { volume, watcher, changed, errors } = await watchVolume();
     await volume.update({ 'tls.crt': rotated.cert, 'tls.key': base.key });
     await eventually(() => errors.length > 0, 'the error');
     expect(errors[0]).toBeInstanceOf(CertificateError);
@@ -171,7 +165,6 @@ describe('watchCertificate', () => {
 
     // the poll alone: a watcher whose folder events never arrive (a file reached through a symlink elsewhere)
     const linkDir = await mkdtemp(join(tmpdir(), 'smtp-gateway-tls-link-'));
-    const { symlink } = await import('node:fs/promises');
     await symlink(certFile, join(linkDir, 'tls.crt'));
     await symlink(keyFile, join(linkDir, 'tls.key'));
     const polled = watch({ certFile: join(linkDir, 'tls.crt'), keyFile: join(linkDir, 'tls.key'), pollMs: 100, onChange: () => undefined });
