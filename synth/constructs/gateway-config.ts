@@ -1,0 +1,96 @@
+/**
+ * The gateway's config.yaml in a ConfigMap: `.Values.config` with the keys a
+ * pod needs set by the chart (listen on all addresses, the container ports,
+ * the paths where Secrets are mounted) merged over it.
+ */
+import { posix } from 'node:path';
+import { ApiObject } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { CONFIG_FILE_NAME, CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from '../../gateway/src/config/constants';
+import { goLiteral } from '../helm/go-literal';
+import { HelmChart } from '../helm/helm-chart';
+import type { ChartNames } from './names';
+
+/** Set in every pod: the Services and probes reach these addresses and ports. */
+const ALWAYS = {
+  listenAddress: '0.0.0.0',
+  listeners: {
+    relay: { port: CONTAINER_PORTS.relay },
+    submission: { port: CONTAINER_PORTS.submission },
+    smtps: { port: CONTAINER_PORTS.smtps },
+  },
+  ops: { listenAddress: '0.0.0.0', port: CONTAINER_PORTS.ops },
+  // The root filesystem is read-only; only /tmp is writable.
+  devUpstream: { dir: posix.join(MOUNT_PATHS.tmpDir, 'dev-mail') },
+};
+
+/** Set when the matching Secret is mounted (condition → config keys). */
+const WHEN_MOUNTED: Array<{ condition: string; config: Record<string, Record<string, string>> }> = [
+  {
+    condition: '.Values.tls.existingSecret',
+    config: { tls: { certFile: posix.join(MOUNT_PATHS.tlsDir, 'tls.crt'), keyFile: posix.join(MOUNT_PATHS.tlsDir, 'tls.key') } },
+  },
+  {
+    condition: '.Values.secret.useUpstreamCredentials',
+    config: {
+      upstream: {
+        usernameFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.upstreamUsername),
+        passwordFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.upstreamPassword),
+      },
+    },
+  },
+  { condition: '.Values.secret.useAuthUsers', config: { auth: { usersFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.authUsers) } } },
+];
+
+/** values.yaml / README notes for the config keys the chart sets, by dotted path. */
+export function chartSetConfigNotes(): Record<string, string> {
+  const notes: Record<string, string> = {};
+  const visit = (node: unknown, path: string, note: (value: unknown) => string) => {
+    if (node !== null && typeof node === 'object') {
+      for (const [key, child] of Object.entries(node)) visit(child, `${path}.${key}`, note);
+    } else {
+      notes[path] = note(node);
+    }
+  };
+  visit(ALWAYS, 'config', (value) => `In the pod the chart sets ${JSON.stringify(value)}.`);
+  const reasons: Record<string, string> = {
+    '.Values.tls.existingSecret': 'tls.existingSecret is set',
+    '.Values.secret.useUpstreamCredentials': 'secret.useUpstreamCredentials is true',
+    '.Values.secret.useAuthUsers': 'secret.useAuthUsers is true',
+  };
+  for (const { condition, config } of WHEN_MOUNTED) {
+    visit(config, 'config', (value) => `The chart sets ${JSON.stringify(value)} when ${reasons[condition]}.`);
+  }
+  return notes;
+}
+
+export interface GatewayConfigProps {
+  readonly names: ChartNames;
+}
+
+export class GatewayConfig extends Construct {
+  /** The ConfigMap, for mounting. */
+  readonly configMap: kplus.ConfigMap;
+  /** Key of the config file inside the ConfigMap. */
+  readonly fileName = CONFIG_FILE_NAME;
+  /** The template file, for the pods' checksum annotation. */
+  static readonly TEMPLATE = 'configmap.yaml';
+
+  constructor(scope: Construct, id: string, props: GatewayConfigProps) {
+    super(scope, id);
+    const helm = HelmChart.of(this);
+    const merges = WHEN_MOUNTED.map(
+      ({ condition, config }) => `{{- if ${condition} }}\n{{- $_ := mustMergeOverwrite $config ${goLiteral(config)} }}\n{{- end }}`,
+    );
+    helm.define(
+      'config',
+      [`{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
+    );
+    this.configMap = new kplus.ConfigMap(this, 'configmap', {
+      metadata: { name: props.names.fullname(), labels: props.names.labels() },
+      data: { [CONFIG_FILE_NAME]: helm.tokens.text(helm.include('config')) },
+    });
+    helm.template(ApiObject.of(this.configMap), { file: GatewayConfig.TEMPLATE });
+  }
+}

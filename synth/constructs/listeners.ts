@@ -1,0 +1,31 @@
+/** The SMTP listeners as the chart publishes them: container port, port name, Service port and Service group. */
+import { CONTAINER_PORTS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+
+/** A listener group is one Service (one NLB): the seed runs two. */
+export type ServiceGroup = 'smtp' | 'submission';
+
+export interface Listener {
+  readonly name: ListenerName;
+  /** Container port name (≤ 15 characters, IANA style). */
+  readonly portName: string;
+  readonly containerPort: number;
+  readonly servicePort: number;
+  readonly group: ServiceGroup;
+}
+
+export const LISTENERS: readonly Listener[] = [
+  { name: 'relay', portName: 'smtp', containerPort: CONTAINER_PORTS.relay, servicePort: SERVICE_PORTS.relay, group: 'smtp' },
+  { name: 'submission', portName: 'submission', containerPort: CONTAINER_PORTS.submission, servicePort: SERVICE_PORTS.submission, group: 'submission' },
+  { name: 'smtps', portName: 'smtps', containerPort: CONTAINER_PORTS.smtps, servicePort: SERVICE_PORTS.smtps, group: 'submission' },
+];
+
+export const OPS_PORT_NAME = 'ops';
+
+/** Go template condition: the listener is enabled in the gateway config. */
+export const listenerEnabled = (listener: Listener) => `.Values.config.listeners.${listener.name}.enabled`;
+
+/** Go template condition: at least one listener of the group is enabled. */
+export function groupEnabled(group: ServiceGroup): string {
+  const conditions = LISTENERS.filter((l) => l.group === group).map(listenerEnabled);
+  return conditions.length === 1 ? conditions[0] : `(or ${conditions.join(' ')})`;
+}

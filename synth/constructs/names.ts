@@ -1,0 +1,102 @@
+/**
+ * Names and labels of every resource, as named templates in _helpers.tpl.
+ * Names derive from the release so two releases in one namespace never
+ * collide; selectors use only app.kubernetes.io/name and instance, which never
+ * change across upgrades (a selector is immutable).
+ */
+import type { HelmChart } from '../helm/helm-chart';
+
+export class ChartNames {
+  constructor(private readonly helm: HelmChart) {
+    const name = helm.chartName;
+    helm.define(
+      'name',
+      `{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}`,
+    );
+    helm.define(
+      'fullname',
+      `
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}`,
+    );
+    // A component's name keeps its suffix even when the full name is long, so
+    // "<long>-smtp" and "<long>-metrics" never truncate into the same name.
+    helm.define(
+      'componentName',
+      `{{- printf "%s-%s" (include "${name}.fullname" .root | trunc (int (sub 62 (len .component))) | trimSuffix "-") .component }}`,
+    );
+    helm.define('chart', `{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}`);
+    helm.define(
+      'selectorLabels',
+      `
+app.kubernetes.io/name: {{ include "${name}.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}`,
+    );
+    helm.define(
+      'commonLabels',
+      `
+helm.sh/chart: {{ include "${name}.chart" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "${name}.name" . }}`,
+    );
+    helm.define(
+      'labels',
+      `
+{{ include "${name}.selectorLabels" . }}
+{{ include "${name}.commonLabels" . }}`,
+    );
+    helm.define(
+      'serviceAccountName',
+      `
+{{- if .Values.serviceAccount.create }}
+{{- default (include "${name}.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}`,
+    );
+  }
+
+  /** The release's resource name (`<release>-smtp-gateway`), as a string reference. */
+  fullname(): string {
+    return this.helm.tokens.str(this.helm.include('fullname'));
+  }
+
+  /** `<fullname>-<component>`, kept within 63 characters. */
+  component(component: string): string {
+    return this.helm.tokens.str(this.helm.include('componentName', `(dict "root" . "component" "${component}")`));
+  }
+
+  serviceAccountName(): string {
+    return this.helm.tokens.str(this.helm.include('serviceAccountName'));
+  }
+
+  /** A labels map: every standard label, plus `extra` literal labels and an optional values map spliced in. */
+  labels(extra: Record<string, string> = {}, valuesMap?: string): Record<string, string> {
+    return this.map('labels', extra, valuesMap);
+  }
+
+  /** Labels without the selector labels: for resources a Service must never select (the test pod). */
+  commonLabels(extra: Record<string, string> = {}): Record<string, string> {
+    return this.map('commonLabels', extra);
+  }
+
+  /** The selector: name and instance only. */
+  selectorLabels(): Record<string, string> {
+    return this.map('selectorLabels', {});
+  }
+
+  private map(template: string, extra: Record<string, string>, valuesMap?: string): Record<string, string> {
+    const map: Record<string, string> = { [this.helm.tokens.splice(this.helm.include(template))]: '', ...extra };
+    if (valuesMap) map[this.helm.tokens.splice(valuesMap, { omitEmpty: true })] = '';
+    return map;
+  }
+}

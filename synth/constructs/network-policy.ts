@@ -1,0 +1,41 @@
+/** An optional NetworkPolicy: only the SMTP ports and the ops port are reachable, each from the peers values allow. */
+import { ApiObject, JsonPatch } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { CONTAINER_PORTS } from '../../gateway/src/config/constants';
+import { HelmChart } from '../helm/helm-chart';
+import { valueRef } from '../values/ref';
+import { LISTENERS, listenerEnabled } from './listeners';
+import type { ChartNames } from './names';
+
+export interface NetworkPolicyProps {
+  readonly names: ChartNames;
+  readonly deployment: kplus.Deployment;
+}
+
+export class GatewayNetworkPolicy extends Construct {
+  constructor(scope: Construct, id: string, props: NetworkPolicyProps) {
+    super(scope, id);
+    const helm = HelmChart.of(this);
+    const t = helm.tokens;
+    const policy = new kplus.NetworkPolicy(this, 'networkpolicy', {
+      metadata: { name: props.names.fullname(), labels: props.names.labels() },
+      selector: props.deployment,
+      ingress: { default: kplus.NetworkPolicyTrafficDefault.DENY },
+    });
+    const apiObject = ApiObject.of(policy);
+    helm.template(apiObject, { file: 'networkpolicy.yaml', if: valueRef('networkPolicy.enabled') });
+    const tcp = (port: number) => ({ port, protocol: 'TCP' });
+    helm.patch(
+      apiObject,
+      JsonPatch.replace('/spec/podSelector', { matchLabels: props.names.selectorLabels() }),
+      JsonPatch.replace('/spec/ingress', [
+        {
+          ports: LISTENERS.map((l) => t.when(listenerEnabled(l), tcp(l.containerPort))),
+          from: t.yaml(valueRef('networkPolicy.smtpFrom'), { omitEmpty: true }),
+        },
+        { ports: [tcp(CONTAINER_PORTS.ops)], from: t.yaml(valueRef('networkPolicy.metricsFrom'), { omitEmpty: true }) },
+      ]),
+    );
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * One listener group as a Service: ClusterIP for in-cluster clients, or an
+ * AWS NLB through the AWS Load Balancer Controller (target type ip, client IP
+ * preserved, health-checked on /readyz so a draining pod leaves the NLB at once).
+ */
+import { ApiObject, JsonPatch } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { CONTAINER_PORTS, OPS_PATHS } from '../../gateway/src/config/constants';
+import { HelmChart } from '../helm/helm-chart';
+import { valueRef } from '../values/ref';
+import { LISTENERS, groupEnabled, listenerEnabled, type ServiceGroup } from './listeners';
+import type { ChartNames } from './names';
+
+export interface SmtpServiceProps {
+  readonly names: ChartNames;
+  /** Which listeners this Service publishes (services.<group> in values). */
+  readonly group: ServiceGroup;
+}
+
+const AWS = 'service.beta.kubernetes.io/aws-load-balancer';
+
+export class SmtpService extends Construct {
+  constructor(scope: Construct, id: string, props: SmtpServiceProps) {
+    super(scope, id);
+    const helm = HelmChart.of(this);
+    const t = helm.tokens;
+    const values = (key: string) => valueRef(`services.${props.group}.${key}`);
+    const isLb = `eq ${values('type')} "LoadBalancer"`;
+    const lb = (value: string) => t.when(isLb, value);
+    const chartAnnotations: Record<string, string> = {
+      [`${AWS}-type`]: lb('external'),
+      [`${AWS}-nlb-target-type`]: lb('ip'),
+      [`${AWS}-scheme`]: t.str(values('loadBalancer.scheme'), { if: isLb }),
+      [`${AWS}-target-group-attributes`]: t.str(`printf "preserve_client_ip.enabled=%t" ${values('loadBalancer.preserveClientIp')}`, { if: isLb }),
+      // The gateway expects PROXY v2 on every listener once config.proxyProtocol is on, so the NLB must send it.
+      [`${AWS}-proxy-protocol`]: t.when(`and (${isLb}) ${valueRef('config.proxyProtocol.enabled')}`, '*'),
+      [`${AWS}-healthcheck-protocol`]: lb('HTTP'),
+      [`${AWS}-healthcheck-port`]: lb(String(CONTAINER_PORTS.ops)),
+      [`${AWS}-healthcheck-path`]: lb(OPS_PATHS.readiness),
+    };
+    const owned = Object.keys(chartAnnotations).map((k) => JSON.stringify(k)).join(' ');
+    const service = new kplus.Service(this, 'service', {
+      metadata: {
+        name: props.names.component(props.group),
+        labels: props.names.labels({ 'app.kubernetes.io/component': props.group }),
+        annotations: {
+          ...chartAnnotations,
+          // User annotations may add keys but not repeat the chart's (a duplicate key is invalid YAML).
+          [t.splice(`omit ${values('annotations')} ${owned}`, { omitEmpty: true })]: '',
+        },
+      },
+      ports: [{ port: 1 }],
+    });
+    const apiObject = ApiObject.of(service);
+    helm.template(apiObject, { file: `service-${props.group}.yaml`, if: `and ${values('enabled')} ${groupEnabled(props.group)}` });
+    helm.patch(
+      apiObject,
+      JsonPatch.replace('/spec/type', t.str(values('type'))),
+      JsonPatch.replace(
+        '/spec/ports',
+        LISTENERS.filter((l) => l.group === props.group).map((l) =>
+          t.when(listenerEnabled(l), { name: l.portName, port: l.servicePort, targetPort: l.portName, protocol: 'TCP' }),
+        ),
+      ),
+      JsonPatch.add('/spec/selector', props.names.selectorLabels()),
+      JsonPatch.add('/spec/loadBalancerSourceRanges', t.yaml(values('loadBalancer.sourceRanges'), { omitEmpty: true, if: isLb })),
+    );
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The `helm test` hook: a pod that speaks SMTP to the installed Service
+ * (greeting, EHLO, NOOP, QUIT) and fails unless each reply has the right code.
+ * It carries no selector labels, so no Service ever routes mail to it.
+ */
+import { ApiObject, JsonPatch, Size } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { HelmChart } from '../helm/helm-chart';
+import { valueRef } from '../values/ref';
+import { LISTENERS, listenerEnabled } from './listeners';
+import type { ChartNames } from './names';
+
+/** Needs only POSIX sh, nc, grep and tr (busybox has them). Reads SMTP_ENDPOINT=host:port. */
+export const SMTP_TEST_SCRIPT = `set -eu
+host="\${SMTP_ENDPOINT%:*}"
+port="\${SMTP_ENDPOINT##*:}"
+echo "helm test: talking SMTP to $host:$port"
+reply=$( { sleep 2; printf 'EHLO helm-test.invalid\\r\\n'; sleep 1; printf 'NOOP\\r\\n'; sleep 1; printf 'QUIT\\r\\n'; sleep 1; } | nc -w 10 "$host" "$port" | tr -d '\\r' ) || true
+printf '%s\\n' "$reply"
+fail() { echo "helm test: FAILED: $1 from $host:$port" >&2; exit 1; }
+printf '%s\\n' "$reply" | head -n 1 | grep -q '^220[ -]' || fail 'expected the 220 greeting'
+[ "$(printf '%s\\n' "$reply" | grep -c '^250 ')" -ge 2 ] || fail 'expected 250 replies to EHLO and NOOP'
+printf '%s\\n' "$reply" | tail -n 1 | grep -q '^221[ -]' || fail 'expected 221 to QUIT'
+echo "helm test: OK, $host:$port speaks SMTP"
+`;
+
+export interface TestHookProps {
+  readonly names: ChartNames;
+}
+
+export class TestHook extends Construct {
+  constructor(scope: Construct, id: string, props: TestHookProps) {
+    super(scope, id);
+    const helm = HelmChart.of(this);
+    const t = helm.tokens;
+    // The first published plain-text listener (SMTPS would need TLS before EHLO).
+    const candidates = LISTENERS.filter((l) => l.name !== 'smtps').map((l) => ({
+      listener: l,
+      condition: `and ${valueRef(`services.${l.group}.enabled`)} ${listenerEnabled(l)}`,
+    }));
+    const branches = candidates.map(
+      ({ listener, condition }, i) =>
+        `{{- ${i === 0 ? 'if' : 'else if'} ${condition} }}\n` +
+        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace ${listener.servicePort} }}`,
+    );
+    helm.define('testEndpoint', `${branches.join('\n')}\n{{- end }}`);
+    helm.define(
+      'testImage',
+      `{{- printf "%s:%s" ${valueRef('tests.image.repository')} ${valueRef('tests.image.tag')} }}`,
+    );
+
+    const pod = new kplus.Pod(this, 'pod', {
+      metadata: {
+        name: props.names.component('test'),
+        labels: props.names.commonLabels({ 'app.kubernetes.io/component': 'test' }),
+        annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
+      },
+      restartPolicy: kplus.RestartPolicy.NEVER,
+      automountServiceAccountToken: false,
+      securityContext: { ensureNonRoot: true, user: 65534, group: 65534 },
+      containers: [
+        {
+          name: 'smtp',
+          image: t.str(helm.include('testImage')),
+          command: ['sh', '-c', SMTP_TEST_SCRIPT],
+          envVariables: { SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))) },
+          resources: {
+            cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
+            memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) },
+          },
+          securityContext: {
+            ensureNonRoot: true,
+            user: 65534,
+            group: 65534,
+            readOnlyRootFilesystem: true,
+            allowPrivilegeEscalation: false,
+            privileged: false,
+            capabilities: { drop: [kplus.Capability.ALL] },
+            seccompProfile: { type: kplus.SeccompProfileType.RUNTIME_DEFAULT },
+          },
+        },
+      ],
+    });
+    const apiObject = ApiObject.of(pod);
+    helm.template(apiObject, { file: 'tests/test-smtp.yaml', if: `or ${candidates.map((c) => `(${c.condition})`).join(' ')}` });
+    helm.patch(
+      apiObject,
+      JsonPatch.add('/spec/containers/0/imagePullPolicy', t.str(valueRef('tests.image.pullPolicy'))),
+      JsonPatch.add('/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }),
+    );
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * The chart's values: ONE typed model (zod) from which synth writes values.yaml
+ * (defaults, every key commented), values.schema.json (strict: a typo in an
+ * overlay is an error) and the values table of the chart README. The `config`
+ * section is the gateway's own schema, so the chart accepts exactly what the
+ * gateway does.
+ */
+import { z } from 'zod';
+import { configSchema } from '../../gateway/src/config/schema';
+import { SECRET_KEYS } from '../../gateway/src/config/constants';
+
+/** A Kubernetes resource quantity such as 500m, 1, 512Mi. */
+const quantity = z
+  .union([
+    z.string().regex(/^[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$/, {
+      message: 'expected a Kubernetes quantity such as 500m, 2 or 512Mi',
+    }),
+    z.number().min(0),
+  ])
+  .describe('A Kubernetes quantity.');
+
+const stringMap = (what: string) => z.record(z.string(), z.string()).default({}).describe(what);
+/** Lists and maps handed to Kubernetes as they are (their own schema is Kubernetes'). */
+const passthroughList = (what: string) => z.array(z.record(z.string(), z.unknown())).default([]).describe(what);
+const passthroughMap = (what: string) => z.record(z.string(), z.unknown()).default({}).describe(what);
+const seconds = (fallback: number, what: string, max?: number) =>
+  (max === undefined ? z.number().int().min(0) : z.number().int().min(0).max(max)).default(fallback).describe(what);
+
+const resourceList = (cpu: string, memory: string) =>
+  z
+    .strictObject({
+      cpu: quantity.default(cpu).describe('CPU.'),
+      memory: quantity.default(memory).describe('Memory.'),
+    })
+    .prefault({});
+
+const probe = (period: number, failures: number, what: string) =>
+  z
+    .strictObject({
+      periodSeconds: z.number().int().min(1).default(period).describe('How often to probe.'),
+      timeoutSeconds: z.number().int().min(1).default(2).describe('How long one probe may take.'),
+      failureThreshold: z.number().int().min(1).default(failures).describe('Failures in a row before the probe fails.'),
+    })
+    .prefault({})
+    .describe(what);
+
+/** One load-balanced listener group (the seed runs two AWS NLBs). */
+const service = (what: string) =>
+  z
+    .strictObject({
+      enabled: z.boolean().default(true).describe('Render this Service (it is left out anyway while all its listeners are disabled in config.listeners).'),
+      type: z.enum(['ClusterIP', 'LoadBalancer']).default('ClusterIP').describe('ClusterIP for in-cluster clients; LoadBalancer for an AWS NLB (AWS Load Balancer Controller).'),
+      annotations: stringMap('Extra annotations, merged over the NLB annotations the chart sets.'),
+      loadBalancer: z
+        .strictObject({
+          scheme: z.enum(['internal', 'internet-facing']).default('internal').describe('NLB scheme.'),
+          sourceRanges: z.array(z.string()).default([]).describe('CIDRs allowed to reach the NLB (loadBalancerSourceRanges); empty allows all.'),
+          preserveClientIp: z.boolean().default(true).describe('Keep the client IP as the source address (target group attribute preserve_client_ip).'),
+        })
+        .prefault({})
+        .describe('AWS NLB settings, used when type is LoadBalancer. PROXY protocol v2 is turned on by config.proxyProtocol.enabled.'),
+    })
+    .prefault({})
+    .describe(what);
+
+export const valuesSchema = z.strictObject({
+  nameOverride: z.string().default('').describe('Replaces the chart name in resource names.'),
+  fullnameOverride: z.string().default('').describe('Replaces the whole <release>-<chart> resource name prefix.'),
+  image: z
+    .strictObject({
+      repository: z.string().min(1).default('ghcr.io/example/smtp-gateway').describe('Image repository.'),
+      tag: z.string().default('').describe("Image tag; empty uses the chart's appVersion."),
+      digest: z.string().regex(/^(sha256:[a-f0-9]{64})?$/, { message: 'expected sha256:<64 hex digits> or empty' }).default('').describe('Image digest (sha256:…); when set it pins the image and the tag is only informative.'),
+      pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent').describe('Image pull policy.'),
+    })
+    .prefault({})
+    .describe('The gateway image.'),
+  imagePullSecrets: passthroughList('Secrets for pulling the image, e.g. [{name: regcred}].'),
+  replicaCount: z.number().int().min(0).default(1).describe('Pods to run while autoscaling is off.'),
+  podLabels: stringMap('Extra labels on the pods.'),
+  podAnnotations: stringMap('Extra annotations on the pods.'),
+  priorityClassName: z.string().default('').describe('PriorityClass of the pods; empty uses the cluster default.'),
+  serviceAccount: z
+    .strictObject({
+      create: z.boolean().default(true).describe('Create a ServiceAccount for the pods.'),
+      name: z.string().default('').describe('Name of the ServiceAccount to use; empty uses the release name when create is true, else "default".'),
+      annotations: stringMap('Annotations, e.g. eks.amazonaws.com/role-arn for an IAM role.'),
+    })
+    .prefault({})
+    .describe('The pods\' identity. The gateway calls no Kubernetes API, so no token is mounted.'),
+  resources: z
+    .strictObject({
+      requests: resourceList('100m', '128Mi').describe('What the scheduler reserves per pod.'),
+      limits: resourceList('500m', '512Mi').describe('The most a pod may use.'),
+    })
+    .prefault({})
+    .describe('Container resources.'),
+  config: configSchema.prefault({}).describe(
+    'The gateway settings (gateway/src/config/schema.ts), written to config.yaml in a ConfigMap. The chart sets the ' +
+      'listen addresses and ports, the dev upstream folder and the paths of mounted Secrets itself.',
+  ),
+  secret: z
+    .strictObject({
+      existingSecret: z.string().default('').describe(`Name of a Secret holding the keys ${Object.values(SECRET_KEYS).join(', ')}; when set the chart creates no Secret.`),
+      useUpstreamCredentials: z.boolean().default(false).describe(`Log in to the smarthost with the Secret's ${SECRET_KEYS.upstreamUsername} and ${SECRET_KEYS.upstreamPassword}.`),
+      useAuthUsers: z.boolean().default(false).describe(`Enable SMTP AUTH with the Secret's ${SECRET_KEYS.authUsers} (user:scrypt-hash lines).`),
+      upstreamUsername: z.string().default('').describe('Smarthost user name, for a Secret created by the chart (use existingSecret in production).'),
+      upstreamPassword: z.string().default('').describe('Smarthost password, for a Secret created by the chart (use existingSecret in production).'),
+      authUsers: z.string().default('').describe('AUTH users file content, for a Secret created by the chart.'),
+    })
+    .prefault({})
+    .describe('Credentials, mounted as files; never put real secrets in a committed values file.'),
+  tls: z
+    .strictObject({
+      existingSecret: z.string().default('').describe('Name of a kubernetes.io/tls Secret (e.g. from cert-manager) for STARTTLS and SMTPS; empty disables inbound TLS.'),
+    })
+    .prefault({})
+    .describe('Inbound TLS certificate.'),
+  services: z
+    .strictObject({
+      smtp: service('The relay listener, published on port 25.'),
+      submission: service('The submission (587) and SMTPS (465) listeners.'),
+    })
+    .prefault({})
+    .describe('The Services that expose the SMTP listeners.'),
+  metrics: z
+    .strictObject({
+      serviceMonitor: z
+        .strictObject({
+          enabled: z.boolean().default(false).describe('Create a ServiceMonitor (only when the cluster has the monitoring.coreos.com/v1 API).'),
+          interval: z.string().regex(/^\d+(ms|s|m|h)$/, { message: 'expected a duration such as 30s' }).default('30s').describe('Scrape interval.'),
+          scrapeTimeout: z.string().regex(/^\d+(ms|s|m|h)$/, { message: 'expected a duration such as 10s' }).default('10s').describe('Scrape timeout.'),
+          labels: stringMap('Extra labels, e.g. the release label your Prometheus selects on.'),
+          relabelings: passthroughList('Relabelings applied before scraping.'),
+          metricRelabelings: passthroughList('Relabelings applied to scraped samples.'),
+        })
+        .prefault({})
+        .describe('Prometheus Operator ServiceMonitor.'),
+    })
+    .prefault({})
+    .describe('Metrics on the ops port (a ClusterIP Service is always rendered).'),
+  autoscaling: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe('Scale with a HorizontalPodAutoscaler instead of replicaCount.'),
+      minReplicas: z.number().int().min(1).default(2).describe('Fewest pods.'),
+      maxReplicas: z.number().int().min(1).default(4).describe('Most pods.'),
+      targetCPUUtilizationPercentage: z.number().int().min(1).max(100).default(70).describe('Average CPU utilisation to aim for.'),
+      targetMemoryUtilizationPercentage: z.number().int().min(0).max(100).default(0).describe('Average memory utilisation to aim for; 0 leaves memory out.'),
+      scaleDownStabilizationSeconds: seconds(300, 'How long load must stay low before pods are removed.', 3600),
+    })
+    .prefault({})
+    .describe('HorizontalPodAutoscaler (autoscaling/v2).'),
+  podDisruptionBudget: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe('Create a PodDisruptionBudget (leave off with one replica: it would block node drains).'),
+      maxUnavailable: z.union([z.number().int().min(0), z.string().regex(/^\d+%$/)]).default(1).describe('Pods that may be down at once during voluntary disruptions (a number or a percentage).'),
+    })
+    .prefault({})
+    .describe('PodDisruptionBudget (policy/v1).'),
+  topologySpread: z
+    .strictObject({
+      enabled: z.boolean().default(true).describe('Spread pods across zones.'),
+      topologyKey: z.string().default('topology.kubernetes.io/zone').describe('Node label to spread over.'),
+      maxSkew: z.number().int().min(1).default(1).describe('Largest allowed difference in pods between two zones.'),
+      whenUnsatisfiable: z.enum(['ScheduleAnyway', 'DoNotSchedule']).default('ScheduleAnyway').describe('What the scheduler does when the spread cannot be kept.'),
+    })
+    .prefault({})
+    .describe('Topology spread constraint over zones.'),
+  probes: z
+    .strictObject({
+      startup: probe(2, 30, 'Startup probe on /healthz: holds the other probes until the gateway is up.'),
+      liveness: probe(10, 3, 'Liveness probe on /healthz.'),
+      readiness: probe(5, 2, 'Readiness probe on /readyz (false at once when draining).'),
+    })
+    .prefault({})
+    .describe('Probes on the ops port.'),
+  shutdown: z
+    .strictObject({
+      preStopSeconds: seconds(15, 'Pause before SIGTERM so the NLB deregisters the pod first (the NLB takes 10-15 s).'),
+      extraGraceSeconds: seconds(10, 'Added to preStopSeconds + config.drain.delaySeconds + config.drain.graceSeconds to give terminationGracePeriodSeconds.'),
+    })
+    .prefault({})
+    .describe('Graceful shutdown.'),
+  networkPolicy: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe('Restrict ingress to the SMTP and ops ports.'),
+      smtpFrom: passthroughList('NetworkPolicy peers allowed to reach the SMTP ports; empty allows all.'),
+      metricsFrom: passthroughList('NetworkPolicy peers allowed to reach the ops port; empty allows all.'),
+    })
+    .prefault({})
+    .describe('NetworkPolicy for the gateway pods.'),
+  nodeSelector: stringMap('Node labels the pods must match.'),
+  tolerations: passthroughList('Tolerations of the pods.'),
+  affinity: passthroughMap('Affinity of the pods.'),
+  extraEnv: passthroughList('Extra environment variables, e.g. SMTPGW_LOG__LEVEL overrides.'),
+  tests: z
+    .strictObject({
+      image: z
+        .strictObject({
+          repository: z.string().min(1).default('busybox').describe('Image with sh and nc.'),
+          tag: z.string().min(1).default('1.36.1').describe('Image tag.'),
+          pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent').describe('Image pull policy.'),
+        })
+        .prefault({})
+        .describe('Image of the `helm test` pod.'),
+    })
+    .prefault({})
+    .describe('The `helm test` hook that speaks SMTP to the installed Service.'),
+});
+
+/** Values as written in values.yaml or an overlay (every key optional). */
+export type ChartValuesInput = z.input<typeof valuesSchema>;
+/** Values with every default filled in. */
+export type ChartValues = z.output<typeof valuesSchema>;
