@@ -34,13 +34,15 @@ export interface DialogOptions {
   readonly tlsCa?: Buffer;
   /** Do not wait for the greeting. */
   readonly skipGreeting?: boolean;
+  /** Source address, e.g. 127.0.0.2 to be another client on loopback. */
+  readonly localAddress?: string;
 }
 
 export async function openDialog(port: number, options: DialogOptions = {}): Promise<SmtpDialog & { greeting?: SmtpReplyLine }> {
   let socket: Socket | TLSSocket = await new Promise((resolve, reject) => {
     const s = options.tlsCa
-      ? tlsConnect({ port, host: '127.0.0.1', ca: options.tlsCa, servername: 'localhost' }, () => resolve(s))
-      : netConnect({ port, host: '127.0.0.1' }, () => resolve(s));
+      ? tlsConnect({ port, host: '127.0.0.1', localAddress: options.localAddress, ca: options.tlsCa, servername: 'localhost' }, () => resolve(s))
+      : netConnect({ port, host: '127.0.0.1', localAddress: options.localAddress }, () => resolve(s));
     s.once('error', reject);
   });
   let buffer = '';
