@@ -39,12 +39,17 @@ export interface DialogOptions {
 }
 
 export async function openDialog(port: number, options: DialogOptions = {}): Promise<SmtpDialog & { greeting?: SmtpReplyLine }> {
-  let socket: Socket | TLSSocket = await new Promise((resolve, reject) => {
-    const s = options.tlsCa
-      ? tlsConnect({ port, host: '127.0.0.1', localAddress: options.localAddress, ca: options.tlsCa, servername: 'localhost' }, () => resolve(s))
-      : netConnect({ port, host: '127.0.0.1', localAddress: options.localAddress }, () => resolve(s));
+  const plain: Socket = await new Promise((resolve, reject) => {
+    const s = netConnect({ port, host: '127.0.0.1', localAddress: options.localAddress }, () => resolve(s));
     s.once('error', reject);
   });
+  const ca = options.tlsCa;
+  let socket: Socket | TLSSocket = ca
+    ? await new Promise<TLSSocket>((resolve, reject) => {
+        const s = tlsConnect({ socket: plain, ca, servername: 'localhost' }, () => resolve(s));
+        s.once('error', reject);
+      })
+    : plain;
   let buffer = '';
   let isClosed = false;
   const waiting: Array<() => void> = [];
