@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import type { ChartNames } from './names';
+import { NOT_CANARY, type ChartNames } from './names';
 
 export interface DisruptionBudgetProps {
   readonly names: ChartNames;
@@ -20,6 +20,6 @@ export class DisruptionBudget extends Construct {
         selector: { matchLabels: props.names.selectorLabels() },
       },
     });
-    helm.template(pdb, { file: 'pdb.yaml', if: valueRef('podDisruptionBudget.enabled') });
+    helm.template(pdb, { file: 'pdb.yaml', if: `and (${NOT_CANARY}) ${valueRef('podDisruptionBudget.enabled')}` });
   }
 }

@@ -5,7 +5,7 @@ import { Construct } from 'constructs';
 import { CONTAINER_PORTS, SERVICE_PORTS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { OPS_PORT_NAME } from './listeners';
-import type { ChartNames } from './names';
+import { NOT_CANARY, type ChartNames } from './names';
 
 export interface MetricsServiceProps {
   readonly names: ChartNames;
@@ -29,7 +29,7 @@ export class MetricsService extends Construct {
       ports: [{ name: MetricsService.PORT_NAME, port: SERVICE_PORTS.ops, targetPort: CONTAINER_PORTS.ops, protocol: kplus.Protocol.TCP }],
     });
     const apiObject = ApiObject.of(service);
-    helm.template(apiObject, { file: 'service-metrics.yaml' });
+    helm.template(apiObject, { file: 'service-metrics.yaml', if: NOT_CANARY });
     helm.patch(
       apiObject,
       JsonPatch.replace('/spec/ports/0/targetPort', OPS_PORT_NAME),

@@ -6,6 +6,9 @@
  */
 import type { HelmChart } from '../helm/helm-chart';
 
+/** Go template condition: this release is not a canary (a canary renders only its pods and their config). */
+export const NOT_CANARY = 'not .Values.canary.enabled';
+
 export class ChartNames {
   constructor(private readonly helm: HelmChart) {
     const name = helm.chartName;
@@ -39,6 +42,19 @@ export class ChartNames {
       `
 app.kubernetes.io/name: {{ include "${name}.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}`,
+    );
+    // A canary's pods carry the stable release's instance (so its Services route to them) plus a track
+    // label that keeps the canary Deployment's selector apart from the stable one's ReplicaSets.
+    helm.define(
+      'podSelectorLabels',
+      `
+{{- if .Values.canary.enabled }}
+app.kubernetes.io/name: {{ include "${name}.name" . }}
+app.kubernetes.io/instance: {{ required "canary.stableRelease must name the stable release when canary.enabled is true" .Values.canary.stableRelease }}
+app.kubernetes.io/track: canary
+{{- else }}
+{{- include "${name}.selectorLabels" . }}
+{{- end }}`,
     );
     helm.define(
       'commonLabels',
@@ -87,6 +103,21 @@ app.kubernetes.io/part-of: {{ include "${name}.name" . }}`,
   /** Labels without the selector labels: for resources a Service must never select (the test pod). */
   commonLabels(extra: Record<string, string> = {}): Record<string, string> {
     return this.map('commonLabels', extra);
+  }
+
+  /** Labels of the gateway pods (the stable release's selector labels on a canary). */
+  podLabels(valuesMap: string): Record<string, string> {
+    const t = this.helm.tokens;
+    return {
+      [t.splice(this.helm.include('podSelectorLabels'))]: '',
+      [t.splice(this.helm.include('commonLabels'))]: '',
+      [t.splice(valuesMap, { omitEmpty: true })]: '',
+    };
+  }
+
+  /** The Deployment's selector over its own pods. */
+  podSelector(): Record<string, string> {
+    return this.map('podSelectorLabels', {});
   }
 
   /** The selector: name and instance only. */

@@ -6,7 +6,7 @@ import { CONTAINER_PORTS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { LISTENERS, listenerEnabled } from './listeners';
-import type { ChartNames } from './names';
+import { NOT_CANARY, type ChartNames } from './names';
 
 export interface NetworkPolicyProps {
   readonly names: ChartNames;
@@ -24,7 +24,7 @@ export class GatewayNetworkPolicy extends Construct {
       ingress: { default: kplus.NetworkPolicyTrafficDefault.DENY },
     });
     const apiObject = ApiObject.of(policy);
-    helm.template(apiObject, { file: 'networkpolicy.yaml', if: valueRef('networkPolicy.enabled') });
+    helm.template(apiObject, { file: 'networkpolicy.yaml', if: `and (${NOT_CANARY}) ${valueRef('networkPolicy.enabled')}` });
     const tcp = (port: number) => ({ port, protocol: 'TCP' });
     helm.patch(
       apiObject,

@@ -9,7 +9,7 @@ import { OPS_PATHS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { MetricsService } from './metrics-service';
-import type { ChartNames } from './names';
+import { NOT_CANARY, type ChartNames } from './names';
 
 export interface ServiceMonitorProps {
   readonly names: ChartNames;
@@ -43,7 +43,7 @@ export class ServiceMonitor extends Construct {
     });
     helm.template(monitor, {
       file: 'servicemonitor.yaml',
-      if: `and ${values('enabled')} (.Capabilities.APIVersions.Has "${SERVICE_MONITOR_API}/ServiceMonitor")`,
+      if: `and (${NOT_CANARY}) ${values('enabled')} (.Capabilities.APIVersions.Has "${SERVICE_MONITOR_API}/ServiceMonitor")`,
     });
   }
 }

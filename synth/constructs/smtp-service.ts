@@ -10,7 +10,7 @@ import { CONTAINER_PORTS, OPS_PATHS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { LISTENERS, groupEnabled, listenerEnabled, type ServiceGroup } from './listeners';
-import type { ChartNames } from './names';
+import { NOT_CANARY, type ChartNames } from './names';
 
 export interface SmtpServiceProps {
   readonly names: ChartNames;
@@ -53,7 +53,7 @@ export class SmtpService extends Construct {
       ports: [{ port: 1 }],
     });
     const apiObject = ApiObject.of(service);
-    helm.template(apiObject, { file: `service-${props.group}.yaml`, if: `and ${values('enabled')} ${groupEnabled(props.group)}` });
+    helm.template(apiObject, { file: `service-${props.group}.yaml`, if: `and (${NOT_CANARY}) ${values('enabled')} ${groupEnabled(props.group)}` });
     helm.patch(
       apiObject,
       JsonPatch.replace('/spec/type', t.str(values('type'))),

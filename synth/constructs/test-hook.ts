@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { LISTENERS, listenerEnabled } from './listeners';
-import type { ChartNames } from './names';
+import { NOT_CANARY, type ChartNames } from './names';
 
 /** Needs only POSIX sh, nc, grep and tr (busybox has them). Reads SMTP_ENDPOINT=host:port. */
 export const SMTP_TEST_SCRIPT = `set -eu
@@ -83,7 +83,7 @@ export class TestHook extends Construct {
       ],
     });
     const apiObject = ApiObject.of(pod);
-    helm.template(apiObject, { file: 'tests/test-smtp.yaml', if: `or ${candidates.map((c) => `(${c.condition})`).join(' ')}` });
+    helm.template(apiObject, { file: 'tests/test-smtp.yaml', if: `and (${NOT_CANARY}) (or ${candidates.map((c) => `(${c.condition})`).join(' ')})` });
     helm.patch(
       apiObject,
       JsonPatch.add('/spec/containers/0/imagePullPolicy', t.str(valueRef('tests.image.pullPolicy'))),

@@ -75,7 +75,7 @@ export class Workload extends Construct {
         maxUnavailable: kplus.PercentOrAbsolute.absolute(0),
       }),
       podMetadata: {
-        labels: names.labels({}, valueRef('podLabels')),
+        labels: names.podLabels(valueRef('podLabels')),
         annotations: {
           'checksum/config': checksum(GatewayConfig.TEMPLATE),
           'checksum/secret': checksum(GatewaySecret.TEMPLATE),
@@ -128,7 +128,7 @@ export class Workload extends Construct {
     helm.patch(
       apiObject,
       // Selectors are immutable: name and instance only, never labels that change with a version.
-      JsonPatch.replace('/spec/selector', { matchLabels: names.selectorLabels() }),
+      JsonPatch.replace('/spec/selector', { matchLabels: names.podSelector() }),
       JsonPatch.add(`${CONTAINER}/imagePullPolicy`, t.str(valueRef('image.pullPolicy'))),
       JsonPatch.replace(`${CONTAINER}/ports`, [
         ...LISTENERS.map((l) => t.when(listenerEnabled(l), { name: l.portName, containerPort: l.containerPort, protocol: 'TCP' })),
@@ -151,7 +151,7 @@ export class Workload extends Construct {
             maxSkew: t.int(valueRef('topologySpread.maxSkew')),
             topologyKey: t.str(valueRef('topologySpread.topologyKey')),
             whenUnsatisfiable: t.str(valueRef('topologySpread.whenUnsatisfiable')),
-            labelSelector: { matchLabels: names.selectorLabels() },
+            labelSelector: { matchLabels: names.podSelector() },
           },
         ]),
       ),

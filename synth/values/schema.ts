@@ -189,6 +189,13 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('NetworkPolicy for the gateway pods.'),
+  canary: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe("Run this release as a canary of canary.stableRelease: its pods join the stable release's Services, and it renders no Services, HPA, PDB, ServiceMonitor, NetworkPolicy or test of its own."),
+      stableRelease: z.string().default('').describe('The stable release whose Services the canary pods join (required when canary.enabled).'),
+    })
+    .prefault({})
+    .describe('Gradual rollout (scripts/deploy.sh rollout): a second release beside the stable one.'),
   nodeSelector: stringMap('Node labels the pods must match.'),
   tolerations: passthroughList('Tolerations of the pods.'),
   affinity: passthroughMap('Affinity of the pods.'),

@@ -30,6 +30,16 @@ app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{- define "smtp-gateway.podSelectorLabels" -}}
+{{- if .Values.canary.enabled }}
+app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
+app.kubernetes.io/instance: {{ required "canary.stableRelease must name the stable release when canary.enabled is true" .Values.canary.stableRelease }}
+app.kubernetes.io/track: canary
+{{- else }}
+{{- include "smtp-gateway.selectorLabels" . }}
+{{- end }}
+{{- end }}
+
 {{- define "smtp-gateway.commonLabels" -}}
 helm.sh/chart: {{ include "smtp-gateway.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
