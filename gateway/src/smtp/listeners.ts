@@ -91,6 +91,8 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     ...settings.hooks,
   });
   smtp.on('error', (err: Error & { code?: string }) => {
+    // successful handshakes are counted in onSecure; smtp-server reports failed ones only as errors
+    if (/SSL|TLS/i.test(`${err.code ?? ''} ${err.message}`)) metrics.tlsHandshakes.inc({ listener: name, result: 'failure' });
     logger.debug('smtp session error', { listener: name, err: err.message, code: err.code });
   });
 

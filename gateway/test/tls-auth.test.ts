@@ -1,0 +1,191 @@
+/**
+ * TLS and AUTH on the three listeners: certificates from files (never the
+ * smtp-server demo certificate), reloaded when they change; STARTTLS only when
+ * a certificate is configured; AUTH only over TLS unless allowed; submission
+ * requires AUTH; failed AUTH attempts are rate limited per client IP.
+ */
+import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import nodemailer from 'nodemailer';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../src/smtp/auth-users';
+import { makeServerCertificate, makeTestCertificates, type TestCertificates } from './helpers/certs';
+import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
+import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+
+let certs: TestCertificates;
+let usersFile: string;
+let upstream: TestUpstream;
+let gw: TestGateway | undefined;
+const dialogs: SmtpDialog[] = [];
+
+beforeAll(async () => {
+  certs = await makeTestCertificates();
+  const dir = await mkdtemp(join(tmpdir(), 'gw-users-'));
+  usersFile = join(dir, 'users');
+  await writeFile(usersFile, `app:${await hashPassword('s3cret-pass', { N: 1024 })}\n`);
+  upstream = await startTestUpstream({ mode: 'accept' });
+});
+
+afterAll(async () => {
+  await upstream.close();
+});
+
+afterEach(async () => {
+  dialogs.splice(0).forEach((dialog) => dialog.destroy());
+  await gw?.close();
+  gw = undefined;
+  upstream.messages.length = 0;
+});
+
+function start(options: TestGatewayOptions) {
+  return startTestGateway({ upstreamPort: upstream.port, ...options });
+}
+
+const tls = () => ({ certFile: certs.certFile, keyFile: certs.keyFile });
+
+async function dial(port: number) {
+  const dialog = await openDialog(port);
+  dialogs.push(dialog);
+  return dialog;
+}
+
+function client(port: number, options: { secure?: boolean; auth?: { user: string; pass: string }; requireTLS?: boolean } = {}) {
+  return nodemailer.createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: options.secure ?? false,
+    requireTLS: options.requireTLS ?? !options.secure,
+    auth: options.auth,
+    tls: { ca: certs.ca, servername: 'localhost' },
+  });
+}
+
+const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'tls', text: 'hello over TLS' };
+
+describe('TLS', () => {
+  it('no certificate: STARTTLS is not offered, and the TLS listeners refuse to start with a clear error', async () => {
+    gw = await start({});
+    const dialog = await dial(gw.relayPort);
+    const ehlo = await dialog.command('EHLO client.test');
+    expect(ehlo.text).not.toContain('STARTTLS');
+    expect((await dialog.command('STARTTLS')).code).toBeGreaterThanOrEqual(500);
+    await expect(start({ listeners: { smtps: { enabled: true } } })).rejects.toThrow(/listeners\.smtps needs a TLS certificate: set tls\.certFile and tls\.keyFile/);
+  });
+
+  it('relay listener: STARTTLS with the configured certificate (verified against the test CA), then relays', async () => {
+    gw = await start({ tls: tls() });
+    const dialog = await dial(gw.relayPort);
+    expect((await dialog.command('EHLO client.test')).text).toContain('STARTTLS');
+    const info = await client(gw.relayPort).sendMail(MAIL);
+    expect(info.response).toMatch(/^250 /);
+    expect(upstream.messages).toHaveLength(1);
+    expect(upstream.messages[0].raw.toString()).toMatch(/with ESMTPS id/);
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_tls_handshakes_total\{listener="relay",result="success"\} [1-9]/);
+  });
+
+  it('smtps listener: implicit TLS with the configured certificate; plain text on it is a failed handshake', async () => {
+    gw = await start({ tls: tls(), listeners: { smtps: { enabled: true } } });
+    const port = gw.smtpsPort!;
+    const info = await client(port, { secure: true }).sendMail(MAIL);
+    expect(info.response).toMatch(/^250 /);
+    expect(upstream.messages).toHaveLength(1);
+    // a client that speaks plain SMTP to the implicit-TLS port fails the handshake
+    const plain = await openDialog(port, { skipGreeting: true });
+    dialogs.push(plain);
+    plain.write('EHLO plain.client\r\n');
+    await plain.closed();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_tls_handshakes_total\{listener="smtps",result="failure"\} [1-9]/);
+  });
+
+  it('reloads the certificate when the files change, without a restart', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-tls-'));
+    const certFile = join(dir, 'tls.crt');
+    const keyFile = join(dir, 'tls.key');
+    await copyFile(certs.certFile, certFile);
+    await copyFile(certs.keyFile, keyFile);
+    gw = await start({ tls: { certFile, keyFile }, listeners: { smtps: { enabled: true } } });
+    const peerName = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tlsConnect({ port: gw!.smtpsPort!, host: '127.0.0.1', ca: certs.ca, servername: 'localhost' }, () => {
+          const cn = socket.getPeerCertificate().subject.CN;
+          socket.destroy();
+          resolve(String(cn));
+        });
+        socket.once('error', reject);
+      });
+    expect(await peerName()).toBe('localhost');
+    const rotated = await makeServerCertificate(certs, { commonName: 'rotated.localhost' });
+    await copyFile(rotated.keyFile, keyFile);
+    await copyFile(rotated.certFile, certFile);
+    const deadline = Date.now() + 15_000;
+    let name = await peerName();
+    while (name !== 'rotated.localhost' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      name = await peerName();
+    }
+    expect(name).toBe('rotated.localhost');
+  });
+});
+
+describe('AUTH', () => {
+  it('AUTH before TLS is refused unless auth.allowInsecure', async () => {
+    gw = await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } });
+    const dialog = await dial(gw.relayPort);
+    await dialog.command('EHLO client.test');
+    const plain = Buffer.from('\0app\0s3cret-pass').toString('base64');
+    const reply = await dialog.command(`AUTH PLAIN ${plain}`);
+    expect(reply.code).toBe(538);
+    await gw.close();
+    gw = await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [] } });
+    const insecure = await dial(gw.relayPort);
+    await insecure.command('EHLO client.test');
+    expect((await insecure.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
+  });
+
+  it('an authenticated client may relay from outside allowedNetworks; wrong passwords get 535', async () => {
+    gw = await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } });
+    await expect(client(gw.relayPort, { auth: { user: 'app', pass: 'wrong' } }).sendMail(MAIL)).rejects.toMatchObject({ responseCode: 535 });
+    await expect(client(gw.relayPort).sendMail(MAIL)).rejects.toMatchObject({ responseCode: 550 });
+    expect(upstream.messages).toHaveLength(0);
+    const info = await client(gw.relayPort, { auth: { user: 'app', pass: 's3cret-pass' } }).sendMail(MAIL);
+    expect(info.response).toMatch(/^250 /);
+    expect(upstream.messages).toHaveLength(1);
+    expect(upstream.messages[0].raw.toString()).toMatch(/with ESMTPSA id/);
+    expect(gw.logText()).not.toContain('s3cret-pass');
+    const metrics = await gw.metricsText();
+    expect(metrics).toMatch(/smtp_gateway_auth_attempts_total\{mechanism="plain",result="failure"\} 1/);
+    expect(metrics).toMatch(/smtp_gateway_auth_attempts_total\{mechanism="plain",result="success"\} 1/);
+  });
+
+  it('submission listener: AUTH is required even from an allowed network', async () => {
+    gw = await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } });
+    const port = gw.submissionPort!;
+    await expect(client(port).sendMail(MAIL)).rejects.toMatchObject({ responseCode: 530 });
+    expect(upstream.messages).toHaveLength(0);
+    const info = await client(port, { auth: { user: 'app', pass: 's3cret-pass' } }).sendMail(MAIL);
+    expect(info.response).toMatch(/^250 /);
+    expect(upstream.messages).toHaveLength(1);
+  });
+
+  it('submission without auth.usersFile refuses to start with a clear error', async () => {
+    await expect(start({ tls: tls(), listeners: { submission: { enabled: true } } })).rejects.toThrow(/listeners\.submission requires AUTH: set auth\.usersFile/);
+  });
+
+  it('failed AUTH attempts are rate limited per client IP: 454 4.7.0 even for the right password', async () => {
+    gw = await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } });
+    const dialog = await dial(gw.relayPort);
+    await dialog.command('EHLO client.test');
+    const auth = (pass: string) => dialog.command(`AUTH PLAIN ${Buffer.from(`\0app\0${pass}`).toString('base64')}`);
+    expect((await auth('bad1')).code).toBe(535);
+    expect((await auth('bad2')).code).toBe(535);
+    const limited = await auth('s3cret-pass');
+    expect(limited.code).toBe(454);
+    expect(limited.text).toMatch(/^454 4\.7\.0 Too many failed/);
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_auth_attempts_total\{mechanism="plain",result="rate_limited"\} 1/);
+  });
+});
