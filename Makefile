@@ -46,6 +46,14 @@ lint: ## Type-check, shellcheck, yamllint, helm lint
 	tsc --noEmit -p tsconfig.json
 	shellcheck -x scripts/*.sh scripts/lib/*.sh scripts/test/fixtures/*.sh .ci/run
 	actionlint
+	$(MAKE) --no-print-directory lint-chart
+
+.PHONY: lint-chart
+lint-chart: ## yamllint the overlays and chart metadata; helm lint --strict with each overlay
+	yamllint --strict -c .yamllint.yaml values/ $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/tests/
+	for overlay in '' values/staging.yaml values/prod.yaml; do \
+	  helm lint --strict $(CHART) --kube-version 1.28.0 $${overlay:+--values $$overlay}; \
+	done
 
 .PHONY: test
 test: lint test-gateway test-chart test-ship test-prove ## Run every test (the CI command)
@@ -57,6 +65,7 @@ test-gateway: ## Gateway suites: real SMTP over loopback
 .PHONY: test-chart
 test-chart: ## Chart suites: helm bridge, helm-unittest, helm lint, schema validation, synth drift
 	vitest run synth/test
+	helm unittest --strict $(CHART)
 
 .PHONY: test-ship
 test-ship: ## Image, cluster definitions and deploy scripts

@@ -68,7 +68,6 @@ export class Workload extends Construct {
     this.deployment = new kplus.Deployment(this, 'deployment', {
       metadata: { name: names.fullname(), labels: names.labels() },
       select: false,
-      replicas: t.int(valueRef('replicaCount'), { if: `not ${valueRef('autoscaling.enabled')}` }),
       // One new pod at a time and none taken away first: capacity never drops during a rollout.
       strategy: kplus.DeploymentStrategy.rollingUpdate({
         maxSurge: kplus.PercentOrAbsolute.absolute(1),
@@ -127,6 +126,9 @@ export class Workload extends Construct {
     helm.template(apiObject, { file: 'deployment.yaml' });
     helm.patch(
       apiObject,
+      // Set here, not as a prop: cdk8s-plus drops replicas once an HPA targets the Deployment, but
+      // whether the HPA exists is only known at install time.
+      JsonPatch.add('/spec/replicas', t.intString(valueRef('replicaCount'), { if: `not ${valueRef('autoscaling.enabled')}` })),
       // Selectors are immutable: name and instance only, never labels that change with a version.
       JsonPatch.replace('/spec/selector', { matchLabels: names.podSelector() }),
       JsonPatch.add(`${CONTAINER}/imagePullPolicy`, t.str(valueRef('image.pullPolicy'))),
