@@ -176,12 +176,13 @@ build_and_push_image() {
   fi
   local version source
   version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$ROOT/package.json")
-  source=$(git -C "$ROOT" remote get-url origin 2>/dev/null || echo unknown)
+  # The OCI source label is a URL: git@host:org/repo.git becomes https://host/org/repo.
+  source=$(git -C "$ROOT" remote get-url origin 2>/dev/null | sed -E 's#^git@([^:]+):#https://\1/#; s#\.git$##' || true)
   say "building $IMAGE:$TAG"
   # linux/amd64: the node groups are t3 instances, whatever machine builds the image.
   run docker build --file "$ROOT/gateway/Dockerfile" --platform linux/amd64 \
     --build-arg "VERSION=$version" --build-arg "REVISION=$(git -C "$ROOT" rev-parse HEAD)" \
-    --build-arg "SOURCE=$source" --tag "$IMAGE:$TAG" "$ROOT"
+    --build-arg "SOURCE=${source:-unknown}" --tag "$IMAGE:$TAG" "$ROOT"
   run docker push "$IMAGE:$TAG"
 }
 
@@ -267,7 +268,7 @@ promote() {
 abort() {
   ensure_cluster false
   say "removing the canary; $RELEASE takes all traffic"
-  run helm uninstall "$CANARY_RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --wait
+  run helm uninstall "$CANARY_RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --ignore-not-found --wait
 }
 
 deploy() {

@@ -62,7 +62,7 @@ function deployCommands(env: 'staging' | 'production', revision: string): string
     'aws ecr get-login-password --region us-east-1',
     `docker login --username AWS --password-stdin ${REGISTRY}`,
     `aws ecr describe-images --repository-name smtp-gateway --region us-east-1 --image-ids imageTag=${revision}`,
-    `docker build --file ${box.tree}/gateway/Dockerfile --platform linux/amd64 --build-arg VERSION=0.1.0 --build-arg REVISION=${full} --build-arg SOURCE=https://git.example.test/smtp-gateway.git --tag ${IMAGE}:${revision} ${box.tree}`,
+    `docker build --file ${box.tree}/gateway/Dockerfile --platform linux/amd64 --build-arg VERSION=0.1.0 --build-arg REVISION=${full} --build-arg SOURCE=https://git.example.test/smtp-gateway --tag ${IMAGE}:${revision} ${box.tree}`,
     `docker push ${IMAGE}:${revision}`,
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --atomic --wait --timeout 10m`,
     `helm test smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --logs --timeout 5m`,
@@ -352,7 +352,7 @@ describe('rollout: a canary beside the stable release', () => {
         'aws sts get-caller-identity --query Account --output text',
         'aws eks describe-cluster --name smtp-gateway-prod --region us-east-1 --query cluster.status --output text',
         'aws eks update-kubeconfig --name smtp-gateway-prod --region us-east-1 --alias smtp-gateway-prod',
-        'helm uninstall smtp-gateway-canary --kube-context smtp-gateway-prod --namespace smtp-gateway --wait',
+        'helm uninstall smtp-gateway-canary --kube-context smtp-gateway-prod --namespace smtp-gateway --ignore-not-found --wait',
       ]);
     } finally {
       box.git('checkout', '--', 'package.json');
@@ -451,7 +451,7 @@ describe('every script', () => {
     ['kubeconfig-prod', 'smtp-gateway-prod'],
   ])('make %s switches kubectl to %s', (target, cluster) => {
     const result = box.exec('make', ['--silent', target], REPO_ROOT, { systemPath: true });
-    expect(result.status).toBe(0);
+    expect(result.status, result.output).toBe(0);
     expect(result.commands).toEqual([`aws eks update-kubeconfig --name ${cluster} --region us-east-1 --alias ${cluster}`]);
   });
 
