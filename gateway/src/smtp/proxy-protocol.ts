@@ -46,10 +46,16 @@ export interface ReadProxyHeaderOptions extends ProxyParseOptions {
   readonly timeoutMs: number;
 }
 
+/** Why a PROXY header was not accepted, for metrics labels. */
+export type ProxyFailure = 'invalid' | 'too_large' | 'timeout' | 'closed';
+
 /** A malformed, oversized, truncated or late PROXY header. */
 export class ProxyProtocolError extends Error {
   readonly code = 'PROXY_PROTOCOL';
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason: ProxyFailure = 'invalid',
+  ) {
     super(message);
     this.name = 'ProxyProtocolError';
   }
@@ -92,6 +98,28 @@ export function startsLikeProxyHeader(chunk: Buffer): boolean {
 }
 
 /**
+ * Calls `onDetected` when the first bytes `socket` receives look like a PROXY
+ * header, for connections from peers that are not trusted load balancers; the
+ * caller should reply 421 and close. That first chunk is then withheld from every
+ * other reader, so smtp-server never acts on commands pipelined behind the
+ * header. (A prepended 'data' listener could not do this: an event goes to all
+ * listeners, so the one 'data' emit is intercepted instead.) Only the first
+ * chunk is inspected; later ones flow untouched.
+ */
+export function onUntrustedProxyHeader(socket: Socket, onDetected: (chunk: Buffer) => void): void {
+  const emit = socket.emit as (this: Socket, event: string | symbol, ...args: unknown[]) => boolean;
+  socket.emit = function interceptFirstData(this: Socket, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'data') return emit.call(this, event, ...args);
+    socket.emit = emit as Socket['emit'];
+    const chunk = args[0];
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : (chunk as Buffer);
+    if (!startsLikeProxyHeader(bytes)) return emit.call(this, event, ...args);
+    onDetected(bytes);
+    return false;
+  } as Socket['emit'];
+}
+
+/**
  * Parses a PROXY header at the start of `buf` (all bytes received so far).
  * @throws ProxyProtocolError when the bytes cannot become a valid header.
  */
@@ -107,7 +135,7 @@ export function parseProxyHeader(buf: Buffer, options: ProxyParseOptions = {}): 
 function parseV1(buf: Buffer): ProxyParseResult {
   const lf = buf.indexOf(0x0a, 0);
   if (lf === -1 || lf >= V1_MAX_BYTES) {
-    if (buf.length >= V1_MAX_BYTES) throw new ProxyProtocolError(`PROXY v1 header has no CRLF within ${V1_MAX_BYTES} bytes`);
+    if (buf.length >= V1_MAX_BYTES) throw new ProxyProtocolError(`PROXY v1 header has no CRLF within ${V1_MAX_BYTES} bytes`, 'too_large');
     return { status: 'incomplete' };
   }
   if (lf === 0 || buf[lf - 1] !== 0x0d) throw new ProxyProtocolError('PROXY v1 header must end with CRLF, found a bare LF');
@@ -164,7 +192,7 @@ function parseV2(buf: Buffer, maxBytes: number): ProxyParseResult {
   const transport = buf[13] & 0x0f;
   const length = buf.readUInt16BE(14);
   const consumed = V2_PREAMBLE_BYTES + length;
-  if (consumed > maxBytes) throw new ProxyProtocolError(`PROXY v2 header of ${consumed} bytes exceeds the limit of ${maxBytes} bytes`);
+  if (consumed > maxBytes) throw new ProxyProtocolError(`PROXY v2 header of ${consumed} bytes exceeds the limit of ${maxBytes} bytes`, 'too_large');
   if (buf.length < consumed) return { status: 'incomplete' };
   // LOCAL: the balancer speaking for itself (a health check); its addresses are the socket's
   if (command === V2_COMMAND_LOCAL) return { status: 'done', header: null, consumed };
@@ -273,10 +301,10 @@ export function readProxyHeader(socket: Socket, options: ReadProxyHeaderOptions)
         }
       }
     };
-    const onError = (error: Error) => finish(new ProxyProtocolError(`Connection failed before the PROXY header was read: ${error.message}`));
-    const onEnd = () => finish(new ProxyProtocolError(`Connection closed after ${received.length} bytes, before a complete PROXY header`));
+    const onError = (error: Error) => finish(new ProxyProtocolError(`Connection failed before the PROXY header was read: ${error.message}`, 'closed'));
+    const onEnd = () => finish(new ProxyProtocolError(`Connection closed after ${received.length} bytes, before a complete PROXY header`, 'closed'));
     const timer = setTimeout(
-      () => finish(new ProxyProtocolError(`No complete PROXY header within ${options.timeoutMs} ms (${received.length} bytes received)`)),
+      () => finish(new ProxyProtocolError(`No complete PROXY header within ${options.timeoutMs} ms (${received.length} bytes received)`, 'timeout')),
       options.timeoutMs,
     );
     socket.on('readable', onReadable);
