@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real peers: swaks (SMTP client),
-# Postfix's smtp-sink/smtp-source, promtool, shellcheck and yamllint.
+# Postfix's smtp-sink/smtp-source, promtool, shellcheck, yamllint and busybox.
 # Idempotent: does nothing when every command is already on PATH.
 set -euo pipefail
 
@@ -10,7 +10,7 @@ Usage: scripts/install-system-packages.sh [--help]
 
 Installs with apt-get (as root, or through sudo) the Debian packages whose
 commands the tests need: swaks, smtp-sink, smtp-source, promtool, shellcheck,
-yamllint. Commands already on PATH are not reinstalled.
+yamllint, busybox. Commands already on PATH are not reinstalled.
 USAGE
 }
 
@@ -28,6 +28,8 @@ declare -A PACKAGE_OF=(
   [promtool]=prometheus
   [shellcheck]=shellcheck
   [yamllint]=yamllint
+  # The chart's `helm test` script runs on busybox; its test runs it on the same shell and nc.
+  [busybox]=busybox
 )
 
 missing=()

@@ -53,7 +53,8 @@ export class TestHook extends Construct {
     const pod = new kplus.Pod(this, 'pod', {
       metadata: {
         name: props.names.component('test'),
-        labels: props.names.commonLabels({ 'app.kubernetes.io/component': 'test' }),
+        // The instance label without the name label: found with its release, never selected by a Service.
+        labels: props.names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': 'test' }),
         annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
       },
       restartPolicy: kplus.RestartPolicy.NEVER,

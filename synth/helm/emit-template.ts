@@ -9,6 +9,8 @@ import type { Token, TokenRegistry } from './tokens';
 const INDENT = 2;
 /** Strings YAML reads back as the same string when written bare. */
 const PLAIN = /^[A-Za-z0-9_./][A-Za-z0-9_./:@%+-]*$/;
+/** Text that may be joined to a template expression in a bare scalar (names, paths, host:port). */
+const NAME_SAFE = /^[A-Za-z0-9_./:@%+-]+$/;
 /** Bare words YAML 1.1/1.2 would read as something other than a string. */
 const AMBIGUOUS = /^(true|false|yes|no|on|off|y|n|null|~|[-+]?(\.inf|\.nan)|[-+]?[0-9][0-9_.:eExXoObB+-]*)$/i;
 
@@ -48,7 +50,7 @@ export class TemplateEmitter {
     return parts
       .map((part) => {
         if (typeof part === 'string') {
-          if (!PLAIN.test(part) && !/^[-.]+$/.test(part)) {
+          if (!NAME_SAFE.test(part)) {
             throw new Error(`Cannot write "${part}" next to a template expression in ${JSON.stringify(value)}: only name-safe text may be joined to a reference`);
           }
           return part;

@@ -1,0 +1,125 @@
+/**
+ * The chart as helm renders it, for the defaults and each overlay: strict
+ * Kubernetes 1.28 (and ServiceMonitor CRD) validation, helm lint --strict, the
+ * invariants every release must keep, and clear failures for bad overlays.
+ */
+import YAML from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { CHART, OVERLAYS, helmTemplate, kubeconform, render, run, valuesFile } from './support';
+
+const CASES = {
+  defaults: [] as string[],
+  staging: [OVERLAYS.staging],
+  prod: [OVERLAYS.prod],
+};
+
+describe.each(Object.entries(CASES))('the %s rendering', (name, values) => {
+  it('passes helm lint --strict', () => {
+    const result = run('helm', ['lint', '--strict', CHART, '--kube-version', '1.28.0', ...values.flatMap((v) => ['--values', v])]);
+    expect(result.stderr + result.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+    expect(result.status).toBe(0);
+  });
+
+  it('is valid against the Kubernetes 1.28 and ServiceMonitor schemas in strict mode', () => {
+    const rendered = helmTemplate({ values, withServiceMonitorApi: true });
+    expect(rendered.stderr).toBe('');
+    const result = kubeconform(rendered.stdout);
+    expect(result.stdout).toMatch(/Invalid: 0, Errors: 0, Skipped: 0/);
+    expect(result.status).toBe(0);
+  });
+
+  it('selects pods by name and instance only, and names every resource after the release', () => {
+    for (const doc of render({ values, release: 'mail', namespace: 'apps', withServiceMonitorApi: true })) {
+      expect(doc.metadata.name, `${doc.kind} name`).toMatch(/^mail-smtp-gateway(-[a-z]+)?$/);
+      expect(doc.metadata.labels['app.kubernetes.io/instance'], `${doc.kind} instance label`).toBe('mail');
+      const selector = doc.spec?.selector?.matchLabels ?? (doc.kind === 'Service' ? doc.spec.selector : undefined);
+      if (selector && doc.kind !== 'ServiceMonitor') {
+        expect(selector, `${doc.kind} selector`).toEqual({ 'app.kubernetes.io/name': 'smtp-gateway', 'app.kubernetes.io/instance': 'mail' });
+      }
+    }
+  });
+
+  it('lets two releases live in one namespace', () => {
+    const names = (release: string) => new Set(render({ values, release, withServiceMonitorApi: true }).map((d) => `${d.kind}/${d.metadata.name}`));
+    const a = names('blue');
+    const b = names('green');
+    expect([...a].filter((n) => b.has(n))).toEqual([]);
+  });
+});
+
+describe('the overlays follow the seed', () => {
+  const kinds = (docs: Array<Record<string, any>>) => docs.map((d) => d.kind).sort();
+
+  it('staging: one replica, no HPA, PDB or ServiceMonitor, 100m-500m CPU and 128Mi-512Mi memory', () => {
+    const docs = render({ values: [OVERLAYS.staging], withServiceMonitorApi: true });
+    expect(kinds(docs)).not.toContain('HorizontalPodAutoscaler');
+    expect(kinds(docs)).not.toContain('PodDisruptionBudget');
+    expect(kinds(docs)).not.toContain('ServiceMonitor');
+    const deployment = docs.find((d) => d.kind === 'Deployment')!;
+    expect(deployment.spec.replicas).toBe(1);
+    expect(deployment.spec.template.spec.containers[0].resources).toEqual({ requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '512Mi' } });
+  });
+
+  it('production: HPA 2-4, a PDB, the ServiceMonitor, 500m-1000m CPU and 512Mi-1Gi memory, both zones', () => {
+    const docs = render({ values: [OVERLAYS.prod], withServiceMonitorApi: true });
+    const hpa = docs.find((d) => d.kind === 'HorizontalPodAutoscaler')!;
+    expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([2, 4]);
+    expect(kinds(docs)).toContain('PodDisruptionBudget');
+    expect(kinds(docs)).toContain('ServiceMonitor');
+    const deployment = docs.find((d) => d.kind === 'Deployment')!;
+    expect(deployment.spec).not.toHaveProperty('replicas');
+    expect(deployment.spec.template.spec.containers[0].resources).toEqual({ requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '1000m', memory: '1Gi' } });
+    expect(deployment.spec.template.spec.topologySpreadConstraints[0]).toMatchObject({ topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule' });
+  });
+
+  it('production holds no secret value, only the name of an existing Secret', () => {
+    const docs = render({ values: [OVERLAYS.prod] });
+    expect(docs.find((d) => d.kind === 'Secret')).toBeUndefined();
+    const overlay = YAML.parse(require('node:fs').readFileSync(OVERLAYS.prod, 'utf8'));
+    expect(overlay.secret).toEqual({ existingSecret: expect.any(String), useUpstreamCredentials: true, useAuthUsers: true });
+  });
+
+  it('the pod can be terminated only after preStop, drain delay and grace have all run', () => {
+    for (const overlay of [OVERLAYS.staging, OVERLAYS.prod]) {
+      const docs = render({ values: [overlay] });
+      const pod = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec;
+      const config = YAML.parse(docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml']);
+      const preStop = Number(pod.containers[0].lifecycle.preStop.exec.command[1]);
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(preStop + config.drain.delaySeconds + config.drain.graceSeconds);
+    }
+  });
+});
+
+describe('validation catches mistakes', () => {
+  it('a misspelled overlay key fails with the schema message naming it', () => {
+    const result = helmTemplate({ values: [OVERLAYS.prod, valuesFile({ autoscaling: { maxReplica: 6 } })] });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/autoscaling.*additional properties 'maxReplica' not allowed/s);
+  });
+
+  it('a value of the wrong type fails with the key and the expected type', () => {
+    const result = helmTemplate({ values: [valuesFile({ config: { upstream: { port: '587' } } })] });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/\/config\/upstream\/port.*got string, want integer/s);
+  });
+
+  it('kubeconform is strict: a misspelled field in a manifest is an error', () => {
+    const manifest = helmTemplate().stdout.replace('restartPolicy: Always', 'restartPolicy: Always\n      restartPolicyy: Always');
+    const result = kubeconform(manifest);
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toContain("additionalProperties 'restartPolicyy' not allowed");
+  });
+
+  it('kubeconform checks the ServiceMonitor against its CRD', () => {
+    const manifest = helmTemplate({ values: [OVERLAYS.prod], withServiceMonitorApi: true }).stdout.replace('scrapeTimeout:', 'scrapeTimeOut:');
+    const result = kubeconform(manifest);
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toMatch(/ServiceMonitor.*scrapeTimeOut/);
+  });
+
+  it('a canary needs the stable release name', () => {
+    const result = helmTemplate({ set: ['canary.enabled=true'] });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain('canary.stableRelease must name the stable release');
+  });
+});

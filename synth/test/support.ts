@@ -1,0 +1,69 @@
+/** Shared by the chart suites: the repo's pinned tools (helm, kubeconform) and ways to render the chart. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import YAML from 'yaml';
+
+export const ROOT = resolve(__dirname, '..', '..');
+export const CHART = join(ROOT, 'charts', 'smtp-gateway');
+export const OVERLAYS = { staging: join(ROOT, 'values', 'staging.yaml'), prod: join(ROOT, 'values', 'prod.yaml') } as const;
+const TOOLS = join(ROOT, '.tools');
+export const K8S_SCHEMAS = join(TOOLS, 'schemas', 'kubernetes-v1.28.15-strict');
+const ENV = { ...process.env, PATH: `${join(TOOLS, 'bin')}:${process.env.PATH}`, HELM_PLUGINS: join(TOOLS, 'helm-plugins') };
+
+export interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(command: string, args: string[], input?: string): Run {
+  const result = spawnSync(command, args, { env: ENV, encoding: 'utf8', input, cwd: ROOT, maxBuffer: 64 << 20 });
+  if (result.error) throw new Error(`${command} could not run (${result.error.message}); run scripts/install-tools.sh`);
+  return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `${prefix}-`));
+}
+
+/** A values file in a temp folder, for overlays written by a test (JSON: no YAML 1.1 surprises like `on`). */
+export function valuesFile(values: unknown): string {
+  const file = join(tempDir('values'), 'values.yaml');
+  writeFileSync(file, JSON.stringify(values));
+  return file;
+}
+
+export interface RenderOptions {
+  release?: string;
+  namespace?: string;
+  values?: string[];
+  set?: string[];
+  /** Pretend the cluster serves the ServiceMonitor API. */
+  withServiceMonitorApi?: boolean;
+  chart?: string;
+}
+
+export function helmTemplate(options: RenderOptions = {}): Run {
+  const args = ['template', options.release ?? 'smtp-gateway', options.chart ?? CHART, '--namespace', options.namespace ?? 'smtp-gateway', '--kube-version', '1.28.0'];
+  for (const file of options.values ?? []) args.push('--values', file);
+  for (const pair of options.set ?? []) args.push('--set', pair);
+  if (options.withServiceMonitorApi) args.push('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor');
+  return run('helm', args);
+}
+
+/** Rendered manifests as objects; throws with helm's message when rendering fails. */
+export function render(options: RenderOptions = {}): Array<Record<string, any>> {
+  const result = helmTemplate(options);
+  if (result.status !== 0) throw new Error(`helm template failed: ${result.stderr}`);
+  return YAML.parseAllDocuments(result.stdout)
+    .map((d) => d.toJS())
+    .filter((d) => d);
+}
+
+/** kubeconform in strict mode against the pinned 1.28 + ServiceMonitor schemas, offline. */
+export function kubeconform(manifests: string): Run {
+  if (!existsSync(join(K8S_SCHEMAS, 'deployment-apps-v1.json'))) throw new Error(`no schemas in ${K8S_SCHEMAS}; run scripts/install-tools.sh`);
+  return run('kubeconform', ['-strict', '-summary', '-output', 'text', '-schema-location', `${K8S_SCHEMAS}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'], manifests);
+}
