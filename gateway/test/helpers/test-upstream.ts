@@ -16,6 +16,8 @@ export interface TestUpstreamOptions {
   readonly mode?: TestUpstreamMode;
   /** Where reject4xx/reject5xx refuse: at MAIL FROM, RCPT TO, or after the data. @default 'data' */
   readonly rejectAt?: 'mail' | 'rcpt' | 'data';
+  /** Wait this long after the final dot before replying (a slow smarthost). */
+  readonly replyDelayMs?: number;
   /** Refuse this recipient at RCPT TO with 550 whatever the mode. */
   readonly rejectRecipient?: string;
   /** drop-mid-data: bytes of data to receive before dropping the connection. @default 1 */
@@ -132,6 +134,9 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
         notify();
         if (mode === 'stall') return; // never answer the dot
         if (refusesAt('data')) return callback(refusal());
+        setTimeout(() => accept(), options.replyDelayMs ?? 0);
+      });
+      const accept = () => {
         messages.push({
           from: attempt.from,
           to: attempt.to,
@@ -141,7 +146,7 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
         });
         accepted++;
         callback(null, `Ok: queued as ${options.queueId ? options.queueId(accepted) : `TESTQ${accepted}`}`);
-      });
+      };
     },
   } satisfies SMTPServerOptions);
   server.on('error', () => undefined);

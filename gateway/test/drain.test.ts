@@ -1,0 +1,156 @@
+/**
+ * Graceful shutdown: readyz false at once, listeners close after the delay,
+ * idle sessions get 421, in-flight transactions finish (or get 451 when the
+ * grace period runs out, with nothing delivered), and the process exits 0 on
+ * SIGTERM after draining.
+ */
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import nodemailer from 'nodemailer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
+import { startTestGateway, type TestGateway } from './helpers/test-gateway';
+import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+
+const REPO = resolve(__dirname, '../..');
+let upstream: TestUpstream | undefined;
+let gw: TestGateway | undefined;
+const dialogs: SmtpDialog[] = [];
+
+afterEach(async () => {
+  dialogs.splice(0).forEach((dialog) => dialog.destroy());
+  await gw?.close();
+  await upstream?.close();
+  gw = undefined;
+  upstream = undefined;
+});
+
+const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'drain', text: 'in flight' };
+
+function send(port: number) {
+  const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true, socketTimeout: 20_000 });
+  return client.sendMail(MAIL).then(
+    (info) => ({ code: 250, response: info.response }),
+    (err: { responseCode?: number; response?: string; message: string }) => ({ code: err.responseCode ?? 0, response: err.response ?? err.message }),
+  );
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const readyz = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((res) => res.status);
+const refusesConnections = (port: number) =>
+  new Promise<boolean>((done) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      done(false);
+    });
+    socket.once('error', () => done(true));
+  });
+
+describe('drain', () => {
+  it('readyz false at once; after the delay new connections are refused, idle sessions get 421, in-flight ones finish with 250', async () => {
+    upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 1200 });
+    gw = await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0.4, graceSeconds: 10 } });
+    expect(await readyz(gw.opsPort)).toBe(200);
+    const idle = await openDialog(gw.relayPort);
+    dialogs.push(idle);
+    await idle.command('EHLO idle.client');
+    const inFlight = send(gw.relayPort);
+    await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
+
+    const drained = gw.gateway.drain();
+    expect(await readyz(gw.opsPort)).toBe(503);
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_ready 0/);
+    // during the delay the listener still accepts (the load balancer is still deregistering)
+    expect(await refusesConnections(gw.relayPort)).toBe(false);
+
+    const bye = await idle.reply(5000);
+    expect(bye.code).toBe(421);
+    expect(bye.text).toMatch(/^421 4\.3\.2 /);
+    expect(await refusesConnections(gw.relayPort)).toBe(true);
+
+    const reply = await inFlight;
+    expect(reply.code).toBe(250);
+    await drained;
+    expect(upstream.messages).toHaveLength(1);
+  });
+
+  it('when the grace period runs out, in-flight transactions get 451 4.3.2 and nothing is delivered', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } });
+    const dialog = await openDialog(gw.relayPort);
+    dialogs.push(dialog);
+    await dialog.command('EHLO slow.client');
+    await dialog.command('MAIL FROM:<app@example.com>');
+    await dialog.command('RCPT TO:<user@example.org>');
+    expect((await dialog.command('DATA')).code).toBe(354);
+    dialog.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
+    await until(() => (upstream!.attempts[0]?.bytes ?? 0) > 0, 'data to reach the upstream');
+    const started = Date.now();
+    const drained = gw.gateway.drain();
+    // the client is too slow: it finishes only after the grace period
+    await new Promise((r) => setTimeout(r, 800));
+    dialog.write('part two\r\n.\r\n');
+    const reply = await dialog.reply(5000).catch((err: Error) => ({ code: 0, text: err.message }));
+    await drained;
+    expect(Date.now() - started).toBeLessThan(5000);
+    // the dot came after the abort: the client hears 451 (or, if the session was closed first, 421); never 250
+    expect([451, 421]).toContain(reply.code);
+    expect(upstream.messages).toHaveLength(0);
+    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+  });
+
+  it('SIGTERM to the gateway process: drains, the in-flight message is completed, exit code 0', async () => {
+    upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 1000 });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'gateway/src/main.ts')], {
+      cwd: REPO,
+      env: {
+        ...process.env,
+        SMTPGW_LISTENERS__RELAY__PORT: '0',
+        SMTPGW_OPS__PORT: '0',
+        SMTPGW_UPSTREAM__HOST: '127.0.0.1',
+        SMTPGW_UPSTREAM__PORT: String(upstream.port),
+        SMTPGW_UPSTREAM__SECURITY: 'none',
+        SMTPGW_DRAIN__DELAY_SECONDS: '0.2',
+        SMTPGW_DRAIN__GRACE_SECONDS: '10',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    const lines: Array<Record<string, unknown>> = [];
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not a log line
+      }
+    });
+    try {
+      await until(() => lines.filter((line) => line.msg === 'listening').length >= 2, 'the listening lines', 20_000);
+      const relay = lines.find((line) => line.msg === 'listening' && line.listener === 'relay');
+      const ops = lines.find((line) => line.msg === 'listening' && line.listener === 'ops');
+      expect(relay).toMatchObject({ address: '127.0.0.1' });
+      expect(Number(relay!.port)).toBeGreaterThan(0);
+      expect(Number(ops!.port)).toBeGreaterThan(0);
+
+      const inFlight = send(Number(relay!.port));
+      await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
+      child.kill('SIGTERM');
+      expect((await inFlight).code).toBe(250);
+      expect(await exited).toBe(0);
+      expect(upstream.messages).toHaveLength(1);
+      expect(lines.some((line) => line.msg === 'drained')).toBe(true);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
