@@ -81,8 +81,12 @@ export function watchCertificate(options: WatchCertificateOptions): CertificateW
     onChange: ([cert, key]) => {
       const pair = { cert, key };
       validateCertificatePair(pair, certFile, keyFile);
+      try {
+        onChange(pair);
+      } catch (error) {
+        throw new CertificateError(`Applying the new certificate ${certFile} failed: ${(error as Error).message}`);
+      }
       current = pair;
-      onChange(pair);
     },
     onError: (error) => {
       const reason = error instanceof CertificateError ? error.message : `Cannot read TLS certificate ${certFile} or key ${keyFile}: ${error.message}`;
