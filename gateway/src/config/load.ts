@@ -150,7 +150,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   }
   const value = valueAt(input, issue.path);
   const shown = value === undefined ? 'missing' : JSON.stringify(value);
-  return `${path.join('.') || '(root)'}: got ${shown}; ${issue.message.replace(/^Invalid input: /, '')}`;
+  return `${path.join('.') || '(root)'}: got ${shown}; ${issue.message.replace(/^Invalid [a-z ]+: /, '')}`;
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {

@@ -1,0 +1,167 @@
+/**
+ * Configuration at the edge: YAML file and SMTPGW_* overrides typed by the
+ * schema, one validation with errors that name the key, the value and what was
+ * expected (exit 2), --help and --print-config, and `make run` with no
+ * configuration at all (dev upstream writing .eml files).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import nodemailer from 'nodemailer';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config/load';
+
+const REPO = resolve(__dirname, '../..');
+const MAIN = join(REPO, 'gateway/src/main.ts');
+
+function runMain(args: string[], env: Record<string, string> = {}, cwd = REPO) {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd,
+    env: { ...cleanEnv(), ...env },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The test's own environment without any SMTPGW_* the developer may have set. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('SMTPGW_')));
+}
+
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('no file and no environment gives the make-run defaults', () => {
+    const { config } = loadConfig({ env: {} });
+    expect(config.listenAddress).toBe('127.0.0.1');
+    expect(config.listeners.relay).toEqual({ enabled: true, port: 2525 });
+    expect(config.ops.port).toBe(9090);
+    expect(config.upstream.host).toBe('');
+    expect(config.policy.allowedNetworks).toEqual(['127.0.0.0/8', '::1/128']);
+  });
+
+  it('reads the YAML file named by SMTPGW_CONFIG; environment overrides win and are typed by the schema', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-config-'));
+    const file = join(dir, 'config.yaml');
+    await writeFile(file, 'upstream:\n  host: file.example\n  port: 2587\npolicy:\n  maxRecipients: 10\n');
+    const { config } = loadConfig({
+      env: {
+        SMTPGW_CONFIG: file,
+        SMTPGW_UPSTREAM__HOST: 'email-smtp.eu-west-1.amazonaws.com',
+        SMTPGW_POLICY__ALLOWED_NETWORKS: '10.0.0.0/8, fd00::/8',
+        SMTPGW_AUTH__ALLOW_INSECURE: 'true',
+        SMTPGW_UPSTREAM__MESSAGES_PER_SECOND: '14',
+        SMTPGW_LISTENERS__SUBMISSION__ENABLED: 'yes',
+      },
+    });
+    expect(config.upstream.host).toBe('email-smtp.eu-west-1.amazonaws.com');
+    expect(config.upstream.port).toBe(2587);
+    expect(config.policy.maxRecipients).toBe(10);
+    expect(config.policy.allowedNetworks).toEqual(['10.0.0.0/8', 'fd00::/8']);
+    expect(config.auth.allowInsecure).toBe(true);
+    expect(config.upstream.messagesPerSecond).toBe(14);
+    expect(config.listeners.submission.enabled).toBe(true);
+  });
+
+  it('errors name the key, the offending value and what was expected — all of them at once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-config-'));
+    const file = join(dir, 'config.yaml');
+    await writeFile(file, 'upstream:\n  security: plaintext\npolicy:\n  allowedNetworks: [10.0.0.0/33]\n  senderDomains: ["not a domain"]\nbogus: 1\n');
+    const found = problems(() => loadConfig({ env: { SMTPGW_CONFIG: file } }));
+    expect(found.join('\n')).toMatch(/upstream\.security: got "plaintext"; expected one of "starttls"\|"tls"\|"none"/);
+    expect(found.join('\n')).toMatch(/policy\.allowedNetworks\.0: got "10\.0\.0\.0\/33"; expected an IP address or CIDR block/);
+    expect(found.join('\n')).toMatch(/policy\.senderDomains\.0: got "not a domain"; expected a domain name/);
+    expect(found.join('\n')).toMatch(/bogus: not a configuration key/);
+  });
+
+  it('environment values that do not fit their key are refused with the variable name', () => {
+    const found = problems(() => loadConfig({ env: { SMTPGW_POLICY__MAX_RECIPIENTS: 'lots', SMTPGW_UPSTREAM__HOTS: 'x', SMTPGW_AUTH__ALLOW_INSECURE: 'maybe' } }));
+    expect(found).toContain('SMTPGW_POLICY__MAX_RECIPIENTS="lots" (policy.maxRecipients): expected a number');
+    expect(found).toContain('SMTPGW_AUTH__ALLOW_INSECURE="maybe" (auth.allowInsecure): expected true or false');
+    expect(found.find((p) => p.startsWith('SMTPGW_UPSTREAM__HOTS'))).toMatch(/upstream\.hots is not a configuration key \(keys here: HOST, PORT/);
+  });
+
+  it('a missing or broken file is named', async () => {
+    expect(problems(() => loadConfig({ file: '/nonexistent/gw.yaml', env: {} }))[0]).toMatch(/config file "\/nonexistent\/gw\.yaml" cannot be read/);
+    const dir = await mkdtemp(join(tmpdir(), 'gw-config-'));
+    await writeFile(join(dir, 'bad.yaml'), 'upstream: [unclosed\n');
+    expect(problems(() => loadConfig({ file: join(dir, 'bad.yaml'), env: {} }))[0]).toMatch(/is not valid YAML/);
+  });
+});
+
+describe('the CLI', () => {
+  it('a bad value stops the process with exit code 2 and a message on stderr', () => {
+    const result = runMain([], { SMTPGW_UPSTREAM__PORT: '70000' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/upstream\.port: got 70000; .*65535/);
+  });
+
+  it('--help lists every setting with its environment variable', () => {
+    const result = runMain(['--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('SMTPGW_UPSTREAM__HOST');
+    expect(result.stdout).toContain('SMTPGW_POLICY__ALLOWED_NETWORKS');
+    expect(result.stdout).toContain('--print-config');
+  });
+
+  it('--print-config prints the effective config; secret files appear by path only, their contents never', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-secret-'));
+    const passwordFile = join(dir, 'upstream-password');
+    await writeFile(passwordFile, 'TOP-SECRET-PASSWORD');
+    const config = join(dir, 'config.yaml');
+    await writeFile(config, `upstream:\n  host: smtp.example\n  usernameFile: ${join(dir, 'u')}\n  passwordFile: ${passwordFile}\n`);
+    const result = runMain(['--print-config', '--config', config]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('host: smtp.example');
+    expect(result.stdout).toContain(`passwordFile: ${passwordFile}`);
+    expect(result.stdout).not.toContain('TOP-SECRET-PASSWORD');
+  });
+
+  it('an unknown argument exits 2', () => {
+    const result = runMain(['--frobnicate']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/unknown argument "--frobnicate"/);
+  });
+
+  it('with no configuration it relays to the development upstream, which writes an .eml file and logs where', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'gw-run-'));
+    // ports 0 only so suites can run in parallel; everything else is the no-config default
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+      cwd: REPO,
+      env: { ...cleanEnv(), SMTPGW_LISTENERS__RELAY__PORT: '0', SMTPGW_OPS__PORT: '0', SMTPGW_DEV_UPSTREAM__DIR: join(cwd, '.dev-mail'), SMTPGW_DRAIN__DELAY_SECONDS: '0' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: Array<Record<string, unknown>> = [];
+    createInterface({ input: child.stdout! }).on('line', (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!lines.some((line) => line.msg === 'listening' && line.listener === 'ops') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const relay = lines.find((line) => line.msg === 'listening' && line.listener === 'relay');
+      expect(relay?.address).toBe('127.0.0.1');
+      const client = nodemailer.createTransport({ host: '127.0.0.1', port: Number(relay!.port), ignoreTLS: true });
+      const info = await client.sendMail({ from: 'dev@example.com', to: 'someone@example.org', subject: 'dev', text: 'to a file' });
+      client.close();
+      expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as .*\.eml/);
+      const files = await readdir(join(cwd, '.dev-mail'));
+      expect(files).toHaveLength(1);
+      expect(await readFile(join(cwd, '.dev-mail', files[0]), 'utf8')).toContain('to a file');
+      expect(lines.find((line) => line.msg === 'dev upstream wrote message')?.file).toBe(join(cwd, '.dev-mail', files[0]));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+});
