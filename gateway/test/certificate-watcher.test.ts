@@ -58,6 +58,16 @@ async function servedNameAfterStarttls(port: number): Promise<string> {
   }
 }
 
+/** The base pair copied to plain files in a new folder (no symlinks). */
+async function basePairInPlainFiles(): Promise<{ certFile: string; keyFile: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'smtp-gateway-tls-'));
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  await copyFile(base.certFile, certFile);
+  await copyFile(base.keyFile, keyFile);
+  return { certFile, keyFile };
+}
+
 describe('watchCertificate', () => {
   const cleanups: Array<() => void> = [];
   afterEach(() => {
@@ -149,11 +159,7 @@ describe('watchCertificate', () => {
   });
 
   it('sees files rewritten in place one after the other, and falls back to polling', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'smtp-gateway-tls-'));
-    const certFile = join(dir, 'tls.crt');
-    const keyFile = join(dir, 'tls.key');
-    await copyFile(base.certFile, certFile);
-    await copyFile(base.keyFile, keyFile);
+    const { certFile, keyFile } = await basePairInPlainFiles();
     const changed: Buffer[] = [];
     const watcher = watch({ certFile, keyFile, onChange: (pair) => changed.push(pair.cert) });
     // a cert first and its key a moment later, as a naive copy does
@@ -173,12 +179,27 @@ describe('watchCertificate', () => {
     await eventually(() => polled.current.cert.equals(third.cert), 'the polled change');
   });
 
+  it('reports an onChange that throws and keeps the pair it could not apply from current', async () => {
+    const { certFile, keyFile } = await basePairInPlainFiles();
+    const errors: Error[] = [];
+    const watcher = watch({
+      certFile,
+      keyFile,
+      pollMs: 60_000,
+      onChange: () => {
+        throw new Error('listener gone');
+      },
+      onError: (error) => errors.push(error),
+    });
+    await writeFile(certFile, rotated.cert);
+    await writeFile(keyFile, rotated.key);
+    await watcher.check();
+    expect(errors.map((error) => error.message)).toContain(`Applying the new certificate ${certFile} failed: listener gone; keeping the previous certificate`);
+    expect(watcher.current.cert.equals(base.cert)).toBe(true);
+  });
+
   it('check() reloads on demand and close() stops watching', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'smtp-gateway-tls-'));
-    const certFile = join(dir, 'tls.crt');
-    const keyFile = join(dir, 'tls.key');
-    await copyFile(base.certFile, certFile);
-    await copyFile(base.keyFile, keyFile);
+    const { certFile, keyFile } = await basePairInPlainFiles();
     const changed: Buffer[] = [];
     const watcher = watchCertificate({ certFile, keyFile, pollMs: 60_000, onChange: (pair) => changed.push(pair.cert), onError: () => undefined });
     await writeFile(certFile, rotated.cert);
