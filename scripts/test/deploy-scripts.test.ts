@@ -5,41 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/repo';
-import { ScriptSandbox, type Rule } from './helpers/stand-ins';
-
-const ACCOUNT = '123456789012';
-const REGISTRY = `${ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`;
-const IMAGE = `${REGISTRY}/smtp-gateway`;
-const VPC = 'vpc-0123456789abcdef0';
-
-const identity: Rule = { match: '^aws sts get-caller-identity', stdout: ACCOUNT };
-const vpcLookup: Rule = { match: '^aws eks describe-cluster .*resourcesVpcConfig', stdout: VPC };
-const loginPassword: Rule = { match: '^aws ecr get-login-password', stdout: 'ecr-password' };
-const notFound = (match: string, exception: string): Rule => ({
-  match,
-  exit: 254,
-  stderr: `An error occurred (${exception}) when calling the operation: not found`,
-});
-
-/** A new AWS account: no cluster, no repository, no image. */
-const FRESH: Rule[] = [
-  identity,
-  notFound('^aws eks describe-cluster .*cluster\\.status', 'ResourceNotFoundException'),
-  vpcLookup,
-  notFound('^aws ecr describe-repositories', 'RepositoryNotFoundException'),
-  loginPassword,
-  notFound('^aws ecr describe-images', 'ImageNotFoundException'),
-];
-
-/** A cluster and repository from an earlier deploy; this revision's image not yet pushed. */
-const EXISTING: Rule[] = [
-  identity,
-  { match: '^aws eks describe-cluster .*cluster\\.status', stdout: 'ACTIVE' },
-  vpcLookup,
-  { match: '^aws ecr describe-repositories', stdout: '{"repositories":[{"repositoryName":"smtp-gateway"}]}' },
-  loginPassword,
-  notFound('^aws ecr describe-images', 'ImageNotFoundException'),
-];
+import { CANARY_TAG, EXISTING, FRESH, IMAGE, REGISTRY, VPC, canaryImage, notFound, stableReplicas } from './helpers/aws-answers';
+import { ScriptSandbox } from './helpers/stand-ins';
 
 let box: ScriptSandbox;
 beforeAll(() => {
@@ -238,10 +205,7 @@ describe('deploy-aws-production.sh', () => {
 });
 
 describe('rollout: a canary beside the stable release', () => {
-  const stable = (replicas: string): Rule => ({
-    match: 'kubectl .* get deployments --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath=\\{\\.items\\[0\\]\\.spec\\.replicas\\}',
-    stdout: replicas,
-  });
+  const stable = stableReplicas;
   const canaryRelease = (replicas: number) =>
     `helm upgrade --install smtp-gateway-canary ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${box.revision} --set canary.enabled=true --set canary.stableRelease=smtp-gateway --set autoscaling.enabled=false --set replicaCount=${replicas} --atomic --wait --timeout 10m`;
 
@@ -302,16 +266,12 @@ describe('rollout: a canary beside the stable release', () => {
     }
   });
 
-  const canaryImage: Rule = {
-    match: 'get deployments --selector app.kubernetes.io/instance=smtp-gateway-canary',
-    stdout: `${IMAGE}:0123456789ab`,
-  };
   const promoteCommands = () => [
     'aws sts get-caller-identity --query Account --output text',
     'aws eks describe-cluster --name smtp-gateway-prod --region us-east-1 --query cluster.status --output text',
     'aws eks update-kubeconfig --name smtp-gateway-prod --region us-east-1 --alias smtp-gateway-prod',
     'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway-canary --output jsonpath={.items[0].spec.template.spec.containers[0].image}',
-    `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=0123456789ab --atomic --wait --timeout 10m`,
+    `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${CANARY_TAG} --atomic --wait --timeout 10m`,
     'helm test smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --logs --timeout 5m',
     'helm uninstall smtp-gateway-canary --kube-context smtp-gateway-prod --namespace smtp-gateway --wait',
   ];

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { REPO_ROOT } from './repo';
 
 export const STAND_IN_TOOLS = ['aws', 'eksctl', 'kubectl', 'helm', 'docker'] as const;
@@ -55,7 +55,7 @@ export interface RunResult {
 
 const US = '\x1f';
 
-/** Files the scripts read from a work tree; the chart and overlays are stand-ins until they exist. */
+/** Files the scripts read from a work tree. */
 const COPIED = ['scripts/deploy.sh', 'scripts/cleanup.sh', 'scripts/lib', 'eksctl', 'gateway/Dockerfile', 'package.json'];
 const WRAPPERS = ['deploy-aws-staging.sh', 'deploy-aws-production.sh', 'cleanup-aws-staging.sh', 'cleanup-aws-production.sh'];
 
@@ -68,11 +68,9 @@ export class ScriptSandbox {
     for (const path of [...COPIED, ...WRAPPERS.map((w) => `scripts/${w}`)]) {
       cpSync(join(REPO_ROOT, path), join(this.tree, path), { recursive: true });
     }
-    for (const overlay of ['values/staging.yaml', 'values/prod.yaml', 'charts/smtp-gateway/Chart.yaml']) {
-      const target = join(this.tree, overlay);
-      mkdirSync(dirname(target), { recursive: true });
-      if (existsSync(join(REPO_ROOT, overlay))) cpSync(join(REPO_ROOT, overlay), target);
-      else writeFileSync(target, `# stand-in for ${overlay}\n`);
+    // The real chart and overlays, so the recorded helm commands can be replayed against them.
+    for (const path of ['values/staging.yaml', 'values/prod.yaml', 'charts/smtp-gateway']) {
+      if (existsSync(join(REPO_ROOT, path))) cpSync(join(REPO_ROOT, path), join(this.tree, path), { recursive: true });
     }
     this.git('init', '--quiet', '--initial-branch=main');
     this.git('remote', 'add', 'origin', 'https://git.example.test/smtp-gateway.git');

@@ -1,0 +1,55 @@
+/**
+ * What the stand-in aws and kubectl answer in the script tests: an account, a VPC, and AWS's own
+ * "not found" errors, grouped as the states an environment can be in.
+ */
+import type { Rule } from './stand-ins';
+
+export const ACCOUNT = '123456789012';
+export const REGISTRY = `${ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`;
+export const IMAGE = `${REGISTRY}/smtp-gateway`;
+export const VPC = 'vpc-0123456789abcdef0';
+/** The tag of the image the canary runs, in the promote tests. */
+export const CANARY_TAG = '0123456789ab';
+
+const identity: Rule = { match: '^aws sts get-caller-identity', stdout: ACCOUNT };
+const vpcLookup: Rule = { match: '^aws eks describe-cluster .*resourcesVpcConfig', stdout: VPC };
+const loginPassword: Rule = { match: '^aws ecr get-login-password', stdout: 'ecr-password' };
+
+/** AWS CLI's answer when a resource does not exist: exit 254 and the exception's name. */
+export const notFound = (match: string, exception: string): Rule => ({
+  match,
+  exit: 254,
+  stderr: `An error occurred (${exception}) when calling the operation: not found`,
+});
+
+/** A new AWS account: no cluster, no repository, no image. */
+export const FRESH: Rule[] = [
+  identity,
+  notFound('^aws eks describe-cluster .*cluster\\.status', 'ResourceNotFoundException'),
+  vpcLookup,
+  notFound('^aws ecr describe-repositories', 'RepositoryNotFoundException'),
+  loginPassword,
+  notFound('^aws ecr describe-images', 'ImageNotFoundException'),
+];
+
+/** A cluster and repository from an earlier deploy; this revision's image not yet pushed. */
+export const EXISTING: Rule[] = [
+  identity,
+  { match: '^aws eks describe-cluster .*cluster\\.status', stdout: 'ACTIVE' },
+  vpcLookup,
+  { match: '^aws ecr describe-repositories', stdout: '{"repositories":[{"repositoryName":"smtp-gateway"}]}' },
+  loginPassword,
+  notFound('^aws ecr describe-images', 'ImageNotFoundException'),
+];
+
+/** kubectl's answer for the stable release's Deployment replicas ('' when there is none). */
+export const stableReplicas = (replicas: string): Rule => ({
+  match: 'kubectl .* get deployments --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath=\\{\\.items\\[0\\]\\.spec\\.replicas\\}',
+  stdout: replicas,
+});
+
+/** kubectl's answer for the image the canary Deployment runs. */
+export const canaryImage: Rule = {
+  match: 'get deployments --selector app.kubernetes.io/instance=smtp-gateway-canary',
+  stdout: `${IMAGE}:${CANARY_TAG}`,
+};
