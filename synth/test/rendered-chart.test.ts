@@ -13,7 +13,7 @@ const CASES = {
   prod: [OVERLAYS.prod],
 };
 
-describe.each(Object.entries(CASES))('the %s rendering', (name, values) => {
+describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
   it('passes helm lint --strict', () => {
     const result = run('helm', ['lint', '--strict', CHART, '--kube-version', '1.28.0', ...values.flatMap((v) => ['--values', v])]);
     expect(result.stderr + result.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
