@@ -186,6 +186,23 @@ build_and_push_image() {
   run docker push "$IMAGE:$TAG"
 }
 
+# The Secrets the overlay names (secret.existingSecret, tls.existingSecret) hold the SES credentials and
+# the certificate, which no script may invent. Without them the pods never start and --atomic only gives
+# up after $HELM_TIMEOUT, so look first and say which one is missing.
+require_secrets() {
+  local names name
+  mapfile -t names < <(sed -n -E 's/^  existingSecret: *"?([^"#[:space:]]+)"?.*$/\1/p' "$ROOT/$VALUES_FILE")
+  for name in "${names[@]}"; do
+    if probe kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get secret "$name" --output name; then
+      continue
+    elif [[ "$PROBE_OUT" == *NotFound* ]]; then
+      die "Secret $name, named by $VALUES_FILE, does not exist in namespace $NAMESPACE of $CLUSTER; create it first (see the comment at the top of $VALUES_FILE), then run again"
+    elif ! $DRY_RUN; then
+      die "could not look up Secret $name in namespace $NAMESPACE: $PROBE_OUT"
+    fi
+  done
+}
+
 # helm_release RELEASE REPOSITORY TAG EXTRA_ARGS...: install or upgrade one release of the chart with the
 # environment's overlay; --atomic rolls it back by itself if it does not become ready.
 helm_release() {
@@ -193,6 +210,7 @@ helm_release() {
   shift 3
   require_file "$CHART_DIR/Chart.yaml" "run 'make synth' to generate the chart"
   require_file "$VALUES_FILE" "the $ENV_NAME overlay is part of this repository"
+  require_secrets
   run helm upgrade --install "$release" "$ROOT/$CHART_DIR" \
     --kube-context "$CLUSTER" --namespace "$NAMESPACE" --create-namespace \
     --values "$ROOT/$VALUES_FILE" \

@@ -14,6 +14,12 @@ beforeAll(() => {
 });
 afterAll(() => box.dispose());
 
+/** The look-ups of the Secrets the overlays name, before each helm upgrade. */
+const secretLookups = (cluster: string) =>
+  ['smtp-gateway-credentials', 'smtp-gateway-tls'].map(
+    (name) => `kubectl --context ${cluster} --namespace smtp-gateway get secret ${name} --output name`,
+  );
+
 /** The commands of a deploy, in order, for a cluster and repository that already exist. */
 function deployCommands(env: 'staging' | 'production', revision: string): string[] {
   const cluster = env === 'staging' ? 'smtp-gateway-staging' : 'smtp-gateway-prod';
@@ -31,6 +37,7 @@ function deployCommands(env: 'staging' | 'production', revision: string): string
     `aws ecr describe-images --repository-name smtp-gateway --region us-east-1 --image-ids imageTag=${revision}`,
     `docker build --file ${box.tree}/gateway/Dockerfile --platform linux/amd64 --build-arg VERSION=0.1.0 --build-arg REVISION=${full} --build-arg SOURCE=https://git.example.test/smtp-gateway --tag ${IMAGE}:${revision} ${box.tree}`,
     `docker push ${IMAGE}:${revision}`,
+    ...secretLookups(cluster),
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --atomic --wait --timeout 10m`,
     `helm test smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --logs --timeout 5m`,
     `kubectl --context ${cluster} --namespace smtp-gateway get services --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={range .items[?(@.spec.type=="LoadBalancer")]}{.metadata.name}{"\\t"}{.status.loadBalancer.ingress[*].hostname}{"\\n"}{end}`,
@@ -81,6 +88,19 @@ describe('deploy-aws-staging.sh', () => {
     expect(result.output).toContain('deploy.sh: step failed (exit 1): helm upgrade --install smtp-gateway ');
     expect(result.commands.at(-1)).toMatch(/^helm upgrade --install smtp-gateway /);
     expect(result.commands.some((c) => c.startsWith('helm test'))).toBe(false);
+  });
+
+  it('stops before the release when a Secret the overlay names is missing, saying which', () => {
+    const rules = [
+      { match: '^kubectl .* get secret smtp-gateway-tls ', exit: 1, stderr: 'Error from server (NotFound): secrets "smtp-gateway-tls" not found' },
+      ...EXISTING,
+    ];
+    const result = box.run('deploy-aws-staging.sh', [], { rules });
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(
+      'Secret smtp-gateway-tls, named by values/staging.yaml, does not exist in namespace smtp-gateway of smtp-gateway-staging; create it first',
+    );
+    expect(result.commands.at(-1)).toBe(secretLookups('smtp-gateway-staging')[1]);
   });
 
   it('stops when the cluster cannot be created, before touching kubeconfig', () => {
@@ -219,6 +239,7 @@ describe('rollout: a canary beside the stable release', () => {
       all[2],
       ...all.slice(5, 11),
       'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={.items[0].spec.replicas}',
+      ...secretLookups('smtp-gateway-prod'),
       canaryRelease(1),
     ]);
     expect(result.output).toContain('canary share: 1 of 10 pods (10%, asked 10%)');
@@ -271,6 +292,7 @@ describe('rollout: a canary beside the stable release', () => {
     'aws eks describe-cluster --name smtp-gateway-prod --region us-east-1 --query cluster.status --output text',
     'aws eks update-kubeconfig --name smtp-gateway-prod --region us-east-1 --alias smtp-gateway-prod',
     'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway-canary --output jsonpath={.items[0].spec.template.spec.containers[0].image}',
+    ...secretLookups('smtp-gateway-prod'),
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${CANARY_TAG} --atomic --wait --timeout 10m`,
     'helm test smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --logs --timeout 5m',
     'helm uninstall smtp-gateway-canary --kube-context smtp-gateway-prod --namespace smtp-gateway --wait',
