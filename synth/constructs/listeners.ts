@@ -24,8 +24,13 @@ export const OPS_PORT_NAME = 'ops';
 /** Go template condition: the listener is enabled in the gateway config. */
 export const listenerEnabled = (listener: Listener) => `.Values.config.listeners.${listener.name}.enabled`;
 
+/** Go template condition: at least one of the listeners is enabled. */
+export function anyEnabled(listeners: readonly Listener[]): string {
+  const conditions = listeners.map(listenerEnabled);
+  return conditions.length === 1 ? conditions[0] : `(or ${conditions.join(' ')})`;
+}
+
 /** Go template condition: at least one listener of the group is enabled. */
 export function groupEnabled(group: ServiceGroup): string {
-  const conditions = LISTENERS.filter((l) => l.group === group).map(listenerEnabled);
-  return conditions.length === 1 ? conditions[0] : `(or ${conditions.join(' ')})`;
+  return anyEnabled(LISTENERS.filter((l) => l.group === group));
 }

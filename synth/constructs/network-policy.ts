@@ -5,7 +5,7 @@ import { Construct } from 'constructs';
 import { CONTAINER_PORTS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import { LISTENERS, listenerEnabled } from './listeners';
+import { LISTENERS, anyEnabled, listenerEnabled } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 
 export interface NetworkPolicyProps {
@@ -30,10 +30,11 @@ export class GatewayNetworkPolicy extends Construct {
       apiObject,
       JsonPatch.replace('/spec/podSelector', { matchLabels: props.names.selectorLabels() }),
       JsonPatch.replace('/spec/ingress', [
-        {
+        // With every listener off the SMTP rule goes too (a rule without ports would open every port).
+        t.when(anyEnabled(LISTENERS), {
           ports: LISTENERS.map((l) => t.when(listenerEnabled(l), tcp(l.containerPort))),
           from: t.yaml(valueRef('networkPolicy.smtpFrom'), { omitEmpty: true }),
-        },
+        }),
         { ports: [tcp(CONTAINER_PORTS.ops)], from: t.yaml(valueRef('networkPolicy.metricsFrom'), { omitEmpty: true }) },
       ]),
     );

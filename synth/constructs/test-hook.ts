@@ -89,6 +89,8 @@ export class TestHook extends Construct {
       apiObject,
       JsonPatch.add('/spec/containers/0/imagePullPolicy', t.str(valueRef('tests.image.pullPolicy'))),
       JsonPatch.add('/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }),
+      // cdk8s-plus sets it even without an fsGroup, where it means nothing.
+      JsonPatch.remove('/spec/securityContext/fsGroupChangePolicy'),
     );
   }
 }

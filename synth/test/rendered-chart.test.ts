@@ -3,8 +3,11 @@
  * Kubernetes 1.28 (and ServiceMonitor CRD) validation, helm lint --strict, the
  * invariants every release must keep, and clear failures for bad overlays.
  */
+import { posix } from 'node:path';
 import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { MOUNT_PATHS } from '../../gateway/src/config/constants';
+import { configSchema } from '../../gateway/src/config/schema';
 import { CHART, OVERLAYS, helmTemplate, kubeconform, render, run, valuesFile } from './support';
 
 const CASES = {
@@ -36,6 +39,19 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
       if (selector && doc.kind !== 'ServiceMonitor') {
         expect(selector, `${doc.kind} selector`).toEqual({ 'app.kubernetes.io/name': 'smtp-gateway', 'app.kubernetes.io/instance': 'mail' });
       }
+    }
+  });
+
+  it("writes a config.yaml the gateway's own schema accepts, whose files are all mounted", () => {
+    const all = [...values, valuesFile({ tls: { existingSecret: 't' }, secret: { existingSecret: 's', useUpstreamCredentials: true, useAuthUsers: true } })];
+    for (const files of [values, all]) {
+      const docs = render({ values: files });
+      const config = configSchema.parse(YAML.parse(docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml']));
+      expect(config.listenAddress).toBe('0.0.0.0');
+      const volume = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec.volumes.find((v: any) => v.name === 'config');
+      const mounted = volume.projected.sources.flatMap((s: any) => (s.configMap ?? s.secret).items.map((i: any) => posix.join(MOUNT_PATHS.configDir, i.path)));
+      const referenced = [config.tls.certFile, config.tls.keyFile, config.upstream.usernameFile, config.upstream.passwordFile, config.auth.usersFile].filter(Boolean);
+      for (const file of referenced) expect(mounted).toContain(file);
     }
   });
 
