@@ -96,6 +96,11 @@ const HELMIGNORE = `# ${GENERATED}
 .DS_Store
 `;
 
+/** The values table, shared by the chart README and the repository README. */
+export function valuesTable(): string {
+  return renderValuesTable(valuesJsonSchema(), defaultValues(), chartSetConfigNotes());
+}
+
 /** Relative path → content, in a stable order. */
 export function chartFiles(): Map<string, string> {
   const chart = new SmtpGatewayChart(new App());
@@ -106,7 +111,7 @@ export function chartFiles(): Map<string, string> {
   files.set('Chart.yaml', chartYaml());
   files.set('values.yaml', renderValuesYaml(schema, defaults, `${GENERATED}\nEvery key is checked by values.schema.json.`, notesByKey));
   files.set('values.schema.json', `${JSON.stringify(schema, null, 2)}\n`);
-  files.set('README.md', readme(renderValuesTable(schema, defaults, notesByKey)));
+  files.set('README.md', readme(valuesTable()));
   files.set('.helmignore', HELMIGNORE);
   files.set('templates/_helpers.tpl', `{{/* ${GENERATED} */}}\n\n${chart.helpers()}`);
   files.set('templates/NOTES.txt', notes());

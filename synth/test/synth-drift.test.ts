@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { writeChart } from '../main';
-import { CHART, tempDir } from './support';
+import { readmeWithValuesTable, writeChart } from '../main';
+import { CHART, ROOT, tempDir } from './support';
 
 describe('synth', () => {
   it('writes identical bytes on two runs', () => {
@@ -25,5 +25,10 @@ describe('synth', () => {
       }
     });
     expect(drifted).toEqual([]);
+  });
+
+  it("keeps the repository README's values table current", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    expect(readmeWithValuesTable(readme) === readme, 'README.md values table is stale: run `make synth`').toBe(true);
   });
 });
