@@ -22,8 +22,10 @@ export interface TestUpstreamOptions {
   readonly rejectRecipient?: string;
   /** drop-mid-data: bytes of data to receive before dropping the connection. @default 1 */
   readonly dropAfterBytes?: number;
-  /** Offer STARTTLS with this certificate pair. */
+  /** Offer STARTTLS with this certificate pair (or implicit TLS with `implicitTls`). */
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
+  /** Speak TLS from the first byte (needs `tls`). */
+  readonly implicitTls?: boolean;
   /** Require AUTH with these credentials. */
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Queue id in the 250 reply. @default 'TESTQ<n>' */
@@ -85,7 +87,9 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
     name: 'test-upstream.localhost',
     logger: false,
     disableReverseLookup: true,
-    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : { hideSTARTTLS: true, disabledCommands: ['STARTTLS'] }),
+    ...(options.tls
+      ? { key: options.tls.key, cert: options.tls.cert, secure: options.implicitTls ?? false }
+      : { hideSTARTTLS: true, disabledCommands: ['STARTTLS'] }),
     ...(options.auth ? { authMethods: ['PLAIN', 'LOGIN'], allowInsecureAuth: true } : { authOptional: true }),
     onConnect(_session, callback) {
       connections++;
