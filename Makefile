@@ -46,6 +46,7 @@ lint: ## Type-check, shellcheck, yamllint, helm lint
 	tsc --noEmit -p tsconfig.json
 	shellcheck -x scripts/*.sh scripts/lib/*.sh scripts/test/fixtures/*.sh .ci/run
 	actionlint
+	yamllint --strict -c .yamllint.yaml eksctl/ .github/
 	$(MAKE) --no-print-directory lint-chart
 
 .PHONY: lint-chart
