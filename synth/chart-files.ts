@@ -4,6 +4,7 @@
  */
 import { App } from 'cdk8s';
 import { CONTAINER_PORTS, OPS_PATHS, SERVICE_PORTS } from '../gateway/src/config/constants';
+import { LISTENERS, groupEnabled, listenerEnabled } from './constructs/listeners';
 import { chartSetConfigNotes } from './constructs/gateway-config';
 import { CHART_NAME, SmtpGatewayChart } from './constructs/smtp-gateway-chart';
 import { defaultValues, valuesJsonSchema } from './values/json-schema';
@@ -36,28 +37,38 @@ keywords:
 }
 
 function notes(): string {
+  const component = (group: string, root = '.') => `{{ include "${CHART_NAME}.componentName" (dict "root" ${root} "component" "${group}") }}`;
+  const services = (['smtp', 'submission'] as const).map((group) => {
+    const svc = `.Values.services.${group}`;
+    const ports = LISTENERS.filter((l) => l.group === group)
+      .map((l) => `{{- if ${listenerEnabled(l)} }} ${l.servicePort} (${l.name}){{ end }}`)
+      .join('');
+    return `{{- if and ${svc}.enabled ${groupEnabled(group)} }}
+
+SMTP Service ${component(group)} ({{ ${svc}.type }}), ports${ports}:
+{{- if eq ${svc}.type "LoadBalancer" }}
+  The AWS Load Balancer Controller creates an NLB ({{ ${svc}.loadBalancer.scheme }}); its DNS name:
+    kubectl -n {{ .Release.Namespace }} get service ${component(group)} -o jsonpath='{.status.loadBalancer.ingress[0].hostname}'
+{{- else }}
+  In the cluster: ${component(group)}.{{ .Release.Namespace }}.svc
+{{- end }}
+{{- end }}`;
+  });
   return `{{- $fullname := include "${CHART_NAME}.fullname" . -}}
 smtp-gateway {{ .Chart.AppVersion }} is installed as release {{ .Release.Name }} in namespace {{ .Release.Namespace }}.
-{{- range $group, $svc := .Values.services }}
-{{- if $svc.enabled }}
+{{- if .Values.canary.enabled }}
 
-SMTP Service {{ include "${CHART_NAME}.componentName" (dict "root" $ "component" $group) }} ({{ $svc.type }}):
-{{- if eq $svc.type "LoadBalancer" }}
-  The AWS Load Balancer Controller creates an NLB ({{ $svc.loadBalancer.scheme }}); its DNS name appears in:
-    kubectl -n {{ $.Release.Namespace }} get service {{ include "${CHART_NAME}.componentName" (dict "root" $ "component" $group) }} -o jsonpath='{.status.loadBalancer.ingress[0].hostname}'
+This release is a CANARY of {{ .Values.canary.stableRelease }}: its pods receive a share of that release's traffic.
+  kubectl -n {{ .Release.Namespace }} rollout status deployment/{{ $fullname }}
 {{- else }}
-  In the cluster: {{ include "${CHART_NAME}.componentName" (dict "root" $ "component" $group) }}.{{ $.Release.Namespace }}.svc
-{{- end }}
-{{- end }}
-{{- end }}
-
-Ports: relay ${SERVICE_PORTS.relay}{{ if not .Values.config.listeners.relay.enabled }} (disabled){{ end }}, submission ${SERVICE_PORTS.submission}{{ if not .Values.config.listeners.submission.enabled }} (disabled){{ end }}, SMTPS ${SERVICE_PORTS.smtps}{{ if not .Values.config.listeners.smtps.enabled }} (disabled){{ end }}.
+${services.join('\n')}
 
 Check it:
   kubectl -n {{ .Release.Namespace }} rollout status deployment/{{ $fullname }}
-  helm test {{ .Release.Name }} -n {{ .Release.Namespace }}     # speaks SMTP (EHLO, NOOP, QUIT) to the Service
-  kubectl -n {{ .Release.Namespace }} port-forward service/{{ include "${CHART_NAME}.componentName" (dict "root" . "component" "metrics") }} ${CONTAINER_PORTS.ops}:${SERVICE_PORTS.ops}
+  helm test {{ .Release.Name }} -n {{ .Release.Namespace }} --logs   # speaks SMTP (EHLO, NOOP, QUIT) to the Service
+  kubectl -n {{ .Release.Namespace }} port-forward service/${component('metrics')} ${CONTAINER_PORTS.ops}:${SERVICE_PORTS.ops}
   curl -s localhost:${CONTAINER_PORTS.ops}${OPS_PATHS.readiness}; curl -s localhost:${CONTAINER_PORTS.ops}${OPS_PATHS.metrics} | head
+{{- end }}
 {{- if not .Values.config.upstream.host }}
 
 WARNING: config.upstream.host is empty, so mail goes to the embedded development upstream, not to a smarthost.
