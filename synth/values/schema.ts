@@ -50,7 +50,7 @@ const service = (what: string) =>
     .strictObject({
       enabled: z.boolean().default(true).describe('Render this Service (it is left out anyway while all its listeners are disabled in config.listeners).'),
       type: z.enum(['ClusterIP', 'LoadBalancer']).default('ClusterIP').describe('ClusterIP for in-cluster clients; LoadBalancer for an AWS NLB (AWS Load Balancer Controller).'),
-      annotations: stringMap('Extra annotations, merged over the NLB annotations the chart sets.'),
+      annotations: stringMap('Extra annotations; the NLB annotations the chart sets (from loadBalancer.*) keep their values.'),
       loadBalancer: z
         .strictObject({
           scheme: z.enum(['internal', 'internet-facing']).default('internal').describe('NLB scheme.'),
