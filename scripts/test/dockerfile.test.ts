@@ -17,7 +17,7 @@ import { REPO_ROOT } from './helpers/repo';
 
 const DOCKERFILE = readFileSync(join(REPO_ROOT, 'gateway/Dockerfile'), 'utf8');
 const dockerfile = DockerfileParser.parse(DOCKERFILE);
-const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
 
 /** The instructions of each stage, by stage name. */
 function stages(): Map<string, Instruction[]> {
@@ -73,6 +73,10 @@ describe('gateway/Dockerfile', () => {
       expect(image).toMatch(/^node:20\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$|^node@sha256:[0-9a-f]{64}$/);
     }
     expect(new Set(images).size).toBe(1);
+    // package.json's engines.node (">=20.11") must accept the image's Node.js.
+    const [, major, minor] = /^node:(\d+)\.(\d+)\./.exec(images[0]) ?? [];
+    const [, wantMajor, wantMinor] = /^>=(\d+)\.(\d+)$/.exec(pkg.engines.node) ?? [];
+    expect([Number(major), Number(minor) >= Number(wantMinor)]).toEqual([Number(wantMajor), true]);
   });
 
   it('installs every dependency and compiles in the build stage', () => {

@@ -89,6 +89,15 @@ describe.each(Object.entries(SEED))('eksctl cluster for %s', (_env, seed) => {
     expect(config.metadata.region).toBe(seed.region);
   });
 
+  it("runs a Kubernetes version the chart's kubeVersion accepts", () => {
+    const chart = parse(readFileSync(join(REPO_ROOT, 'charts/smtp-gateway/Chart.yaml'), 'utf8'));
+    const [, major, minor] = /^>=(\d+)\.(\d+)/.exec(chart.kubeVersion) ?? [];
+    expect(major, `Chart.yaml kubeVersion ${chart.kubeVersion}`).toBeDefined();
+    const [clusterMajor, clusterMinor] = String(config.metadata.version).split('.').map(Number);
+    expect(clusterMajor).toBe(Number(major));
+    expect(clusterMinor).toBeGreaterThanOrEqual(Number(minor));
+  });
+
   it('runs one managed node group of the seed instance type, node count, volume size and type', () => {
     expect(config.nodeGroups ?? []).toEqual([]);
     expect(nodeGroups).toHaveLength(1);
