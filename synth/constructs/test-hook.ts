@@ -25,6 +25,9 @@ printf '%s\\n' "$reply" | tail -n 1 | grep -q '^221[ -]' || fail 'expected 221 t
 echo "helm test: OK, $host:$port speaks SMTP"
 `;
 
+/** The component label of the test pod (the NetworkPolicy lets it in). */
+export const TEST_COMPONENT = 'test';
+
 export interface TestHookProps {
   readonly names: ChartNames;
 }
@@ -54,7 +57,7 @@ export class TestHook extends Construct {
       metadata: {
         name: props.names.component('test'),
         // The instance label without the name label: found with its release, never selected by a Service.
-        labels: props.names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': 'test' }),
+        labels: props.names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': TEST_COMPONENT }),
         annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
       },
       restartPolicy: kplus.RestartPolicy.NEVER,
