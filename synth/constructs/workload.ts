@@ -141,6 +141,9 @@ export class Workload extends Construct {
       JsonPatch.add(`${CONTAINER}/volumeMounts/-`, { name: 'config', mountPath: MOUNT_PATHS.configDir, readOnly: true }),
       JsonPatch.add(`${POD}/volumes/-`, this.projectedVolume(helm, names)),
       JsonPatch.add(`${POD}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
+      // No <SERVICE>_PORT variables: a release named e.g. "smtpgw" would otherwise get SMTPGW_* variables
+      // that the gateway reads as config overrides (ENV.overridePrefix).
+      JsonPatch.add(`${POD}/enableServiceLinks`, false),
       JsonPatch.add(`${POD}/priorityClassName`, t.str(valueRef('priorityClassName'), { if: valueRef('priorityClassName') })),
       JsonPatch.add(`${POD}/imagePullSecrets`, t.yaml(valueRef('imagePullSecrets'), { omitEmpty: true })),
       JsonPatch.add(`${POD}/nodeSelector`, t.yaml(valueRef('nodeSelector'), { omitEmpty: true })),
