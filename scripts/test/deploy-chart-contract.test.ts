@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXISTING, IMAGE, CANARY_TAG, canaryImage, stableReplicas } from './helpers/aws-answers';
+import { entrypoint, exposedPorts, imageEnv, imageUser } from './helpers/dockerfile';
 import { REPO_ROOT } from './helpers/repo';
 import { ScriptSandbox } from './helpers/stand-ins';
 
@@ -68,6 +69,28 @@ describe.each([
     for (const service of balancers) expect(service.metadata.labels['app.kubernetes.io/instance']).toBe('smtp-gateway');
     const tests = objects.filter((o) => o.metadata?.annotations?.['helm.sh/hook'] === 'test');
     expect(tests.length).toBeGreaterThan(0);
+  });
+});
+
+describe('the chart runs the image as gateway/Dockerfile builds it', () => {
+  const objects = () => render(helmUpgrades('deploy-aws-production.sh', [])[1], 'prod');
+
+  it("as the image's uid/gid, on a read-only root with an emptyDir at the image's only writable path", () => {
+    const [deployment] = ofKind(objects(), 'Deployment');
+    const pod = deployment.spec.template.spec;
+    const [container] = pod.containers;
+    expect(container.securityContext).toMatchObject({ runAsUser: imageUser.uid, runAsGroup: imageUser.gid, readOnlyRootFilesystem: true });
+    const tmp = container.volumeMounts.find((m: K8sObject) => m.mountPath === imageEnv.HOME);
+    expect(tmp, `a volume mounted at ${imageEnv.HOME}`).toBeDefined();
+    expect(pod.volumes.find((v: K8sObject) => v.name === tmp.name)).toHaveProperty('emptyDir');
+  });
+
+  it('on the ports the image exposes, with its ENTRYPOINT (node as PID 1) left as it is', () => {
+    const [container] = ofKind(objects(), 'Deployment')[0].spec.template.spec.containers;
+    expect(container.ports.map((p: K8sObject) => p.containerPort).sort()).toEqual([...exposedPorts].sort());
+    expect(container.command).toBeUndefined();
+    expect(container.args ?? []).toEqual([]);
+    expect(entrypoint[0]).toBe('node');
   });
 });
 

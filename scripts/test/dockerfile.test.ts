@@ -9,40 +9,22 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dockerignore from '@balena/dockerignore';
-import { DockerfileParser, type Instruction, type Label, type Env, type Copy } from 'dockerfile-ast';
+import type { Copy, Env, Instruction, Label } from 'dockerfile-ast';
 import { validate, ValidationSeverity } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
 import { CONTAINER_PORTS, RUN_AS_GROUP, RUN_AS_USER } from '../../gateway/src/config/constants';
+import { DOCKERFILE_TEXT, dockerfile, ofKind, runtimeStage, stages, words } from './helpers/dockerfile';
 import { REPO_ROOT } from './helpers/repo';
 
-const DOCKERFILE = readFileSync(join(REPO_ROOT, 'gateway/Dockerfile'), 'utf8');
-const dockerfile = DockerfileParser.parse(DOCKERFILE);
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
-
-/** The instructions of each stage, by stage name. */
-function stages(): Map<string, Instruction[]> {
-  const byStage = new Map<string, Instruction[]>();
-  let current: Instruction[] | undefined;
-  for (const instruction of dockerfile.getInstructions()) {
-    if (instruction.getKeyword() === 'FROM') {
-      current = [];
-      byStage.set(dockerfile.getFROMs().find((f) => f.getRange().start.line === instruction.getRange().start.line)!.getBuildStage() ?? '', current);
-    }
-    current?.push(instruction);
-  }
-  return byStage;
-}
-
-const words = (instruction: Instruction) => instruction.getArguments().map((a) => a.getValue());
 const line = (instruction: Instruction) => `${instruction.getKeyword()} ${words(instruction).join(' ')}`;
-const ofKind = (instructions: Instruction[], keyword: string) => instructions.filter((i) => i.getKeyword() === keyword);
 const build = stages().get('build') ?? [];
-const runtime = stages().get('runtime') ?? [];
+const runtime = runtimeStage;
 
 describe('gateway/Dockerfile', () => {
   it('passes the dockerfile-utils linter with every rule set to error', () => {
     const all = ValidationSeverity.ERROR;
-    const diagnostics = validate(DOCKERFILE, {
+    const diagnostics = validate(DOCKERFILE_TEXT, {
       deprecatedMaintainer: all,
       directiveCasing: all,
       emptyContinuationLine: all,

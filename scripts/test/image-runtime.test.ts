@@ -11,27 +11,14 @@ import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, re
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { DockerfileParser, type Env } from 'dockerfile-ast';
 import nodemailer from 'nodemailer';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RUN_AS_GROUP, RUN_AS_USER } from '../../gateway/src/config/constants';
 import type { GatewayConfigInput } from '../../gateway/src/config/schema';
 import { startTestUpstream, type TestUpstream } from '../../gateway/test/helpers/test-upstream';
+import { entrypoint, imageEnv } from './helpers/dockerfile';
 import { REPO_ROOT } from './helpers/repo';
-
-const dockerfile = DockerfileParser.parse(readFileSync(join(REPO_ROOT, 'gateway/Dockerfile'), 'utf8'));
-const runtimeStart = dockerfile.getInstructions().findIndex((i) => i.getKeyword() === 'FROM' && /\bAS runtime$/i.test(i.getArgumentsContent() ?? ''));
-const runtime = dockerfile.getInstructions().slice(runtimeStart);
-/** ENTRYPOINT ["node", "dist/..."]: the command the container runs. */
-const entrypoint: string[] = JSON.parse(runtime.find((i) => i.getKeyword() === 'ENTRYPOINT')?.getRawArgumentsContent() ?? '[]');
-/** The runtime stage's ENV, which the container starts with. */
-const imageEnv = Object.fromEntries(
-  runtime
-    .filter((i) => i.getKeyword() === 'ENV')
-    .flatMap((i) => (i as Env).getProperties())
-    .map((p) => [p.getName(), p.getValue() ?? '']),
-);
 
 /** Files the build stage copies from the build context (COPY without --from), in build-stage order. */
 const BUILD_CONTEXT = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'gateway/src'];
