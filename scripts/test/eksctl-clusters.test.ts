@@ -141,6 +141,10 @@ describe.each(Object.entries(SEED))('eksctl cluster for %s', (_env, seed) => {
     expect(lbc).toMatchObject({ namespace: 'kube-system', wellKnownPolicies: { awsLoadBalancerController: true } });
   });
 
+  it('runs metrics-server, for the HorizontalPodAutoscaler (production overlay) and kubectl top', () => {
+    expect((config.addons as ClusterConfig[]).map((a) => a.name)).toContain('metrics-server');
+  });
+
   it('keeps nodes off the internet and off IMDSv1', () => {
     const [group] = nodeGroups;
     expect(group.privateNetworking).toBe(true);
