@@ -10,10 +10,33 @@ import { MOUNT_PATHS } from '../../gateway/src/config/constants';
 import { configSchema } from '../../gateway/src/config/schema';
 import { CHART, OVERLAYS, helmTemplate, kubeconform, render, run, valuesFile } from './support';
 
+/** Every optional resource and field on at once, so strict validation sees every template line. */
+const EVERYTHING = valuesFile({
+  autoscaling: { enabled: true, targetMemoryUtilizationPercentage: 75 },
+  podDisruptionBudget: { enabled: true, maxUnavailable: '25%' },
+  metrics: { serviceMonitor: { enabled: true, labels: { release: 'prom' }, relabelings: [{ action: 'replace', targetLabel: 'env', replacement: 'x' }], metricRelabelings: [{ action: 'drop', regex: 'go_.*', sourceLabels: ['__name__'] }] } },
+  networkPolicy: { enabled: true, smtpFrom: [{ ipBlock: { cidr: '10.0.0.0/8' } }], metricsFrom: [{ namespaceSelector: { matchLabels: { monitoring: 'true' } } }] },
+  config: { listeners: { submission: { enabled: true }, smtps: { enabled: true } }, proxyProtocol: { enabled: true, trustedNetworks: ['10.0.0.0/16'] } },
+  secret: { useUpstreamCredentials: true, useAuthUsers: true, upstreamUsername: 'u', upstreamPassword: 'p', authUsers: 'app:$scrypt$x' },
+  tls: { existingSecret: 'tls' },
+  services: { smtp: { type: 'LoadBalancer', annotations: { 'example.com/a': 'b' }, loadBalancer: { sourceRanges: ['10.0.0.0/8'] } }, submission: { type: 'LoadBalancer' } },
+  serviceAccount: { annotations: { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::1:role/x' } },
+  imagePullSecrets: [{ name: 'regcred' }],
+  image: { digest: `sha256:${'a'.repeat(64)}` },
+  podLabels: { team: 'mail' },
+  podAnnotations: { 'example.com/x': 'y' },
+  priorityClassName: 'high',
+  nodeSelector: { 'kubernetes.io/os': 'linux' },
+  tolerations: [{ key: 'k', operator: 'Exists', effect: 'NoSchedule' }],
+  affinity: { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { a: 'b' } } } }] } },
+  extraEnv: [{ name: 'SMTPGW_LOG__LEVEL', value: 'debug' }],
+});
+
 const CASES = {
   defaults: [] as string[],
   staging: [OVERLAYS.staging],
   prod: [OVERLAYS.prod],
+  'everything-on': [EVERYTHING],
 };
 
 describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
@@ -131,6 +154,13 @@ describe('validation catches mistakes', () => {
     const result = kubeconform(manifest);
     expect(result.status).not.toBe(0);
     expect(result.stdout).toMatch(/ServiceMonitor.*scrapeTimeOut/);
+  });
+
+  it('a canary renders only valid manifests: its pods, their config and account', () => {
+    const rendered = helmTemplate({ release: 'smtp-gateway-canary', values: [OVERLAYS.prod], set: ['canary.enabled=true', 'canary.stableRelease=smtp-gateway'], withServiceMonitorApi: true });
+    expect(kubeconform(rendered.stdout).status).toBe(0);
+    const docs = YAML.parseAllDocuments(rendered.stdout).map((d) => d.toJS()).filter(Boolean);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'ServiceAccount']);
   });
 
   it('a canary needs the stable release name', () => {
