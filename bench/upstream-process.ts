@@ -12,6 +12,9 @@ async function main(): Promise<void> {
   const upstream = await startRecordingUpstream(options);
   process.stdout.write(`${JSON.stringify({ port: upstream.port })}\n`);
   process.on('SIGTERM', () => void upstream.close().then(() => process.exit(0)));
+  // The parent holds our stdin open; when it goes away, so do we.
+  process.stdin.resume();
+  process.stdin.on('end', () => process.exit(0));
 }
 
 main().catch((error: Error) => {

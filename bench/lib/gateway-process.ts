@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { GatewayConfigInput } from '../../gateway/src/config/schema';
+import { freePort } from './smtp-sink';
 import { ENV } from '../../gateway/src/config/constants';
 
 export const REPO_ROOT = resolve(__dirname, '../..');
@@ -23,9 +24,9 @@ export interface GatewayProcessOptions {
   readonly runtime?: 'dist' | 'tsx';
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeArgs?: readonly string[];
-  /** Wait this long for the listeners. @default 20000 */
+  /** Wait this long for the listeners (their "listening" lines are logged at info). @default 20000 */
   readonly startTimeoutMs?: number;
-  /** Working directory (where --cpu-prof writes). @default a temporary folder */
+  /** Working directory. @default the repository root (so `--import tsx` resolves) */
   readonly cwd?: string;
 }
 
@@ -56,13 +57,13 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   const dir = await mkdtemp(join(tmpdir(), 'bench-gateway-'));
   const configFile = join(dir, 'config.yaml');
   const logFile = join(dir, 'gateway.log');
-  await writeFile(configFile, stringify(options.config));
+  await writeFile(configFile, stringify(await withConcretePorts(options.config)));
   const runtime = options.runtime ?? gatewayRuntime();
   const args = [...(options.nodeArgs ?? []), ...(runtime === 'tsx' ? ['--import', 'tsx', SOURCE_MAIN] : [DIST_MAIN])];
   // Logs go to a file, not a pipe: reading thousands of lines a second would tax the benchmark's own process.
   const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(process.execPath, args, {
-    cwd: options.cwd ?? dir,
+    cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, [ENV.configFile]: configFile, NODE_PATH: join(REPO_ROOT, 'node_modules') },
     stdio: ['ignore', out, out],
   });
@@ -78,7 +79,12 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   let parsedUpTo = 0;
   const parsed: Array<Record<string, unknown>> = [];
   const logs = () => {
-    const text = readFileSync(logFile, 'utf8');
+    let text: string;
+    try {
+      text = readFileSync(logFile, 'utf8');
+    } catch {
+      return parsed; // removed by stop()
+    }
     const end = text.lastIndexOf('\n') + 1;
     for (const line of text.slice(parsedUpTo, end).split('\n')) {
       if (!line) continue;
@@ -170,4 +176,15 @@ function merge(base: Record<string, unknown>, extra: Record<string, unknown>): R
         : value;
   }
   return out;
+}
+
+/**
+ * Port 0 replaced by a port free a moment ago, for gateways whose schema wants
+ * a real port; the listening log line is still what tells the port in use.
+ */
+async function withConcretePorts(config: GatewayConfigInput): Promise<GatewayConfigInput> {
+  const copy = structuredClone(config) as { listeners?: Record<string, { port?: number } | undefined>; ops?: { port?: number } };
+  for (const listener of Object.values(copy.listeners ?? {})) if (listener?.port === 0) listener.port = await freePort();
+  if (copy.ops?.port === 0) copy.ops.port = await freePort();
+  return copy as GatewayConfigInput;
 }

@@ -30,7 +30,8 @@ export async function startUpstreamChild(behaviour: UpstreamBehaviour = {}): Pro
   const start = async () => {
     const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/upstream-process.ts'), JSON.stringify({ ...behaviour, port, recordFile })], {
       cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
+      // stdin is a lifeline: the child exits when it closes, so a crashed test leaves no orphan.
+      stdio: ['pipe', 'pipe', 'inherit'],
     });
     child = proc;
     const first = await new Promise<string>((resolve, reject) => {
