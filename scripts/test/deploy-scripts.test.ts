@@ -3,6 +3,8 @@
  * record their arguments: the exact sequence of commands for a fresh and for an existing cluster, that a
  * failing step stops the script with its message, that --dry-run runs nothing, and production's guards.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/repo';
 import { CANARY_TAG, EXISTING, FRESH, IMAGE, REGISTRY, VPC, canaryImage, notFound, stableReplicas } from './helpers/aws-answers';
@@ -406,7 +408,8 @@ describe('every script', () => {
     'cleanup.sh',
     'cleanup-aws-staging.sh',
     'cleanup-aws-production.sh',
-  ])('%s --help prints its usage and runs nothing', (script) => {
+  ])('%s --help prints its usage and runs nothing; the script runs with set -euo pipefail', (script) => {
+    expect(readFileSync(join(box.tree, 'scripts', script), 'utf8')).toMatch(/^set -euo pipefail$/m);
     const result = box.run(script, ['--help']);
     expect(result.status).toBe(0);
     expect(result.output).toMatch(/^Usage: /m);
