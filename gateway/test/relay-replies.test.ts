@@ -135,4 +135,14 @@ describe('reply to the final dot', () => {
     expect(upstream.messages.map((m) => m.to)).toEqual([['user@example.org']]);
     expect(upstream.connections).toBe(1);
   });
+
+  it('a pooled upstream connection the smarthost closed while idle: the next message goes out on a new one', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept' });
+    expect((await send(gw.relayPort)).code).toBe(250);
+    upstream.dropConnections();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const reply = await send(gw.relayPort);
+    expect(reply).toMatchObject({ code: 250 });
+    expect(upstream.messages).toHaveLength(2);
+  });
 });

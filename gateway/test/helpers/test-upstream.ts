@@ -61,6 +61,8 @@ export interface TestUpstream {
   readonly mailFroms: string[];
   /** Connections accepted so far. */
   readonly connections: number;
+  /** Drops every open connection (a smarthost closing idle pooled connections). */
+  dropConnections(): void;
   /** Resolves once `count` DATA attempts ended (completed or cut off). */
   waitForAttempts(count: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -168,6 +170,9 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
     mailFroms,
     get connections() {
       return connections;
+    },
+    dropConnections() {
+      for (const connection of server.connections) socketOf(server, connection.session)?.destroy();
     },
     waitForAttempts(count, timeoutMs = 10_000) {
       const ended = () => attempts.filter((attempt) => attempt.completed || attempt.cutOff).length >= count;
