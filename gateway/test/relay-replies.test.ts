@@ -145,4 +145,14 @@ describe('reply to the final dot', () => {
     expect(reply).toMatchObject({ code: 250 });
     expect(upstream.messages).toHaveLength(2);
   });
+
+  it('upstream refuses one of two recipients: 250 naming the refused one; only the other gets it; both logged', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
+    const reply = await send(gw.relayPort, MESSAGE, ['user@example.org', 'nobody@example.org']);
+    expect(reply.code).toBe(250);
+    expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org/);
+    expect(upstream.messages.map((message) => message.to)).toEqual([['user@example.org']]);
+    expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', upstreamRejected: ['nobody@example.org'] });
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
+  });
 });

@@ -11,6 +11,8 @@ export type TransactionResult = MessageLabels & {
   readonly reply: SmtpReply;
   /** The upstream's own reply line, when there was one. */
   readonly upstreamReply?: string;
+  /** Recipients the upstream refused at RCPT while it took the message for the others. */
+  readonly upstreamRejected?: readonly string[];
   /** The upstream's reply code, or why there was none; absent when the upstream was not involved. */
   readonly upstreamLabel?: UpstreamReplyLabel;
 };
@@ -51,11 +53,19 @@ export function queueId(text: string): string {
   return match ? match[1] : text;
 }
 
+/**
+ * SMTP has no way to tell the client after DATA that some recipients failed, and
+ * the others already have the message; the reply text and the log name the
+ * refused ones so the sender can find out.
+ */
 export function acceptedReply(info: UpstreamInfo): TransactionResult {
   const line = (info.response ?? '250').toString();
   const { text } = replyText(line);
+  const rejected = (info.rejected ?? []).map((address) => String(address));
+  const partial = rejected.length ? `; upstream refused ${rejected.length} recipient(s): ${rejected.slice(0, 3).join(', ')}${rejected.length > 3 ? ', ...' : ''}` : '';
   return {
-    reply: { code: 250, status: '2.0.0', text: `Ok: queued as ${queueId(text) || 'unknown'}` },
+    reply: { code: 250, status: '2.0.0', text: `Ok: queued as ${queueId(text) || 'unknown'}${partial}` },
+    upstreamRejected: rejected.length ? rejected : undefined,
     outcome: 'relayed',
     reason: 'ok',
     upstreamReply: line.trim(),

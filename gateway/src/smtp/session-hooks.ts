@@ -109,7 +109,9 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         const seconds = state ? (performance.now() - state.started) / 1000 : 0;
         metrics.messages.inc({ outcome: result.outcome, reason: result.reason } as MessageLabels);
         metrics.messageSize.observe(record.sizeIn);
-        metrics.recipients.inc({ outcome: result.outcome }, to.length);
+        const refusedUpstream = result.upstreamRejected?.length ?? 0;
+        metrics.recipients.inc({ outcome: result.outcome }, to.length - refusedUpstream);
+        if (refusedUpstream) metrics.recipients.inc({ outcome: 'rejected' }, refusedUpstream);
         metrics.transactionLatency.observe({ outcome: result.outcome }, seconds);
         if (result.upstreamLabel) metrics.upstreamReplies.inc({ code: result.upstreamLabel });
         if (record.upstreamSeconds !== undefined) metrics.upstreamLatency.observe(record.upstreamSeconds);
@@ -129,6 +131,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           reason: result.reason,
           reply: formatReply(result.reply),
           upstreamReply: result.upstreamReply,
+          upstreamRejected: result.upstreamRejected,
           seconds: Math.round(seconds * 1000) / 1000,
         });
         endTransaction(envelope);
