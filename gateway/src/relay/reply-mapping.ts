@@ -36,12 +36,24 @@ const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})\s+/;
 
 /** Text of a reply line without its basic and enhanced codes, on one line, bounded. */
 export function replyText(line: string): { status?: string; text: string } {
-  let text = line.replace(/[\r\n]+/g, ' ').trim().replace(/^\d{3}[ -]?/, '');
-  const enhanced = ENHANCED.exec(text);
-  if (enhanced) text = text.slice(enhanced[0].length);
+  let status: string | undefined;
+  // a multi-line reply repeats its codes on every line: keep the words only
+  let text = line
+    .split(/\r?\n/)
+    .map((part) => {
+      let rest = part.trim().replace(/^\d{3}[ -]?/, '');
+      const enhanced = ENHANCED.exec(rest);
+      if (enhanced) {
+        status ??= enhanced[1];
+        rest = rest.slice(enhanced[0].length);
+      }
+      return rest;
+    })
+    .filter(Boolean)
+    .join(' ');
   text = text.replace(/[^\x20-\x7e]/g, '?').trim();
   if (text.length > MAX_REASON) text = `${text.slice(0, MAX_REASON - 3)}...`;
-  return { status: enhanced?.[1], text };
+  return { status, text };
 }
 
 /**
