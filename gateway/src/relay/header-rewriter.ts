@@ -31,6 +31,8 @@ export class HeaderTooLargeError extends Error {
 const SEPARATOR = Buffer.from('\r\n\r\n');
 
 export class HeaderRewriter extends Transform {
+  /** Bytes passed on so far, added headers included. */
+  bytesOut = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private inBody = false;
@@ -39,6 +41,11 @@ export class HeaderRewriter extends Transform {
   constructor(private readonly options: HeaderRewriterOptions) {
     super();
     this.maxHeaderBytes = options.maxHeaderBytes ?? 256 * 1024;
+  }
+
+  override push(chunk: Buffer | null): boolean {
+    if (chunk) this.bytesOut += chunk.length;
+    return super.push(chunk);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

@@ -7,7 +7,7 @@
  * without the final dot, and the rest of the client's data is read and thrown
  * away, never buffered. The result is the client's reply (reply-mapping.ts).
  */
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Headers } from '@zone-eu/mailsplit';
 import type { RejectReason } from '../ops/metrics';
 import type { SmtpReply } from '../smtp/smtp-reply';
@@ -61,9 +61,7 @@ export function relayMessage(stream: DataStream, envelope: Envelope, options: Re
       messageIdDomain: options.messageIdDomain,
       inspect: options.inspectHeaders,
     });
-    const raw = new PassThrough();
     let sizeIn = 0;
-    let sizeOut = 0;
     let upstreamStarted = 0;
     let settled = false;
 
@@ -72,7 +70,7 @@ export function relayMessage(stream: DataStream, envelope: Envelope, options: Re
       settled = true;
       options.shutdown?.removeEventListener('abort', onShutdown);
       const upstreamSeconds = upstreamReplied ? (performance.now() - upstreamStarted) / 1000 : undefined;
-      resolve({ result, sizeIn, sizeOut, upstreamSeconds });
+      resolve({ result, sizeIn, sizeOut: rewriter.bytesOut, upstreamSeconds });
     };
 
     // Stops everything that still flows towards the upstream and keeps reading
@@ -81,9 +79,9 @@ export function relayMessage(stream: DataStream, envelope: Envelope, options: Re
       if (settled) return;
       stream.unpipe(guard);
       abort.abort();
-      raw.destroy(new Error(`transaction aborted: ${result.reason}`));
       guard.destroy();
-      rewriter.destroy();
+      // with an error, so the upstream side sees a failed stream and never an end
+      rewriter.destroy(new Error(`transaction aborted: ${result.reason}`));
       stream.resume();
       settle(result, upstreamReplied);
     };
@@ -109,18 +107,12 @@ export function relayMessage(stream: DataStream, envelope: Envelope, options: Re
     stream.once('error', onClientGone);
     stream.once('close', onClientGone);
 
-    guard.once('error', (err) => fail(streamFailure(err)));
-    rewriter.once('error', (err) => fail(streamFailure(err)));
-    raw.on('error', () => {
-      // the upstream side gave up on the stream; its send() rejection says why
-    });
+    guard.on('error', (err) => fail(streamFailure(err)));
+    rewriter.on('error', (err) => fail(streamFailure(err)));
 
-    stream.pipe(guard).pipe(rewriter).pipe(raw);
-    rewriter.on('data', (chunk: Buffer) => {
-      sizeOut += chunk.length;
-    });
+    stream.pipe(guard).pipe(rewriter);
     upstreamStarted = performance.now();
-    options.upstream.send(envelope, raw, abort.signal).then(
+    options.upstream.send(envelope, rewriter, abort.signal).then(
       (info) => settle(acceptedReply(info), true),
       (err) => {
         if (abort.signal.aborted) return;
