@@ -188,4 +188,15 @@ describe('AUTH', () => {
     expect(limited.text).toMatch(/^454 4\.7\.0 Too many failed/);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_auth_attempts_total\{mechanism="plain",result="rate_limited"\} 1/);
   });
+
+  it('AUTH LOGIN works too, and policy.messagesPerMinute counts per user across client addresses', async () => {
+    gw = await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [], messagesPerMinute: 1 } });
+    const login = (localAddress: string) =>
+      nodemailer.createTransport({ host: '127.0.0.1', port: gw!.relayPort, ignoreTLS: true, localAddress, authMethod: 'LOGIN', auth: { user: 'app', pass: 's3cret-pass' } });
+    expect((await login('127.0.0.1').sendMail(MAIL)).response).toMatch(/^250 /);
+    await expect(login('127.0.0.2').sendMail(MAIL)).rejects.toMatchObject({ responseCode: 451 });
+    expect(upstream.messages).toHaveLength(1);
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_auth_attempts_total\{mechanism="login",result="success"\} 2/);
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_messages_total\{outcome="deferred",reason="rate_limited"\} 1/);
+  });
 });
