@@ -5,6 +5,7 @@
  * address, and apply the connection limits to it. smtp-server's own listening
  * socket is never used.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
@@ -70,6 +71,10 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     throw new Error('listeners.submission requires AUTH: set auth.usersFile, or disable listeners.submission.enabled');
   }
   const disabledCommands = [...(settings.tls ? [] : ['STARTTLS']), ...(settings.authEnabled ? [] : ['AUTH'])];
+  // Connection slots by session id. smtp-server strips every listener from the raw
+  // socket when it starts TLS (implicit or STARTTLS), so that socket's 'close' never
+  // reaches us for TLS sessions; its onClose hook does, for every session.
+  const releases = new Map<string, () => void>();
   const smtp = new SMTPServer({
     name: settings.hostname,
     banner: 'smtp-gateway',
@@ -89,6 +94,10 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     socketTimeout: settings.socketTimeoutMs ?? 60_000,
     logger: false,
     ...settings.hooks,
+    onClose(session, callback) {
+      releases.get(session.id)?.();
+      settings.hooks.onClose?.(session, callback);
+    },
   });
   smtp.on('error', (err: Error & { code?: string }) => {
     // successful handshakes are counted in onSecure; smtp-server reports failed ones only as errors
@@ -96,7 +105,12 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     logger.debug('smtp session error', { listener: name, err: err.message, code: err.code });
   });
 
-  const net = createServer({ pauseOnConnect: false }, (socket) => accept(socket));
+  const net = createServer((socket) => {
+    accept(socket).catch((err: Error) => {
+      logger.error('connection setup failed', { listener: name, err: err.message });
+      refuse(socket, 'internal_error');
+    });
+  });
   net.on('error', (err) => logger.error('listener error', { listener: name, err: err.message }));
 
   const refuse = (socket: Socket, reason: ConnectionRefusedReason, reply?: string) => {
@@ -137,11 +151,15 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
       );
     }
     metrics.connectionsOpen.inc({ listener: name });
-    socket.once('close', () => {
+    const id = randomBytes(10).toString('hex');
+    const release = () => {
+      if (!releases.delete(id)) return;
       settings.connections.release(remoteAddress);
       metrics.connectionsOpen.dec({ listener: name });
-    });
-    smtp.connect(socket, { remoteAddress, remotePort });
+    };
+    releases.set(id, release);
+    socket.once('close', release);
+    smtp.connect(socket, { id, remoteAddress, remotePort });
     if (!fromProxy && !implicitTls) {
       // a PROXY header from anyone else is an attempt to choose its own client address
       socket.once('data', (chunk: Buffer) => {
