@@ -10,7 +10,8 @@ import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import { rfc5322Date } from '../relay/header-rewriter';
-import { type RelayOptions, Refusal, relayMessage } from '../relay/transaction';
+import type { TransactionResult } from '../relay/reply-mapping';
+import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
 import type { AuthHandler } from './auth';
 import type { SessionHooks } from './listeners';
 import type { PolicyRefusal, SessionPolicy } from './session-policy';
@@ -104,7 +105,27 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
         },
       };
-      relayMessage(stream, { from, to }, relay).then((record) => {
+      relayMessage(stream, { from, to }, relay)
+        .then((record) => {
+          try {
+            record_(record);
+          } catch (err) {
+            // metrics or logging must never change the reply the upstream's answer decided
+            logger.error('transaction bookkeeping failed', { session: session.id, err: (err as Error).message });
+          }
+          return record.result;
+        })
+        .catch((err: Error): TransactionResult => {
+          logger.error('transaction failed', { session: session.id, err: err.message });
+          return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure, try again later' }, outcome: 'deferred', reason: 'internal_error' };
+        })
+        .then((result) => {
+          endTransaction(envelope);
+          if (result.outcome === 'relayed') callback(null, `${result.reply.status} ${result.reply.text}`);
+          else callback(toError(result.reply));
+        });
+
+      function record_(record: RelayRecord) {
         const { result } = record;
         const seconds = state ? (performance.now() - state.started) / 1000 : 0;
         metrics.messages.inc({ outcome: result.outcome, reason: result.reason } as MessageLabels);
@@ -134,10 +155,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           upstreamRejected: result.upstreamRejected,
           seconds: Math.round(seconds * 1000) / 1000,
         });
-        endTransaction(envelope);
-        if (result.outcome === 'relayed') callback(null, `${result.reply.status} ${result.reply.text}`);
-        else callback(toError(result.reply));
-      });
+      }
     },
 
     onClose(session) {
