@@ -140,8 +140,10 @@ describe('the CLI', () => {
     const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
       cwd: REPO,
       env: { ...cleanEnv(), SMTPGW_LISTENERS__RELAY__PORT: '0', SMTPGW_OPS__PORT: '0', SMTPGW_DEV_UPSTREAM__DIR: join(cwd, '.dev-mail'), SMTPGW_DRAIN__DELAY_SECONDS: '0' },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const lines: Array<Record<string, unknown>> = [];
     createInterface({ input: child.stdout! }).on('line', (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
     const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
@@ -160,6 +162,8 @@ describe('the CLI', () => {
       expect(lines.find((line) => line.msg === 'dev upstream wrote message')?.file).toBe(join(cwd, '.dev-mail', files[0]));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
+      // smtp-server warns when it would fall back to its published demo certificate; it must never get there
+      expect(stderr).not.toMatch(/default TLS certificate/i);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }

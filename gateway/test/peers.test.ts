@@ -196,4 +196,14 @@ describe('upstream transport security', () => {
       /upstream\.usernameFile: cannot read "\/nonexistent\/user"/,
     );
   });
+
+  it('upstream.messagesPerSecond spaces the messages out (an SES account send rate)', async () => {
+    upstream = await startTestUpstream({ mode: 'accept' });
+    gw = await startTestGateway({ upstreamPort: upstream.port, upstream: { messagesPerSecond: 2, maxConnections: 1 } });
+    const started = Date.now();
+    for (let i = 0; i < 5; i++) expect((await send(gw.relayPort)).code).toBe(250);
+    // 2 per second: the 3rd and 5th message each wait for a new one-second window
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1900);
+    expect(upstream.messages).toHaveLength(5);
+  });
 });
