@@ -92,6 +92,11 @@ describe('loadConfig', () => {
     expect(found.find((p) => p.startsWith('SMTPGW_UPSTREAM__HOTS'))).toMatch(/upstream\.hots is not a configuration key \(keys here: HOST, PORT/);
   });
 
+  it('variables that only share the prefix (Kubernetes service links) are not configuration', () => {
+    const { config } = loadConfig({ env: { SMTPGW_SMTP_GATEWAY_SERVICE_HOST: '10.0.0.1', SMTPGW_SMTP_GATEWAY_PORT: 'tcp://10.0.0.1:25', SMTPGW_HOSTNAME: 'gw.example' } });
+    expect(config.hostname).toBe('gw.example');
+  });
+
   it('a missing or broken file is named', async () => {
     expect(problems(() => loadConfig({ file: '/nonexistent/gw.yaml', env: {} }))[0]).toMatch(/config file "\/nonexistent\/gw\.yaml" cannot be read/);
     const dir = await mkdtemp(join(tmpdir(), 'gw-config-'));

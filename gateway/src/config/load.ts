@@ -77,9 +77,14 @@ function readConfigFile(file: string): Input {
  */
 function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv): string[] {
   const problems: string[] = [];
+  const topLevel = new Set(Object.keys(configSchema.shape).map(normalise));
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV.overridePrefix) || name === ENV.configFile || raw === undefined) continue;
     const segments = name.slice(ENV.overridePrefix.length).split('__');
+    // Kubernetes service links (SMTPGW_SMTP_GATEWAY_SERVICE_HOST for a release named
+    // smtpgw) share the prefix but never the "__" separator: only a variable with
+    // "__" or naming a top-level key is ours, so a typo below the top level is still caught.
+    if (segments.length === 1 && !topLevel.has(normalise(segments[0]))) continue;
     let schema: z.ZodType = configSchema;
     let target = input;
     const path: string[] = [];
