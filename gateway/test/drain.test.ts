@@ -111,46 +111,77 @@ describe('drain', () => {
 
   it('SIGTERM to the gateway process: drains, the in-flight message is completed, exit code 0', async () => {
     upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 1000 });
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'gateway/src/main.ts')], {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        SMTPGW_LISTENERS__RELAY__PORT: '0',
-        SMTPGW_OPS__PORT: '0',
-        SMTPGW_UPSTREAM__HOST: '127.0.0.1',
-        SMTPGW_UPSTREAM__PORT: String(upstream.port),
-        SMTPGW_UPSTREAM__SECURITY: 'none',
-        SMTPGW_DRAIN__DELAY_SECONDS: '0.2',
-        SMTPGW_DRAIN__GRACE_SECONDS: '10',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-    const lines: Array<Record<string, unknown>> = [];
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // not a log line
-      }
-    });
+    const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0.2', SMTPGW_DRAIN__GRACE_SECONDS: '10' });
     try {
-      await until(() => lines.filter((line) => line.msg === 'listening').length >= 2, 'the listening lines', 20_000);
-      const relay = lines.find((line) => line.msg === 'listening' && line.listener === 'relay');
-      const ops = lines.find((line) => line.msg === 'listening' && line.listener === 'ops');
-      expect(relay).toMatchObject({ address: '127.0.0.1' });
-      expect(Number(relay!.port)).toBeGreaterThan(0);
-      expect(Number(ops!.port)).toBeGreaterThan(0);
-
-      const inFlight = send(Number(relay!.port));
+      const inFlight = send(gateway.relayPort);
       await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
-      child.kill('SIGTERM');
+      gateway.child.kill('SIGTERM');
       expect((await inFlight).code).toBe(250);
-      expect(await exited).toBe(0);
+      expect(await gateway.exited).toBe(0);
       expect(upstream.messages).toHaveLength(1);
-      expect(lines.some((line) => line.msg === 'drained')).toBe(true);
+      expect(gateway.lines.some((line) => line.msg === 'drained')).toBe(true);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      gateway.kill();
+    }
+  });
+
+  it('a second SIGTERM exits at once, without waiting for the grace period', async () => {
+    upstream = await startTestUpstream({ mode: 'stall' });
+    const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0', SMTPGW_DRAIN__GRACE_SECONDS: '60' });
+    try {
+      const inFlight = send(gateway.relayPort);
+      await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
+      gateway.child.kill('SIGTERM');
+      await until(() => gateway.lines.some((line) => line.msg === 'listeners closed'), 'the drain to start');
+      const started = Date.now();
+      gateway.child.kill('SIGTERM');
+      expect(await gateway.exited).toBe(1);
+      expect(Date.now() - started).toBeLessThan(5000);
+      // the client never got a 250 for a message the upstream never accepted
+      expect((await inFlight).code).not.toBe(250);
+      expect(upstream.messages).toHaveLength(0);
+    } finally {
+      gateway.kill();
     }
   });
 });
+
+/** The gateway as its own process (tsx), configured by environment, relaying to `upstreamPort`. */
+async function spawnGateway(upstreamPort: number, env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'gateway/src/main.ts')], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      SMTPGW_LISTENERS__RELAY__PORT: '0',
+      SMTPGW_OPS__PORT: '0',
+      SMTPGW_UPSTREAM__HOST: '127.0.0.1',
+      SMTPGW_UPSTREAM__PORT: String(upstreamPort),
+      SMTPGW_UPSTREAM__SECURITY: 'none',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  const lines: Array<Record<string, unknown>> = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not a log line
+    }
+  });
+  const kill = () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  };
+  try {
+    await until(() => lines.filter((line) => line.msg === 'listening').length >= 2, 'the listening lines', 20_000);
+  } catch (err) {
+    kill();
+    throw err;
+  }
+  const relay = lines.find((line) => line.msg === 'listening' && line.listener === 'relay');
+  const ops = lines.find((line) => line.msg === 'listening' && line.listener === 'ops');
+  expect(relay).toMatchObject({ address: '127.0.0.1' });
+  expect(Number(ops?.port)).toBeGreaterThan(0);
+  return { child, lines, exited, kill, relayPort: Number(relay!.port) };
+}
