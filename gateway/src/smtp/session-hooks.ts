@@ -4,7 +4,7 @@
  * (metrics, one log line per transaction, drain tracking). The decisions
  * themselves live in session-policy.ts and relay/transaction.ts.
  */
-import type { SMTPServerDataStream, SMTPServerEnvelope, SMTPServerSession } from 'smtp-server';
+import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
 import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
@@ -42,11 +42,14 @@ export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutti
 
 export function createSessionHooks(deps: HookDeps): SessionHooks {
   const { policy, metrics, logger, drain } = deps;
-  const transactions = new WeakMap<SMTPServerEnvelope, TransactionState>();
+  // The open transaction of each session, by session id. Not by envelope: RSET, EHLO and
+  // STARTTLS swap the envelope for a new one without any hook running, and a transaction
+  // keyed by the old one would stay "in flight" for ever, holding every drain to its grace.
+  const transactions = new Map<string, TransactionState>();
 
-  const endTransaction = (envelope: SMTPServerEnvelope) => {
-    transactions.get(envelope)?.leave();
-    transactions.delete(envelope);
+  const endTransaction = (sessionId: string) => {
+    transactions.get(sessionId)?.leave();
+    transactions.delete(sessionId);
   };
 
   const recordRefusal = (session: SMTPServerSession, stage: string, refusal: PolicyRefusal, address: string) => {
@@ -79,7 +82,8 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         recordRefusal(session, 'MAIL FROM', refusal, address.address);
         return callback(toError(refusal.reply));
       }
-      transactions.set(session.envelope, { started: performance.now(), leave: drain.enter() });
+      endTransaction(session.id); // one given up without DATA (RSET, EHLO, STARTTLS)
+      transactions.set(session.id, { started: performance.now(), leave: drain.enter() });
       callback();
     },
 
@@ -94,7 +98,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
 
     onData(stream: SMTPServerDataStream, session, callback) {
       const envelope = session.envelope;
-      const state = transactions.get(envelope);
+      const state = transactions.get(session.id);
       const from = envelope.mailFrom ? envelope.mailFrom.address : '';
       const to = envelope.rcptTo.map((rcpt) => rcpt.address);
       const relay: RelayOptions = {
@@ -120,7 +124,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure, try again later' }, outcome: 'deferred', reason: 'internal_error' };
         })
         .then((result) => {
-          endTransaction(envelope);
+          endTransaction(session.id);
           if (result.outcome === 'relayed') callback(null, `${result.reply.status} ${result.reply.text}`);
           else callback(toError(result.reply));
         });
@@ -159,7 +163,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     },
 
     onClose(session) {
-      if (session.envelope) endTransaction(session.envelope);
+      endTransaction(session.id);
     },
   };
 }
