@@ -39,6 +39,7 @@ afterEach(async () => {
   await gw?.close();
   gw = undefined;
   upstream.messages.length = 0;
+  upstream.mailFroms.length = 0;
 });
 
 function start(options: TestGatewayOptions) {
@@ -133,18 +134,31 @@ describe('TLS', () => {
 });
 
 describe('AUTH', () => {
-  it('AUTH before TLS is refused unless auth.allowInsecure', async () => {
+  it('AUTH is neither offered nor accepted before TLS unless auth.allowInsecure', async () => {
     gw = await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } });
     const dialog = await dial(gw.relayPort);
-    await dialog.command('EHLO client.test');
+    expect((await dialog.command('EHLO client.test')).text).not.toContain('AUTH');
     const plain = Buffer.from('\0app\0s3cret-pass').toString('base64');
-    const reply = await dialog.command(`AUTH PLAIN ${plain}`);
-    expect(reply.code).toBe(538);
+    expect((await dialog.command(`AUTH PLAIN ${plain}`)).code).toBeGreaterThanOrEqual(500);
+    expect((await dialog.command('STARTTLS')).code).toBe(220);
+    await dialog.startTls(certs.ca);
+    expect((await dialog.command('EHLO client.test')).text).toContain('AUTH PLAIN LOGIN');
+    expect((await dialog.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
     await gw.close();
     gw = await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [] } });
     const insecure = await dial(gw.relayPort);
-    await insecure.command('EHLO client.test');
+    expect((await insecure.command('EHLO client.test')).text).toContain('AUTH PLAIN LOGIN');
     expect((await insecure.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
+  });
+
+  it('submission before STARTTLS: MAIL FROM gets 530 even from an allowed network', async () => {
+    gw = await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } });
+    const dialog = await dial(gw.submissionPort!);
+    await dialog.command('EHLO client.test');
+    const reply = await dialog.command('MAIL FROM:<app@example.com>');
+    expect(reply.code).toBe(530);
+    expect(reply.text).toMatch(/^530 5\.7\.0 Authentication required/);
+    expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('an authenticated client may relay from outside allowedNetworks; wrong passwords get 535', async () => {

@@ -71,6 +71,7 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     throw new Error('listeners.submission requires AUTH: set auth.usersFile, or disable listeners.submission.enabled');
   }
   const disabledCommands = [...(settings.tls ? [] : ['STARTTLS']), ...(settings.authEnabled ? [] : ['AUTH'])];
+  const authNeedsTls = settings.authEnabled && !settings.allowInsecureAuth && !implicitTls;
   // Connection slots by session id. smtp-server strips every listener from the raw
   // socket when it starts TLS (implicit or STARTTLS), so that socket's 'close' never
   // reaches us for TLS sessions; its onClose hook does, for every session.
@@ -94,6 +95,19 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     socketTimeout: settings.socketTimeoutMs ?? 60_000,
     logger: false,
     ...settings.hooks,
+    // AUTH is not even advertised before TLS (unless allowed): a client that sends
+    // AUTH PLAIN with an initial response would otherwise put its password on the
+    // wire in clear before hearing the refusal.
+    onConnect(session, callback) {
+      if (authNeedsTls) session.disabledCommands = [...disabledCommands, 'AUTH'];
+      if (settings.hooks.onConnect) settings.hooks.onConnect(session, callback);
+      else callback();
+    },
+    onSecure(socket, session, callback) {
+      if (authNeedsTls) session.disabledCommands = [...disabledCommands];
+      if (settings.hooks.onSecure) settings.hooks.onSecure(socket, session, callback);
+      else callback();
+    },
     onClose(session, callback) {
       releases.get(session.id)?.();
       settings.hooks.onClose?.(session, callback);

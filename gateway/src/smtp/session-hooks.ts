@@ -77,6 +77,10 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
 
     onMailFrom(address, session, callback) {
       if (deps.stopping()) return callback(toError(SHUTTING_DOWN));
+      // smtp-server enforces this only while AUTH is advertised, which it is not before STARTTLS
+      if (deps.listener === 'submission' && !session.user) {
+        return callback(toError({ code: 530, status: '5.7.0', text: 'Authentication required' }));
+      }
       const refusal = policy.checkMailFrom(address.address, session);
       if (refusal) {
         recordRefusal(session, 'MAIL FROM', refusal, address.address);
