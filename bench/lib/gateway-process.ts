@@ -45,6 +45,10 @@ export interface GatewayProcess {
   signal(signal: NodeJS.Signals): void;
   /** GET a path on the ops port; status and body. */
   ops(path: string): Promise<{ status: number; body: string }>;
+  /** Sum of every sample of a metric on /metrics (all label sets). */
+  metric(name: string): Promise<number>;
+  /** Waits (up to `timeoutMs`) until no SMTP connection is open; returns how many still are. */
+  connectionsSettle(timeoutMs?: number): Promise<number>;
   /** SIGTERM, wait, SIGKILL if it will not go; removes the temp folder. */
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -126,6 +130,18 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`gateway ${child.pid} still running after ${timeoutMs} ms`)), timeoutMs).unref()),
     ]);
 
+  const ops = async (path: string) => {
+    const response = await fetch(`http://127.0.0.1:${opsPort}${path}`);
+    return { status: response.status, body: await response.text() };
+  };
+  const metric = async (name: string) => {
+    const { body } = await ops('/metrics');
+    return body
+      .split('\n')
+      .filter((line) => line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{'))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  };
+
   return {
     pid: child.pid ?? 0,
     ports,
@@ -135,9 +151,16 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
     exited: () => exit,
     waitExit,
     signal: (signal) => child.kill(signal),
-    async ops(path) {
-      const response = await fetch(`http://127.0.0.1:${opsPort}${path}`);
-      return { status: response.status, body: await response.text() };
+    ops,
+    metric,
+    async connectionsSettle(timeoutMs = 5_000) {
+      const deadline = Date.now() + timeoutMs;
+      let open = await metric('smtp_gateway_connections_open');
+      while (open > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        open = await metric('smtp_gateway_connections_open');
+      }
+      return open;
     },
     async stop(timeoutMs = 30_000) {
       if (!exit) child.kill('SIGTERM');
@@ -164,6 +187,11 @@ export function benchGatewayConfig(upstream: { host: string; port: number }, ove
     },
     overrides,
   ) as GatewayConfigInput;
+}
+
+/** Overrides that open the implicit-TLS listener (and STARTTLS) with the given certificate. */
+export function tlsOverrides(certs: { certFile: string; keyFile: string }, more: GatewayConfigInput = {}): GatewayConfigInput {
+  return merge({ listeners: { smtps: { enabled: true, port: 0 } }, tls: { certFile: certs.certFile, keyFile: certs.keyFile } }, more) as GatewayConfigInput;
 }
 
 function merge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {

@@ -10,7 +10,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCertificates, type TestCertificates } from '../../gateway/test/helpers/certs';
-import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
+import { benchGatewayConfig, startGatewayProcess, tlsOverrides, type GatewayProcess } from '../lib/gateway-process';
 import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
 import { SmtpConnection } from '../lib/smtp-client';
 
@@ -26,11 +26,7 @@ describe('connection slots are released after TLS sessions', () => {
     certs = await makeTestCertificates();
     upstream = await startRecordingUpstream();
     gateway = await startGatewayProcess({
-      config: benchGatewayConfig(upstream, {
-        listeners: { smtps: { enabled: true, port: 0 } },
-        tls: { certFile: certs.certFile, keyFile: certs.keyFile },
-        policy: { maxConnectionsPerIp: PER_IP },
-      }),
+      config: benchGatewayConfig(upstream, tlsOverrides(certs, { policy: { maxConnectionsPerIp: PER_IP } })),
       runtime: 'tsx',
     });
   });
@@ -38,19 +34,6 @@ describe('connection slots are released after TLS sessions', () => {
     await gateway?.stop(10_000);
     await upstream?.close();
   });
-
-  async function openGauge(): Promise<number> {
-    const { body } = await gateway.ops('/metrics');
-    return body
-      .split('\n')
-      .filter((line) => line.startsWith('smtp_gateway_connections_open{'))
-      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
-  }
-
-  async function gaugeSettles(): Promise<number> {
-    for (let i = 0; i < 20 && (await openGauge()) > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
-    return openGauge();
-  }
 
   /** An implicit-TLS session: handshake, greeting, QUIT; returns the greeting's code (0 if none). */
   function implicitTlsSession(localAddress: string): Promise<number> {
@@ -74,7 +57,7 @@ describe('connection slots are released after TLS sessions', () => {
     const codes: number[] = [];
     for (let i = 0; i < SESSIONS; i += 1) codes.push(await implicitTlsSession('127.0.0.50'));
     expect(codes).toEqual(Array(SESSIONS).fill(220));
-    expect(await gaugeSettles()).toBe(0);
+    expect(await gateway.connectionsSettle()).toBe(0);
   });
 
   it('implicit TLS, handshakes that fail (plain text sent to the TLS port)', async () => {
@@ -83,7 +66,7 @@ describe('connection slots are released after TLS sessions', () => {
       connection.write('EHLO plain.text\r\n');
       expect(await connection.waitClosed(5_000)).toBe(true);
     }
-    expect(await gaugeSettles()).toBe(0);
+    expect(await gateway.connectionsSettle()).toBe(0);
     expect(await implicitTlsSession('127.0.0.51')).toBe(220);
   });
 
@@ -122,7 +105,7 @@ describe('connection slots are released after TLS sessions', () => {
       const transcript = await startTlsSession('127.0.0.52', i % 2 === 1);
       expect(transcript).toMatch(/\r\n220 /);
     }
-    expect(await gaugeSettles()).toBe(0);
+    expect(await gateway.connectionsSettle()).toBe(0);
     const after = await SmtpConnection.connect({ host: '127.0.0.1', port: gateway.ports.relay, localAddress: '127.0.0.52' });
     expect((await after.reply(5_000)).code).toBe(220);
     await after.quit();
