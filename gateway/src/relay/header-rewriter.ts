@@ -73,9 +73,9 @@ export class HeaderRewriter extends Transform {
     } catch (err) {
       return callback(err as Error);
     }
-    this.push(head);
+    // one chunk, so the upstream socket gets one write for header and first body bytes;
     // the rest starts with the CRLF of the separator line: rewrite() ends with the header lines only
-    callback(null, buffered.subarray(headerEnd));
+    callback(null, Buffer.concat([head, buffered.subarray(headerEnd)]));
   }
 
   override _flush(callback: TransformCallback): void {

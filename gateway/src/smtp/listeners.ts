@@ -173,6 +173,7 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     };
     releases.set(id, release);
     socket.once('close', release);
+    coalesceWrites(socket);
     smtp.connect(socket, { id, remoteAddress, remotePort });
     if (!fromProxy && !implicitTls) {
       // a PROXY header from anyone else is an attempt to choose its own client address
@@ -218,6 +219,29 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
       await closing;
     },
   };
+}
+
+/**
+ * smtp-server writes every reply on its own; to a pipelining client the replies
+ * to MAIL, RCPT and DATA come out in the same tick, and each write is a syscall
+ * that wakes the client. Corking until the end of the tick sends them as one.
+ * (After STARTTLS smtp-server writes to the TLS socket, which batches by itself.)
+ */
+function coalesceWrites(socket: Socket): void {
+  const write = socket.write;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = function (this: Socket, ...args: Parameters<Socket['write']>) {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    return write.apply(this, args);
+  } as Socket['write'];
 }
 
 /** Stops listening; net.Server's own close callback would also wait for every open session. */
