@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAILURE_DELAY_MS } from '../../gateway/src/smtp/auth';
 import { hashPassword } from '../../gateway/src/smtp/auth-users';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
 import { ID_HEADER } from '../lib/message';
@@ -176,7 +177,7 @@ describe('access control: open relay, AUTH guessing, connection floods', () => {
   });
 
   describe('AUTH guessing', () => {
-    it(`${MAX_AUTH_FAILURES} wrong passwords from one IP, then even the right one is refused there while another IP still authenticates`, async () => {
+    it(`${MAX_AUTH_FAILURES} wrong passwords from one IP, each answered more slowly, then even the right one is refused there while another IP still authenticates`, async () => {
       const guesser = await SmtpConnection.connect({ ...relay, localAddress: '127.0.0.30' });
       expect((await openSession(guesser)).ok).toBe(true);
       const failures: Array<{ code: number; ms: number }> = [];
@@ -186,6 +187,8 @@ describe('access control: open relay, AUTH guessing, connection floods', () => {
         failures.push({ code: reply.code, ms: performance.now() - t0 });
       }
       expect(failures.map((f) => f.code)).toEqual(Array(MAX_AUTH_FAILURES).fill(535));
+      // Slowed: the k-th failure's 535 comes no sooner than k delay steps after the attempt.
+      failures.forEach((failure, k) => expect(failure.ms).toBeGreaterThanOrEqual((k + 1) * FAILURE_DELAY_MS - 5));
       const blocked = await guesser.command(plain(USER, PASSWORD));
       expect(blocked.code).toBeGreaterThanOrEqual(400);
       expect(blocked.code).not.toBe(235);

@@ -1,7 +1,8 @@
 /**
  * SMTP AUTH (PLAIN, LOGIN) against the mounted users file. smtp-server itself
  * refuses AUTH before TLS unless `auth.allowInsecure`; this adds the per-IP
- * limit on failed attempts so passwords cannot be guessed at line rate.
+ * limit on failed attempts so passwords cannot be guessed at line rate: each
+ * failure's reply is delayed a little more, and after `maxFailures` AUTH is refused.
  */
 import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerSession } from 'smtp-server';
 import type { GatewayConfig } from '../config/schema';
@@ -16,6 +17,9 @@ export type AuthHandler = (
   session: SMTPServerSession,
   callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
 ) => void;
+
+/** Added to the 535 of a failed AUTH per failure the client IP has in the window. */
+export const FAILURE_DELAY_MS = 250;
 
 export function createAuthHandler(settings: GatewayConfig['auth'], users: UserStore, metrics: GatewayMetrics, logger: Logger): AuthHandler {
   const failures = new SlidingWindowLimiter({ limit: settings.maxFailures, windowMs: settings.failureWindowSeconds * 1000 });
@@ -39,7 +43,11 @@ export function createAuthHandler(settings: GatewayConfig['auth'], users: UserSt
         metrics.authAttempts.inc({ mechanism, result: 'failure' });
         logger.warn('auth failed', { session: session.id, client: ip, user: username });
         failures.hit(ip);
-        return callback(smtpError(535, '5.7.8', 'Authentication credentials invalid'));
+        // Slowed, then refused: each failure from this IP within the window waits longer
+        // for its 535, so a guesser gets a handful of slow tries before the 454s start.
+        const delay = Math.min(failures.count(ip), settings.maxFailures) * FAILURE_DELAY_MS;
+        setTimeout(() => callback(smtpError(535, '5.7.8', 'Authentication credentials invalid')), delay).unref();
+        return undefined;
       },
       (err: Error) => {
         logger.error('auth check failed', { session: session.id, client: ip, err: err.message });
