@@ -133,6 +133,8 @@ export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & 
     connectionTimeout: settings.connectionTimeoutMs,
     greetingTimeout: settings.connectionTimeoutMs,
     socketTimeout: settings.socketTimeoutMs,
+    // an aborted message's connection is destroyed, not ended: nothing queued for it is flushed
+    socketCloseTimeout: 0,
     dnsTimeout: settings.connectionTimeoutMs,
     maxConnections: settings.maxConnections,
     maxMessages: settings.maxMessagesPerConnection,
