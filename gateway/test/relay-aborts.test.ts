@@ -47,6 +47,14 @@ describe('aborted transactions', () => {
     await until(() => gw!.logs.some((line) => line.msg === 'transaction'), 'the transaction log line');
     const logged = gw.logs.find((line) => line.msg === 'transaction');
     expect(logged).toMatchObject({ outcome: 'aborted', reason: 'client_disconnect' });
+    // the pool replaced the connection it gave up on: the next message goes through whole
+    const next = await openDialog(gw.relayPort);
+    await startData(next, 'app@example.com', ['user@example.org']);
+    next.write(`${HEAD}complete\r\n.\r\n`);
+    expect((await next.reply()).code).toBe(250);
+    expect(upstream.messages).toHaveLength(1);
+    expect(upstream.messages[0].raw.toString()).toContain('complete');
+    next.destroy();
   });
 
   it('message over maxMessageBytes → 552 5.3.4 while streaming; the upstream never gets the dot', async () => {
