@@ -155,4 +155,14 @@ describe('reply to the final dot', () => {
     expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', upstreamRejected: ['nobody@example.org'] });
     expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
   });
+
+  it('a reused pooled connection refused with 421 at MAIL FROM: the message is requeued whole on a new connection', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept', maxMessagesPerConnection: 1 });
+    expect((await send(gw.relayPort)).code).toBe(250);
+    const reply = await send(gw.relayPort, MESSAGE.replace('Body line', 'second message'));
+    expect(reply.code).toBe(250);
+    expect(upstream.messages).toHaveLength(2);
+    expect(upstream.messages[1].raw.toString()).toContain('\r\n\r\nsecond message\r\n');
+    expect(upstream.connections).toBe(2);
+  });
 });

@@ -79,11 +79,14 @@ function readSecret(key: string, file: string): string {
 
 /** The part of a nodemailer MailMessage the pool reads for a ready-made message. */
 function poolMessage(envelope: Envelope, raw: Readable, signal: AbortSignal): MailMessage<never> {
-  const smtpEnvelope = { from: envelope.from, to: [...envelope.to] };
+  // a fresh object per attempt: the connection records the replies (mailError,
+  // rejected recipients) on the envelope it is given, and a requeued message must
+  // not carry the refusals of the connection it was requeued from
+  const smtpEnvelope = () => ({ from: envelope.from, to: [...envelope.to] });
   return {
-    data: { envelope: smtpEnvelope, signal },
+    data: { envelope: smtpEnvelope(), signal },
     message: {
-      getEnvelope: () => smtpEnvelope,
+      getEnvelope: smtpEnvelope,
       messageId: () => '',
       getHeader: () => '',
       createReadStream: () => handOff(raw),

@@ -18,6 +18,8 @@ export interface TestUpstreamOptions {
   readonly rejectAt?: 'mail' | 'rcpt' | 'data';
   /** Wait this long after the final dot before replying (a slow smarthost). */
   readonly replyDelayMs?: number;
+  /** Answer 421 and close at MAIL FROM once a connection has carried this many messages (an idle-closing smarthost). */
+  readonly maxMessagesPerConnection?: number;
   /** Refuse this recipient at RCPT TO with 550 whatever the mode. */
   readonly rejectRecipient?: string;
   /** drop-mid-data: bytes of data to receive before dropping the connection. @default 1 */
@@ -103,7 +105,10 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
       }
       callback(Object.assign(new Error('5.7.8 Bad credentials'), { responseCode: 535 }));
     },
-    onMailFrom(address, _session, callback) {
+    onMailFrom(address, session, callback) {
+      if (options.maxMessagesPerConnection !== undefined && (session.transaction ?? 1) > options.maxMessagesPerConnection) {
+        return callback(Object.assign(new Error('4.4.2 Idle connection closed, reconnect'), { responseCode: 421 }));
+      }
       mailFroms.push(address.address);
       callback(refusesAt('mail') ? refusal() : null);
     },
