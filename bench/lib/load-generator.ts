@@ -157,8 +157,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (pipelining && !abandonAt) {
         connection.write(mailCommand + rcptCommand + 'DATA\r\n');
         mail = await connection.reply(replyTimeoutMs);
-        rcpt = await connection.reply(replyTimeoutMs);
-        data = await connection.reply(replyTimeoutMs);
+        // A server that refuses MAIL with 421 closes at once: RCPT and DATA never get replies.
+        const next = (previous: SmtpReply) =>
+          connection.reply(replyTimeoutMs).catch((error: Error) => {
+            if (previous.code >= 400 && error instanceof ConnectionClosedError) return undefined;
+            throw error;
+          });
+        rcpt = await next(mail);
+        data = rcpt && (await next(rcpt));
       } else {
         connection.write(mailCommand);
         if (abandonAt === 'mail') return abandon();
@@ -249,13 +255,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   };
 }
 
-/** After a refused MAIL or RCPT: end a DATA the server wrongly accepted, then RSET. */
+/** After a refused MAIL or RCPT: end a DATA the server wrongly accepted, then RSET (if the server is still there). */
 async function endRefused(connection: SmtpConnection, outcome: Outcome, data: SmtpReply | undefined): Promise<Outcome> {
-  if (data?.code === 354) {
-    connection.write('.\r\n');
-    await connection.reply();
+  try {
+    if (data?.code === 354) {
+      connection.write('.\r\n');
+      await connection.reply();
+    }
+    if (!connection.closed) await connection.command('RSET');
+  } catch (error) {
+    if (!(error instanceof ConnectionClosedError || error instanceof ReplyTimeoutError)) throw error;
+    connection.destroy();
   }
-  await connection.command('RSET');
   return outcome;
 }
 

@@ -27,6 +27,8 @@ export interface SmtpSinkOptions {
   readonly dump?: boolean;
   /** Most simultaneous connections. @default 1024 */
   readonly maxConnections?: number;
+  /** More smtp-sink options, e.g. ['-Q', 'MAIL'] to answer MAIL with 421 and hang up. @default [] */
+  readonly extraArgs?: readonly string[];
 }
 
 const SINK = '/usr/sbin/smtp-sink';
@@ -41,7 +43,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   let child: ChildProcess | undefined;
 
   const start = async () => {
-    const args = ['-u', 'nobody', '-m', String(options.maxConnections ?? 1024), '-t', '300'];
+    const args = ['-u', 'nobody', '-m', String(options.maxConnections ?? 1024), '-t', '300', ...(options.extraArgs ?? [])];
     if (options.dump ?? true) args.push('-D', dumpFile());
     args.push(`${host}:${port}`, '1024');
     const proc = spawn(SINK, args, { stdio: ['ignore', 'ignore', 'pipe'] });

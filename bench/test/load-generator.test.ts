@@ -66,6 +66,19 @@ describe('load generator and checker', () => {
     expect(report.ok).toBe(true);
   });
 
+  it('a 421 to a pipelined MAIL and a hang-up count as refused, not as "no reply"', async () => {
+    const hangingUp = await startSmtpSink({ extraArgs: ['-Q', 'MAIL'] });
+    try {
+      const runId = `q-${Date.now()}`;
+      const load = await runLoad({ target: () => hangingUp, concurrency: 2, messageBytes: 1024, maxMessages: 10, runId });
+      const report = check(load.outcomes, await hangingUp.deliveries(), runId);
+      expect(report).toMatchObject({ sent: 10, refusedTemporary: 10, noReply: 0, accepted: 0 });
+      expect(load.outcomes.every((o) => o.code === 421 && o.stage === 'mail')).toBe(true);
+    } finally {
+      await hangingUp.stop();
+    }
+  });
+
   it('keeps C connections open at once and paces each at the interval', async () => {
     const runId = `open-${Date.now()}`;
     const started = Date.now();
