@@ -118,11 +118,14 @@ export const SCENARIOS: Record<string, Scenario> = {
     };
   },
 
-  /** 5% of messages are read to the dot and never answered; for 3 s in the middle, all of them. */
+  /**
+   * 5% of messages are read to the dot and never answered; for 3 s in the middle,
+   * all of them, and new upstream connections are accepted but never greeted.
+   */
   'upstream-stalls': withRecordingUpstream(
     async (upstream, durationMs) => {
       await sleep(durationMs / 3);
-      upstream.setBehaviour({ stallRate: 1 });
+      upstream.setBehaviour({ stallRate: 1, stallGreetingRate: 1 });
       await sleep(3000);
       upstream.setBehaviour({ stallRate: 0.05 });
     },

@@ -21,6 +21,8 @@ export interface UpstreamBehaviour {
   readonly stallRate?: number;
   /** Fraction of messages answered 554 (permanent). @default 0 */
   readonly permFailRate?: number;
+  /** Fraction of new connections accepted and never greeted. @default 0 */
+  readonly stallGreetingRate?: number;
 }
 
 export interface RecordingUpstreamOptions extends UpstreamBehaviour {
@@ -40,7 +42,7 @@ export interface RecordingUpstream {
   /** Times each id was answered 250. */
   readonly deliveries: Map<string, number>;
   /** Transactions that reached DATA, by what was done with them. */
-  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number };
+  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number };
   /** Changes how the next messages are treated. */
   setBehaviour(behaviour: UpstreamBehaviour): void;
   close(): Promise<void>;
@@ -50,7 +52,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
   let behaviour: UpstreamBehaviour = { ...options };
   const random = options.random ?? Math.random;
   const deliveries = new Map<string, number>();
-  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0 };
+  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0 };
   let sequence = 0;
 
   const server: SMTPServer = new SMTPServer({
@@ -60,6 +62,11 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     size: 64 * 1024 * 1024,
     // Stalled transactions must not hold the server's close() for its default 30 s.
     closeTimeout: 500,
+    onConnect(_session, callback) {
+      // The greeting goes out when this calls back; a stalled upstream never does.
+      if (random() < (behaviour.stallGreetingRate ?? 0)) counts.ungreeted += 1;
+      else callback();
+    },
     onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: (error?: Error | null, message?: string) => void) {
       const roll = random();
       const { tempFailRate = 0, dropRate = 0, stallRate = 0, permFailRate = 0 } = behaviour;
