@@ -9,6 +9,7 @@
  *
  * --direct points the generator straight at smtp-sink: the generator's own ceiling.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, totalmem, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +74,8 @@ interface Figures {
   delivered: number;
   lost: number;
   duplicated: number;
+  /** Delivered without the client seeing 250 (must be 0: no client vanishes here). */
+  unacknowledged: number;
   refused: number;
   noReply: number;
   maxOpen: number;
@@ -101,8 +104,10 @@ async function main(): Promise<void> {
   const resultsDir = join(REPO_ROOT, 'bench/results');
   mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
 
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).toString().trim();
+  const dirty = execFileSync('git', ['status', '--porcelain', 'gateway/src'], { cwd: REPO_ROOT }).toString().trim().split('\n').filter(Boolean).length;
   console.log(
-    `# smtp-gateway benchmark ${new Date().toISOString()} — ${cpus().length} CPUs (${cpus()[0]?.model}), ` +
+    `# smtp-gateway benchmark ${new Date().toISOString()} at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''} — ${cpus().length} CPUs (${cpus()[0]?.model}), ` +
       `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM (${(freemem() / 2 ** 30).toFixed(1)} free), node ${process.version}, ` +
       `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}`}, runs per cell: ${runs}`,
   );
@@ -122,7 +127,7 @@ async function main(): Promise<void> {
         });
         results[cell.name].push(figures);
         console.log(`  ${cell.name} run ${run + 1}: ${JSON.stringify(figures)}`);
-        if (figures.lost || figures.duplicated || figures.gatewayExit !== '0') failed = true;
+        if (figures.lost || figures.duplicated || figures.unacknowledged || figures.gatewayExit !== '0') failed = true;
       }
     }
   } finally {
@@ -189,6 +194,7 @@ async function runCell(
     delivered: report.delivered,
     lost: report.lost,
     duplicated: report.duplicated,
+    unacknowledged: report.unacknowledged + report.unknown,
     refused: report.refusedTemporary + report.refusedPermanent,
     noReply: report.noReply,
     maxOpen: load.maxOpen,
@@ -213,7 +219,7 @@ function verdict(cell: Cell, f: Record<keyof Figures, number>): string {
   if (t.maxCpuPerMessage !== undefined && f.cpuPerMessage > t.maxCpuPerMessage) misses.push(`cpu>${t.maxCpuPerMessage}`);
   if (t.maxPeakRssMiB !== undefined && f.peakRssMiB > t.maxPeakRssMiB) misses.push(`rss>${t.maxPeakRssMiB}`);
   if (t.maxRssGrowthMiB !== undefined && f.rssGrowthMiB > t.maxRssGrowthMiB) misses.push(`growth>${t.maxRssGrowthMiB}`);
-  if (f.lost || f.duplicated) misses.push('LOSS');
+  if (f.lost || f.duplicated || f.unacknowledged) misses.push('sink ≠ accepted');
   return misses.length ? `missed: ${misses.join(', ')}` : 'met';
 }
 
