@@ -15,7 +15,10 @@ import type { SMTPPoolOptions } from 'nodemailer';
 import type { MailMessage } from 'nodemailer/lib/mailer';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { GatewayConfig } from '../config/schema';
+import { installFastDotStuffing } from './dot-stuffing';
 import type { UpstreamInfo } from './reply-mapping';
+
+installFastDotStuffing();
 
 export interface Envelope {
   readonly from: string;

@@ -1,0 +1,74 @@
+/**
+ * The fast dot-stuffing transform must produce exactly what nodemailer's own
+ * DataStream produces, for any bytes split at any places.
+ */
+import { describe, expect, it } from 'vitest';
+import { fastDotStuffingTransform, loadDataStream, originalDotStuffingTransform } from '../src/relay/dot-stuffing';
+import { createUpstream } from '../src/relay/upstream';
+
+const DataStream = loadDataStream()!;
+const original = originalDotStuffingTransform()!;
+
+/** Runs `chunks` through a DataStream whose _transform is `transform`; returns the output and byte counts. */
+function run(transform: typeof original, chunks: Buffer[]) {
+  const stream = new DataStream() as InstanceType<typeof DataStream> & { _transform: typeof original; _flush(cb: () => void): void };
+  stream._transform = transform;
+  const out: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => out.push(chunk));
+  for (const chunk of chunks) transform.call(stream, chunk, 'latin1', () => undefined);
+  stream._flush(() => undefined);
+  return { out: Buffer.concat(out).toString('latin1'), inBytes: stream.inByteCount, outBytes: stream.outByteCount };
+}
+
+/** Random text made mostly of the bytes that matter: CR, LF, dots and a little else. */
+function randomBytes(length: number, random: () => number): Buffer {
+  const alphabet = [0x0d, 0x0a, 0x2e, 0x41, 0x20, 0x0d, 0x0a, 0x2e];
+  return Buffer.from(Array.from({ length }, () => alphabet[Math.floor(random() * alphabet.length)]));
+}
+
+function split(data: Buffer, random: () => number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let at = 0;
+  while (at < data.length) {
+    const size = 1 + Math.floor(random() * 12);
+    chunks.push(data.subarray(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+/** A small deterministic PRNG so failures can be replayed. */
+function mulberry32(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('fast dot-stuffing', () => {
+  it('is byte-for-byte nodemailer on hand-picked cases', () => {
+    const cases = ['', '.', '..\r\n', 'a\r\n.b\r\n', 'a\n.b\n', 'a\r.b', 'a\rb\r', '\r\r\n\n', '.\r\n.\r\n', 'x\r', 'x\n', 'line\r\n\r\n.', 'a\r\n'];
+    for (const text of cases) {
+      const data = Buffer.from(text, 'latin1');
+      expect(run(fastDotStuffingTransform, [data]), JSON.stringify(text)).toEqual(run(original, [data]));
+      const bytes = [...data].map((b) => Buffer.from([b]));
+      expect(run(fastDotStuffingTransform, bytes), `${JSON.stringify(text)} byte by byte`).toEqual(run(original, bytes));
+    }
+  });
+
+  it('is byte-for-byte nodemailer on 3000 random inputs split at random places', () => {
+    const random = mulberry32(20261127);
+    for (let n = 0; n < 3000; n++) {
+      const data = randomBytes(1 + Math.floor(random() * 60), random);
+      const chunks = split(data, random);
+      expect(run(fastDotStuffingTransform, chunks), JSON.stringify(data.toString('latin1'))).toEqual(run(original, chunks));
+    }
+  });
+
+  it('is installed on nodemailer once the upstream module is loaded', () => {
+    expect(createUpstream).toBeTypeOf('function');
+    expect((DataStream.prototype as { _transform: unknown })._transform).toBe(fastDotStuffingTransform);
+  });
+});
