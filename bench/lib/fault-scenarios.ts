@@ -57,6 +57,8 @@ interface Harness {
   stoppedExits?: () => Array<number | string>;
   close(): Promise<void>;
   counts?: () => RecordingUpstream['counts'];
+  /** Messages the upstream got whole but never answered (the sender cannot know their fate). */
+  unanswered?: () => Map<string, number>;
   /** Let clients vanish at random points. */
   disconnectRate?: number;
 }
@@ -88,6 +90,7 @@ function withRecordingUpstream(
       target: () => ({ host: '127.0.0.1', port: gateway.ports.relay }),
       during: (durationMs) => during(upstream, durationMs),
       deliveries: () => upstream.deliveries,
+      unanswered: () => upstream.unanswered,
       gateways: () => [gateway],
       counts: () => upstream.counts,
       close: () => upstream.close(),
@@ -143,6 +146,13 @@ export const SCENARIOS: Record<string, Scenario> = {
 
   /** A fifth of upstream connections are cut right after DATA's 354. */
   'upstream-drops-mid-data': withRecordingUpstream(async () => undefined, { dropRate: 0.2 }),
+
+  /**
+   * A tenth of messages reach the upstream whole and then the connection is cut
+   * instead of a reply: the gateway cannot know, must answer 451 and must not
+   * send the message again itself (that would deliver it twice).
+   */
+  'upstream-drops-after-dot': withRecordingUpstream(async () => undefined, { dropAfterDotRate: 0.1 }),
 
   /** A third of clients vanish at a random point: after MAIL, RCPT, DATA, mid-body or right after the dot. */
   'clients-disconnect': withRecordingUpstream(async () => undefined, {}, { disconnectRate: 0.33 }),
@@ -210,6 +220,12 @@ export async function runScenario(name: string, options: ScenarioOptions): Promi
     const report = check(load.outcomes, deliveries, runId);
     if (crashes.length) problems.push(...crashes);
     if (exits.some((exit) => exit !== 0)) problems.push(`gateway exits ${JSON.stringify(exits)}, expected all 0`);
+    // A message the upstream got whole but never answered must not arrive again: only the client may retry.
+    const unanswered = harness.unanswered?.() ?? new Map<string, number>();
+    const resent = [...unanswered].filter(([id, count]) => count + (deliveries.get(id) ?? 0) > 1).map(([id]) => id);
+    if (resent.length) problems.push(`${resent.length} messages reached the upstream again after it cut the connection without replying (e.g. ${resent[0]})`);
+    const unansweredAccepted = load.outcomes.filter((o) => o.code === 250 && unanswered.has(o.id) && !deliveries.has(o.id));
+    if (unansweredAccepted.length) problems.push(`${unansweredAccepted.length} clients got 250 for a message the upstream never acknowledged`);
     if (report.accepted < 10) problems.push(`only ${report.accepted} messages accepted: the scenario did no real work`);
     // A client that sent its dot and heard nothing cannot know whether to retry: that is a broken reply rule.
     // Silence before the dot (the gateway closing a connection) only costs the client a retry, so it is noted.

@@ -23,6 +23,12 @@ export interface UpstreamBehaviour {
   readonly permFailRate?: number;
   /** Fraction of new connections accepted and never greeted. @default 0 */
   readonly stallGreetingRate?: number;
+  /**
+   * Fraction of messages read to the dot, kept (as `unanswered`), and then the
+   * connection is cut instead of answering: the fate the sender cannot know.
+   * A sender that retries such a message delivers it twice. @default 0
+   */
+  readonly dropAfterDotRate?: number;
 }
 
 export interface RecordingUpstreamOptions extends UpstreamBehaviour {
@@ -41,8 +47,10 @@ export interface RecordingUpstream {
   readonly port: number;
   /** Times each id was answered 250. */
   readonly deliveries: Map<string, number>;
+  /** Times each id was received whole but never answered (dropAfterDotRate). */
+  readonly unanswered: Map<string, number>;
   /** Transactions that reached DATA, by what was done with them. */
-  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number };
+  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number };
   /** Changes how the next messages are treated. */
   setBehaviour(behaviour: UpstreamBehaviour): void;
   close(): Promise<void>;
@@ -52,7 +60,8 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
   let behaviour: UpstreamBehaviour = { ...options };
   const random = options.random ?? Math.random;
   const deliveries = new Map<string, number>();
-  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0 };
+  const unanswered = new Map<string, number>();
+  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0 };
   let sequence = 0;
 
   const server: SMTPServer = new SMTPServer({
@@ -69,7 +78,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     },
     onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback: (error?: Error | null, message?: string) => void) {
       const roll = random();
-      const { tempFailRate = 0, dropRate = 0, stallRate = 0, permFailRate = 0 } = behaviour;
+      const { tempFailRate = 0, dropRate = 0, stallRate = 0, permFailRate = 0, dropAfterDotRate = 0 } = behaviour;
       if (roll < dropRate) {
         counts.dropped += 1;
         stream.resume();
@@ -95,6 +104,12 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
           return callback(Object.assign(new Error('5.7.1 Message rejected'), { responseCode: 554 }));
         }
         const id = findId(head) ?? `no-id-${++sequence}`;
+        if (roll < dropRate + stallRate + tempFailRate + permFailRate + dropAfterDotRate) {
+          counts.droppedAfterDot += 1;
+          unanswered.set(id, (unanswered.get(id) ?? 0) + 1);
+          dropConnection(server, session.id);
+          return;
+        }
         // Recorded before the 250 is written: a kill between the two can only
         // ever show up as an unacknowledged delivery, never hide a lost one.
         deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
@@ -114,6 +129,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     host: address.address,
     port: address.port,
     deliveries,
+    unanswered,
     counts,
     setBehaviour(next) {
       behaviour = { ...next };
