@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { check, describeFailures, latencyStats } from './lib/checker';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
 import { runLoad } from './lib/load-generator';
-import { measure } from './lib/proc-stats';
+import { cpuTimeMs, measure } from './lib/proc-stats';
 import { startSmtpSink } from './lib/smtp-sink';
 
 interface Targets {
@@ -67,6 +67,10 @@ interface Figures {
   p99: number;
   max: number;
   cpuPerMessage: number;
+  /** The load generator's own CPU (this process) per accepted message. */
+  generatorCpuPerMessage: number;
+  /** smtp-sink's CPU per accepted message. */
+  sinkCpuPerMessage: number;
   peakRssMiB: number;
   rssGrowthMiB: number;
   sent: number;
@@ -164,6 +168,8 @@ async function runCell(
   // Let start-up garbage settle so the baseline RSS is the idle gateway's.
   await new Promise((resolve) => setTimeout(resolve, 500));
   const meter = gateway ? measure(gateway.pid) : undefined;
+  const generatorCpu = process.cpuUsage();
+  const sinkCpu = cpuTimeMs(sink.pid);
   const runId = `${cell.name}-${run}-${Date.now().toString(36)}`;
   const load = await runLoad({
     target: () => target,
@@ -178,6 +184,8 @@ async function runCell(
     runId,
   });
   const usage = meter?.stop();
+  const generatorCpuMs = (({ user, system }) => (user + system) / 1000)(process.cpuUsage(generatorCpu));
+  const sinkCpuMs = cpuTimeMs(sink.pid) - sinkCpu;
   const exit = gateway ? await gateway.stop() : undefined;
   const deliveries = await sink.deliveries();
   const report = check(load.outcomes, deliveries, runId);
@@ -187,6 +195,8 @@ async function runCell(
     rate: load.elapsedMs ? (report.accepted * 1000) / load.elapsedMs : 0,
     ...latency,
     cpuPerMessage: usage && report.accepted ? usage.cpuMs / report.accepted : Number.NaN,
+    generatorCpuPerMessage: report.accepted ? generatorCpuMs / report.accepted : Number.NaN,
+    sinkCpuPerMessage: report.accepted ? sinkCpuMs / report.accepted : Number.NaN,
     peakRssMiB: usage ? usage.peakRss / MiB : Number.NaN,
     rssGrowthMiB: usage ? (usage.peakRss - usage.startRss) / MiB : Number.NaN,
     sent: report.sent,
@@ -225,7 +235,7 @@ function verdict(cell: Cell, f: Record<keyof Figures, number>): string {
 
 function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>, direct: boolean): string {
   const header =
-    '| cell | size | C | msgs/s | p50 ms | p95 ms | p99 ms | max ms | CPU ms/msg | peak RSS MiB | RSS growth MiB | sent | accepted | delivered | lost | dup | open max | target |';
+    '| cell | size | C | msgs/s | p50 ms | p95 ms | p99 ms | max ms | CPU ms/msg | generator + sink CPU ms/msg | peak RSS MiB | RSS growth MiB | sent | accepted | delivered | lost | dup | open max | target |';
   const rule = `|${header.split('|').slice(1, -1).map(() => '---').join('|')}|`;
   const rows = cells.map((cell) => {
     const runs = results[cell.name] ?? [];
@@ -234,7 +244,7 @@ function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>,
     ) as Record<keyof Figures, number>;
     const size = cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`;
     const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
-    return `| ${cell.name} | ${size} | ${cell.concurrency} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${direct ? 'n/a (direct)' : verdict(cell, f)} |`;
+    return `| ${cell.name} | ${size} | ${cell.concurrency} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${direct ? 'n/a (direct)' : verdict(cell, f)} |`;
   });
   return [header, rule, ...rows].join('\n');
 }

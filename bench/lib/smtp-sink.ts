@@ -15,6 +15,8 @@ import { ID_HEADER } from './message';
 export interface SmtpSink {
   readonly host: string;
   readonly port: number;
+  /** The smtp-sink process (a new one after reset()). */
+  readonly pid: number;
   /** How often each id appeared in the dump so far. */
   deliveries(): Promise<Map<string, number>>;
   /** Empties the dump (between benchmark cells). */
@@ -68,6 +70,9 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   return {
     host,
     port,
+    get pid() {
+      return child?.pid ?? 0;
+    },
     deliveries: () => readIds(dumpFile()),
     async reset() {
       // smtp-sink keeps its dump file open; restarting it with a new file is the clean cut.
