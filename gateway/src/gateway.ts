@@ -4,6 +4,7 @@
  * main.ts adds only the process around it (config loading, signals, exit code);
  * tests start it in-process with ephemeral ports.
  */
+import { setMaxListeners } from 'node:events';
 import { hostname as osHostname } from 'node:os';
 import { Registry } from 'prom-client';
 import type { ListenerName } from './config/constants';
@@ -61,6 +62,9 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
   const hostname = config.hostname || osHostname();
   const drainState = new DrainController();
   const shutdown = new AbortController();
+  // Every in-flight transaction listens for the shutdown (bounded by maxConnections);
+  // past Node's default of 10 it would print a non-JSON warning into the log stream.
+  setMaxListeners(0, shutdown.signal);
   const cleanups: Array<() => unknown> = [];
   let stopping = false;
 
