@@ -48,6 +48,17 @@ describe('HeaderRewriter', () => {
     await expect(rewrite([MESSAGE], { inspect: () => refusal })).rejects.toBe(refusal);
   });
 
+  it('parses the header block only when there is a check to run, with the same result either way', async () => {
+    const inspected = await rewrite([MESSAGE], { inspect: () => undefined });
+    expect(inspected).toBe(await rewrite([MESSAGE]));
+    const long = 'from a-very-long-client-name.apps.internal.example.com (unknown [10.11.12.13]) by gateway.example.com (smtp-gateway) with ESMTPSA id abcdef.1; Fri, 27 Nov 2026 09:05:07 +0000';
+    for (const out of [await rewrite([MESSAGE], { received: long }), await rewrite([MESSAGE], { received: long, inspect: () => undefined })]) {
+      const received = out.slice(0, out.indexOf('\r\nFrom:'));
+      expect(received.split('\r\n').every((line) => line.length <= 78)).toBe(true);
+      expect(received.replace(/\r\n /g, ' ')).toBe(`Received: ${long}`);
+    }
+  });
+
   it('formats dates as RFC 5322 with +0000', () => {
     expect(rfc5322Date(new Date(Date.UTC(2026, 10, 27, 9, 5, 7)))).toBe('Fri, 27 Nov 2026 09:05:07 +0000');
   });

@@ -51,7 +51,7 @@ describe('reply to the final dot', () => {
     const delivered = upstream.messages[0].raw.toString();
     expect(upstream.messages[0].from).toBe('app@example.com');
     expect(upstream.messages[0].to).toEqual(['user@example.org']);
-    expect(delivered).toMatch(/^Received: from \S+ \(unknown \[127\.0\.0\.1\]\) by gateway\.test\r\n \(smtp-gateway\) with ESMTP id /);
+    expect(delivered).toMatch(/^Received: from \S+ \(unknown \[127\.0\.0\.1\]\)\s+by\s+gateway\.test\s+\(smtp-gateway\)\s+with\s+ESMTP\s+id\s/);
     expect(delivered).toMatch(/\r\nMessage-ID: <[^>]+@gateway\.test>\r\n/i);
     expect(delivered).toMatch(/\r\nDate: \w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n/);
     expect(delivered).toContain('\r\nSubject: hello\r\n');

@@ -91,6 +91,7 @@ export class HeaderRewriter extends Transform {
   }
 
   private rewrite(block: Buffer): Buffer {
+    if (!this.options.inspect) return this.surround(block);
     const headers = new Headers(block);
     const problem = this.options.inspect?.(headers);
     if (problem) throw problem;
@@ -103,6 +104,39 @@ export class HeaderRewriter extends Transform {
     const built = headers.build();
     return built.subarray(0, built.length - 2);
   }
+
+  /**
+   * With nothing to check, the block is not parsed at all: the added lines go
+   * around the client's own bytes, which pass unchanged.
+   */
+  private surround(block: Buffer): Buffer {
+    const text = block.toString('latin1');
+    let after = block.length > 0 && !text.endsWith('\r\n') ? '\r\n' : '';
+    if (!HAS_MESSAGE_ID.test(text)) after += `Message-ID: <${crypto.randomUUID()}@${this.options.messageIdDomain}>\r\n`;
+    if (!HAS_DATE.test(text)) after += `Date: ${rfc5322Date(new Date())}\r\n`;
+    const before = `${foldHeader('Received', this.options.received)}\r\n`;
+    return Buffer.concat([Buffer.from(before, 'latin1'), block, Buffer.from(after, 'latin1')]);
+  }
+}
+
+const HAS_MESSAGE_ID = /(?:^|\n)message-id[ \t]*:/i;
+const HAS_DATE = /(?:^|\n)date[ \t]*:/i;
+
+/** "Name: value" folded at spaces into lines of at most 76 characters (RFC 5322 section 2.2.3). */
+export function foldHeader(name: string, value: string): string {
+  const words = `${name}: ${value.replace(/[\r\n]+/g, ' ')}`.split(' ');
+  const lines: string[] = [];
+  let line = words.shift() ?? '';
+  for (const word of words) {
+    if (line.length + 1 + word.length > 76 && line.trim() !== '') {
+      lines.push(line);
+      line = ` ${word}`;
+    } else {
+      line += ` ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines.join('\r\n');
 }
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];

@@ -4,6 +4,7 @@
  * (metrics, one log line per transaction, drain tracking). The decisions
  * themselves live in session-policy.ts and relay/transaction.ts.
  */
+import type { Headers } from '@zone-eu/mailsplit';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
 import type { DrainController } from '../ops/drain';
@@ -67,6 +68,11 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     });
   };
 
+  const inspectHeaderFrom = (headers: Headers) => {
+    const refusal = policy.checkHeaderFrom(headers);
+    return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
+  };
+
   return {
     onAuth: deps.auth,
 
@@ -108,10 +114,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       const relay: RelayOptions = {
         ...deps.relay,
         received: receivedHeader(session, deps.hostname),
-        inspectHeaders: (headers) => {
-          const refusal = policy.checkHeaderFrom(headers);
-          return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
-        },
+        inspectHeaders: policy.checksHeaderFrom ? inspectHeaderFrom : undefined,
       };
       relayMessage(stream, { from, to }, relay)
         .then((record) => {

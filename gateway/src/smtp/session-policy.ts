@@ -49,6 +49,11 @@ export class SessionPolicy {
     }
   }
 
+  /** Whether messages need their header From checked (a sender domain list is set). */
+  get checksHeaderFrom(): boolean {
+    return !this.senderDomains.empty;
+  }
+
   /** Relay permission: an allowed network or an authenticated user. */
   mayRelay(session: PolicySession): boolean {
     return Boolean(session.user) || this.allowedNetworks.contains(session.remoteAddress);
