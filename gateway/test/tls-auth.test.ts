@@ -77,6 +77,11 @@ describe('TLS', () => {
     await expect(start({ listeners: { smtps: { enabled: true } } })).rejects.toThrow(/listeners\.smtps needs a TLS certificate: set tls\.certFile and tls\.keyFile/);
   });
 
+  it('a certificate without its key, or a file that is not one, stops the start with an error naming the files', async () => {
+    await expect(start({ tls: { certFile: certs.certFile } })).rejects.toThrow(/tls\.certFile and tls\.keyFile go together/);
+    await expect(start({ tls: { certFile: certs.keyFile, keyFile: certs.certFile } })).rejects.toThrow(new RegExp(`${certs.keyFile}.*${certs.certFile}|${certs.certFile}.*${certs.keyFile}`));
+  });
+
   it('relay listener: STARTTLS with the configured certificate (verified against the test CA), then relays', async () => {
     gw = await start({ tls: tls() });
     const dialog = await dial(gw.relayPort);
