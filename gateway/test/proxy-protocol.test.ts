@@ -106,6 +106,34 @@ describe('PROXY protocol', () => {
     expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_untrusted"\} 2/);
   });
 
+  it('commands pipelined behind an untrusted PROXY header are never run', async () => {
+    // 127.0.0.2 may relay by network, so only the refusal stops this transaction
+    gw = await start({ policy: { allowedNetworks: ['127.0.0.0/8'] } });
+    const transaction = [
+      'EHLO smuggler',
+      'MAIL FROM:<app@example.com>',
+      'RCPT TO:<someone@example.net>',
+      'DATA',
+      'Subject: behind a forged header',
+      '',
+      'body',
+      '.',
+      'QUIT',
+      '',
+    ].join('\r\n');
+    const dialog = await openDialog(gw.relayPort, {
+      preamble: Buffer.concat([Buffer.from(proxyV1('10.1.2.3')), Buffer.from(transaction)]),
+      localAddress: '127.0.0.2',
+      skipGreeting: true,
+    });
+    dialogs.push(dialog);
+    await dialog.closed();
+    expect(upstream.mailFroms).toHaveLength(0);
+    expect(upstream.messages).toHaveLength(0);
+    expect(gw.logText()).not.toMatch(/"msg":"transaction"/);
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_untrusted"\} 1/);
+  });
+
   it('with PROXY protocol off, a PROXY header is refused from anyone', async () => {
     gw = await start({ proxyProtocol: { enabled: false } });
     const dialog = await openDialog(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true });

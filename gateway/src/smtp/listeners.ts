@@ -13,7 +13,7 @@ import type { ConnectionRefusedReason, GatewayMetrics } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import type { CertificatePair } from './certificate-watcher';
 import type { NetworkList } from './networks';
-import { ProxyProtocolError, readProxyHeader, startsLikeProxyHeader } from './proxy-protocol';
+import { ProxyProtocolError, onUntrustedProxyHeader, readProxyHeader } from './proxy-protocol';
 import type { ConnectionCounter } from './rate-limiter';
 
 /** The smtp-server hooks a listener runs (see session-hooks.ts). */
@@ -151,7 +151,7 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
           remotePort = header.sourcePort;
         }
       } catch (err) {
-        const timedOut = err instanceof ProxyProtocolError && /within/.test(err.message);
+        const timedOut = err instanceof ProxyProtocolError && err.reason === 'timeout';
         logger.info('PROXY header refused', { listener: name, peer: socket.remoteAddress, err: (err as Error).message });
         return refuse(socket, timedOut ? 'proxy_timeout' : 'proxy_invalid');
       }
@@ -174,13 +174,13 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     releases.set(id, release);
     socket.once('close', release);
     coalesceWrites(socket);
-    smtp.connect(socket, { id, remoteAddress, remotePort });
     if (!fromProxy && !implicitTls) {
-      // a PROXY header from anyone else is an attempt to choose its own client address
-      socket.once('data', (chunk: Buffer) => {
-        if (startsLikeProxyHeader(chunk)) refuse(socket, 'proxy_untrusted');
-      });
+      // A PROXY header from anyone else is an attempt to choose its own client
+      // address; the chunk carrying it (and anything pipelined behind it) is
+      // withheld from smtp-server, so none of it is ever run as a command.
+      onUntrustedProxyHeader(socket, () => refuse(socket, 'proxy_untrusted'));
     }
+    smtp.connect(socket, { id, remoteAddress, remotePort });
   }
 
   await new Promise<void>((resolve, reject) => {
