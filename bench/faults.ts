@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   }
   let failed = false;
   const rows: string[] = [
-    '| scenario | s | C | sent | accepted | refused 4xx | refused 5xx | no reply | abandoned | delivered | lost | dup | unacked (allowed) | gateway exits | problems | notes |',
+    '| scenario | s | C | sent | accepted | refused 4xx | refused 5xx | no reply | abandoned | delivered | lost | dup | unacked (allowed / ambiguous) | gateway exits | problems | notes |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const name of names) {
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${JSON.stringify({ ...r, examples: undefined, exits: result.exits, upstream: result.upstreamCounts, load: result.load })}`);
     for (const line of [...result.problems, ...result.notes.map((note) => `note: ${note}`), ...result.failureDetails]) console.log(`    ${line}`);
     rows.push(
-      `| ${name} | ${durationMs / 1000} | ${concurrency} | ${r.sent} | ${r.accepted} | ${r.refusedTemporary} | ${r.refusedPermanent} | ${r.noReply} | ${r.abandoned} | ${r.delivered} | ${r.lost} | ${r.duplicated} | ${r.unacknowledged} (${r.unacknowledgedAllowed}) | ${result.exits.join(', ')} | ${result.problems.join('; ') || 'none'} | ${result.notes.join('; ')} |`,
+      `| ${name} | ${durationMs / 1000} | ${concurrency} | ${r.sent} | ${r.accepted} | ${r.refusedTemporary} | ${r.refusedPermanent} | ${r.noReply} | ${r.abandoned} | ${r.delivered} | ${r.lost} | ${r.duplicated} | ${r.unacknowledged} (${r.unacknowledgedAllowed} / ${r.ambiguous}) | ${result.exits.join(', ')} | ${result.problems.join('; ') || 'none'} | ${result.notes.join('; ')} |`,
     );
   }
   console.log(`\n${rows.join('\n')}`);

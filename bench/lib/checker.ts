@@ -29,6 +29,12 @@ export interface CheckReport {
   readonly unacknowledged: number;
   /** Delivered without a 250 to a client that vanished after its final dot: allowed. */
   readonly unacknowledgedAllowed: number;
+  /**
+   * Delivered once while the client was told 4xx because the upstream died between
+   * accepting the message and sending its 250 (see `CheckOptions.upstreamMayDie`):
+   * the ambiguity every SMTP hop has (RFC 1047); allowed, and reported.
+   */
+  readonly ambiguous: number;
   /** Ids the upstream got that no client sent in this run. */
   readonly unknown: number;
   /** Up to 20 ids per failure kind, for the report. */
@@ -41,7 +47,18 @@ export interface CheckReport {
  * `deliveries` maps each id the upstream received to how many times it came.
  * Only ids starting with `runId` count, so an upstream shared by runs is fine.
  */
-export function check(outcomes: readonly Outcome[], deliveries: ReadonlyMap<string, number>, runId: string): CheckReport {
+export interface CheckOptions {
+  /**
+   * The upstream was killed during the run. A message it recorded and then died
+   * before answering reaches the client as 4xx: such deliveries (once, 4xx at the
+   * dot, the gateway's reply naming the lost connection) count as `ambiguous`.
+   */
+  readonly upstreamMayDie?: boolean;
+}
+
+const LOST_CONNECTION = /connection|closed|lost|ECONN/i;
+
+export function check(outcomes: readonly Outcome[], deliveries: ReadonlyMap<string, number>, runId: string, options: CheckOptions = {}): CheckReport {
   const byId = new Map(outcomes.map((outcome) => [outcome.id, outcome]));
   const examples = { lost: [] as string[], duplicated: [] as string[], unacknowledged: [] as string[] };
   const note = (list: string[], id: string) => list.length < 20 && list.push(id);
@@ -66,6 +83,7 @@ export function check(outcomes: readonly Outcome[], deliveries: ReadonlyMap<stri
   let duplicated = 0;
   let unacknowledged = 0;
   let unacknowledgedAllowed = 0;
+  let ambiguous = 0;
   let unknown = 0;
   for (const [id, count] of deliveries) {
     if (!id.startsWith(`${runId}-`)) continue;
@@ -81,7 +99,9 @@ export function check(outcomes: readonly Outcome[], deliveries: ReadonlyMap<stri
     }
     if (outcome.code === 250 && outcome.stage === 'dot') continue;
     if (outcome.abandoned === 'after-dot') unacknowledgedAllowed += 1;
-    else {
+    else if (options.upstreamMayDie && count === 1 && outcome.stage === 'dot' && outcome.code >= 400 && outcome.code < 500 && LOST_CONNECTION.test(outcome.text ?? '')) {
+      ambiguous += 1;
+    } else {
       unacknowledged += 1;
       note(examples.unacknowledged, id);
     }
@@ -98,6 +118,7 @@ export function check(outcomes: readonly Outcome[], deliveries: ReadonlyMap<stri
     duplicated,
     unacknowledged,
     unacknowledgedAllowed,
+    ambiguous,
     unknown,
     examples,
     ok: lost === 0 && duplicated === 0 && unacknowledged === 0 && unknown === 0,

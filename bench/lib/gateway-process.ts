@@ -28,6 +28,8 @@ export interface GatewayProcessOptions {
   readonly startTimeoutMs?: number;
   /** Working directory. @default the repository root (so `--import tsx` resolves) */
   readonly cwd?: string;
+  /** Open the inspector on loopback so collectGarbage() can force a full GC (memory tests). @default false */
+  readonly inspect?: boolean;
 }
 
 export interface GatewayProcess {
@@ -49,6 +51,8 @@ export interface GatewayProcess {
   metric(name: string): Promise<number>;
   /** Waits (up to `timeoutMs`) until no SMTP connection is open; returns how many still are. */
   connectionsSettle(timeoutMs?: number): Promise<number>;
+  /** Forces a full garbage collection through the inspector (needs `inspect: true`). */
+  collectGarbage(): Promise<void>;
   /** SIGTERM, wait, SIGKILL if it will not go; removes the temp folder. */
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -63,7 +67,7 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   const logFile = join(dir, 'gateway.log');
   await writeFile(configFile, stringify(await withConcretePorts(options.config)));
   const runtime = options.runtime ?? gatewayRuntime();
-  const args = [...(options.nodeArgs ?? []), ...(runtime === 'tsx' ? ['--import', 'tsx', SOURCE_MAIN] : [DIST_MAIN])];
+  const args = [...(options.nodeArgs ?? []), ...(options.inspect ? ['--inspect=127.0.0.1:0'] : []), ...(runtime === 'tsx' ? ['--import', 'tsx', SOURCE_MAIN] : [DIST_MAIN])];
   // Logs go to a file, not a pipe: reading thousands of lines a second would tax the benchmark's own process.
   const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(process.execPath, args, {
@@ -153,6 +157,11 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
     signal: (signal) => child.kill(signal),
     ops,
     metric,
+    async collectGarbage() {
+      const url = /Debugger listening on (ws:\/\/\S+)/.exec(String(logs().find((line) => /Debugger listening/.test(String(line.line)))?.line))?.[1];
+      if (!url) throw new Error('collectGarbage() needs a gateway started with inspect: true');
+      await collectGarbageAt(url);
+    },
     async connectionsSettle(timeoutMs = 5_000) {
       const deadline = Date.now() + timeoutMs;
       let open = await metric('smtp_gateway_connections_open');
@@ -215,4 +224,21 @@ async function withConcretePorts(config: GatewayConfigInput): Promise<GatewayCon
   for (const listener of Object.values(copy.listeners ?? {})) if (listener?.port === 0) listener.port = await freePort();
   if (copy.ops?.port === 0) copy.ops.port = await freePort();
   return copy as GatewayConfigInput;
+}
+
+/**
+ * HeapProfiler.collectGarbage over the inspector's WebSocket. Node 20 has a
+ * WebSocket client only behind a flag, so a one-off node process does the call.
+ */
+function collectGarbageAt(url: string): Promise<void> {
+  const script = `
+    const ws = new WebSocket(process.argv[1]);
+    ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+    ws.onmessage = (event) => { if (JSON.parse(event.data).id === 1) { ws.close(); process.exit(0); } };
+    ws.onerror = () => process.exit(1);
+    setTimeout(() => process.exit(2), 10000);`;
+  return new Promise((resolveGc, reject) => {
+    const child = spawn(process.execPath, ['--experimental-websocket', '--no-warnings', '-e', script, url], { stdio: 'ignore' });
+    child.once('exit', (code) => (code === 0 ? resolveGc() : reject(new Error(`collecting garbage through ${url} failed (exit ${code})`))));
+  });
 }

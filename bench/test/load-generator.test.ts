@@ -54,6 +54,13 @@ describe('load generator and checker', () => {
     const report = check([...load.outcomes.slice(0, 2), refused, ...load.outcomes.slice(3)], tampered, runId);
     expect(report).toMatchObject({ lost: 1, duplicated: 1, unacknowledged: 1, ok: false });
     expect(report.examples).toEqual({ lost: [first], duplicated: [second], unacknowledged: [third] });
+
+    // When the upstream may have died between accepting and answering, a single delivery
+    // answered 451 "connection lost" is the protocol's own ambiguity, not the gateway's fault.
+    const cut = { ...load.outcomes[2], code: 451, text: '4.4.2 Upstream connection was lost, try again later' };
+    const outcomes = [...load.outcomes.slice(0, 2), cut, ...load.outcomes.slice(3)];
+    expect(check(outcomes, upstream.deliveries, runId, { upstreamMayDie: true })).toMatchObject({ ambiguous: 1, unacknowledged: 0, ok: true });
+    expect(check(outcomes, upstream.deliveries, runId)).toMatchObject({ ambiguous: 0, unacknowledged: 1, ok: false });
   });
 
   it('abandons transactions at every point when asked, and only after-dot ones may arrive', async () => {
