@@ -58,21 +58,37 @@ require() {
 installed() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 stamp() { mkdir -p "$STAMPS"; echo "$2" >"$STAMPS/$1"; }
 
-# go_install NAME MODULE_PATH VERSION: builds a Go command into $BIN.
+# go_install NAME MODULE_PATH VERSION [LDFLAGS]: builds a Go command into $BIN.
 go_install() {
-  local name=$1 module=$2 version=$3
-  if installed "$name" "$version" && [ -x "$BIN/$name" ]; then
+  local name=$1 module=$2 version=$3 ldflags=${4:-}
+  # The stamp covers the link flags too, so changing them rebuilds the tool.
+  local build="$version${ldflags:+ $ldflags}"
+  if installed "$name" "$build" && [ -x "$BIN/$name" ]; then
     echo "tools: $name $version present"
     return
   fi
   echo "tools: building $name $version"
-  GOBIN="$BIN" GOFLAGS=-mod=mod go install "$module@$version" ||
+  GOBIN="$BIN" GOFLAGS=-mod=mod go install ${ldflags:+-ldflags "$ldflags"} "$module@$version" ||
     die "could not build $name ($module@$version); is the Go module proxy reachable?"
-  stamp "$name" "$version"
+  stamp "$name" "$build"
 }
 
+# helm's own Makefile stamps its version and the Kubernetes version of its
+# client-go (+1 major, as it does) at link time; a bare `go install` would leave
+# helm assuming Kubernetes v1.20, so `helm template` and `helm lint` would refuse
+# the chart's kubeVersion ">=1.28.0-0". The values match helm v3.22.0's release.
+HELM_KUBE_MAJOR=1
+HELM_KUBE_MINOR=37
 install_helm() {
-  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+  local flags=(
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    "-X helm.sh/helm/v3/internal/version.metadata="
+    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$HELM_KUBE_MAJOR"
+    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_KUBE_MINOR"
+    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$HELM_KUBE_MAJOR"
+    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_KUBE_MINOR"
+  )
+  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "${flags[*]}"
 }
 
 # helm-unittest is a helm plugin: a folder with plugin.yaml under HELM_PLUGINS.
