@@ -7,6 +7,9 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
 CHART := charts/smtp-gateway
+RESULTS := .test-results
+# vitest with a JSON report per area, which `make test` adds up at the end.
+VITEST = vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json $(2)
 VERSION := $(shell node -p "require('./package.json').version")
 
 .PHONY: help
@@ -57,24 +60,27 @@ lint-chart: ## yamllint the overlays and chart metadata; helm lint --strict with
 	done
 
 .PHONY: test
-test: lint test-gateway test-chart test-ship test-prove ## Run every test (the CI command)
+test: ## Run every test (the CI command); ends with one line adding up every suite
+	rm -rf $(RESULTS)
+	$(MAKE) --no-print-directory lint test-gateway test-chart test-ship test-prove
+	node scripts/test-summary.mjs $(RESULTS)
 
 .PHONY: test-gateway
 test-gateway: ## Gateway suites: real SMTP over loopback
-	vitest run gateway/test
+	$(call VITEST,gateway,gateway/test)
 
 .PHONY: test-chart
 test-chart: ## Chart suites: helm bridge, helm-unittest, helm lint, schema validation, synth drift
-	vitest run synth/test
-	helm unittest --strict $(CHART)
+	$(call VITEST,chart,synth/test)
+	helm unittest --strict --output-type JUnit --output-file $(RESULTS)/helm-unittest.xml $(CHART)
 
 .PHONY: test-ship
 test-ship: ## Image, cluster definitions and deploy scripts
-	vitest run scripts/test
+	$(call VITEST,ship,scripts/test)
 
 .PHONY: test-prove
 test-prove: ## Short fault-injection scenarios and hostile input
-	vitest run bench/test
+	$(call VITEST,prove,bench/test)
 
 .PHONY: test-faults
 test-faults: ## Fault injection under load: each scenario 10 s+ at C >= 20 (not part of make test)
