@@ -208,6 +208,20 @@ describe('AUTH', () => {
     expect(await gw.metricsText()).toMatch(/smtp_gateway_auth_attempts_total\{mechanism="plain",result="rate_limited"\} 1/);
   });
 
+  it('guesses sent in parallel from one IP count together; another client IP is not limited', async () => {
+    gw = await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } });
+    const guessers = await Promise.all(Array.from({ length: 6 }, () => dial(gw!.relayPort)));
+    await Promise.all(guessers.map((dialog) => dialog.command('EHLO guesser.test')));
+    // all in the same tick, so every attempt is in flight before the first verdict
+    for (const [n, dialog] of guessers.entries()) dialog.write(`AUTH PLAIN ${Buffer.from(`\0app\0guess${n}`).toString('base64')}\r\n`);
+    const codes = (await Promise.all(guessers.map((dialog) => dialog.reply()))).map((reply) => reply.code).sort();
+    expect(codes).toEqual([454, 454, 454, 454, 535, 535]);
+    const other = await openDialog(gw.relayPort, { localAddress: '127.0.0.2' });
+    dialogs.push(other);
+    await other.command('EHLO other.test');
+    expect((await other.command(`AUTH PLAIN ${Buffer.from('\0app\0s3cret-pass').toString('base64')}`)).code).toBe(235);
+  });
+
   it('AUTH LOGIN works too, and policy.messagesPerMinute counts per user across client addresses', async () => {
     gw = await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [], messagesPerMinute: 1 } });
     const login = (localAddress: string) =>

@@ -23,7 +23,11 @@ export const FAILURE_DELAY_MS = 250;
 
 export function createAuthHandler(settings: GatewayConfig['auth'], users: UserStore, metrics: GatewayMetrics, logger: Logger): AuthHandler {
   const failures = new SlidingWindowLimiter({ limit: settings.maxFailures, windowMs: settings.failureWindowSeconds * 1000 });
-  return (auth, session, callback) => {
+  // One verification at a time per client IP: checked side by side, every attempt a
+  // guesser opens connections for would pass the limit before the first failure is
+  // recorded. A legitimate client's parallel connections just wait a scrypt each.
+  const turns = new Map<string, Promise<void>>();
+  const attempt = async (...[auth, session, callback]: Parameters<AuthHandler>): Promise<void> => {
     const mechanism = authMechanismLabel(auth.method);
     const ip = session.remoteAddress;
     // maxFailures failed attempts within the window block further attempts until the oldest ages out
@@ -33,26 +37,35 @@ export function createAuthHandler(settings: GatewayConfig['auth'], users: UserSt
       return callback(smtpError(454, '4.7.0', 'Too many failed authentication attempts, try again later'));
     }
     const username = auth.username ?? '';
-    users.verify(username, auth.password ?? '').then(
-      (ok) => {
-        if (ok) {
-          metrics.authAttempts.inc({ mechanism, result: 'success' });
-          logger.info('auth succeeded', { session: session.id, client: ip, user: username });
-          return callback(null, { user: username });
-        }
-        metrics.authAttempts.inc({ mechanism, result: 'failure' });
-        logger.warn('auth failed', { session: session.id, client: ip, user: username });
-        failures.hit(ip);
-        // Slowed, then refused: each failure from this IP within the window waits longer
-        // for its 535, so a guesser gets a handful of slow tries before the 454s start.
-        const delay = Math.min(failures.count(ip), settings.maxFailures) * FAILURE_DELAY_MS;
-        setTimeout(() => callback(smtpError(535, '5.7.8', 'Authentication credentials invalid')), delay).unref();
-        return undefined;
-      },
-      (err: Error) => {
-        logger.error('auth check failed', { session: session.id, client: ip, err: err.message });
-        callback(smtpError(454, '4.7.0', 'Temporary authentication failure'));
-      },
-    );
+    let ok: boolean;
+    try {
+      ok = await users.verify(username, auth.password ?? '');
+    } catch (err) {
+      logger.error('auth check failed', { session: session.id, client: ip, err: (err as Error).message });
+      return callback(smtpError(454, '4.7.0', 'Temporary authentication failure'));
+    }
+    if (ok) {
+      metrics.authAttempts.inc({ mechanism, result: 'success' });
+      logger.info('auth succeeded', { session: session.id, client: ip, user: username });
+      return callback(null, { user: username });
+    }
+    metrics.authAttempts.inc({ mechanism, result: 'failure' });
+    logger.warn('auth failed', { session: session.id, client: ip, user: username });
+    failures.hit(ip);
+    // Slowed, then refused: each failure from this IP within the window waits longer
+    // for its 535, so a guesser gets a handful of slow tries before the 454s start.
+    const delay = Math.min(failures.count(ip), settings.maxFailures) * FAILURE_DELAY_MS;
+    setTimeout(() => callback(smtpError(535, '5.7.8', 'Authentication credentials invalid')), delay).unref();
+  };
+  return (auth, session, callback) => {
+    const ip = session.remoteAddress;
+    const turn = (turns.get(ip) ?? Promise.resolve())
+      .then(() => attempt(auth, session, callback))
+      // never a rejected link: the next attempt from this IP must still get its turn
+      .catch((err: Error) => logger.error('auth handler failed', { session: session.id, client: ip, err: err.message }));
+    turns.set(ip, turn);
+    void turn.then(() => {
+      if (turns.get(ip) === turn) turns.delete(ip);
+    });
   };
 }
