@@ -2,9 +2,13 @@
  * The fast dot-stuffing transform must produce exactly what nodemailer's own
  * DataStream produces, for any bytes split at any places.
  */
+import { Transform } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { fastDotStuffingTransform, loadDataStream, originalDotStuffingTransform } from '../src/relay/dot-stuffing';
+import { fastDotStuffingTransform, installFastDotStuffing, loadDataStream, originalDotStuffingTransform } from '../src/relay/dot-stuffing';
 import { createUpstream } from '../src/relay/upstream';
+import { openDialog, startData } from './helpers/smtp-dialog';
+import { startTestGateway } from './helpers/test-gateway';
+import { startTestUpstream } from './helpers/test-upstream';
 
 const DataStream = loadDataStream()!;
 const original = originalDotStuffingTransform()!;
@@ -70,5 +74,37 @@ describe('fast dot-stuffing', () => {
   it('is installed on nodemailer once the upstream module is loaded', () => {
     expect(createUpstream).toBeTypeOf('function');
     expect((DataStream.prototype as { _transform: unknown })._transform).toBe(fastDotStuffingTransform);
+  });
+
+  it('leaves a DataStream that does not keep the expected state alone', () => {
+    class Renamed extends Transform {
+      lastChar = '';
+      override _transform(chunk: Buffer, _encoding: BufferEncoding, done: () => void) {
+        this.push(chunk);
+        done();
+      }
+    }
+    const before = Renamed.prototype._transform;
+    expect(installFastDotStuffing(Renamed as never)).toBe(false);
+    expect(Renamed.prototype._transform).toBe(before);
+  });
+
+  it('relays lines that start with dots whole, through the gateway to a real upstream', async () => {
+    const upstream = await startTestUpstream();
+    const gw = await startTestGateway({ upstreamPort: upstream.port });
+    try {
+      const dialog = await openDialog(gw.relayPort);
+      await startData(dialog, 'app@example.com', ['user@example.org']);
+      const body = '.starts with a dot\r\n..two dots\r\n.\r\nend\r\n';
+      // stuffed by the client as SMTP requires: each leading dot doubled
+      dialog.write(`Subject: dots\r\n\r\n${body.replace(/^\./gm, '..')}.\r\n`);
+      expect((await dialog.reply()).code).toBe(250);
+      dialog.destroy();
+      expect(upstream.messages).toHaveLength(1);
+      expect(upstream.messages[0].raw.toString('latin1').endsWith(`\r\n\r\n${body}`)).toBe(true);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
   });
 });

@@ -7,11 +7,12 @@
  * CR and bare LF. gateway/test/dot-stuffing.test.ts checks the equivalence
  * against the original on random input split at random places.
  *
- * DataStream is not part of nodemailer's public API, so the patch is applied
- * only when the class still looks the way this code expects; otherwise the
- * original stays in place (slower, never wrong).
+ * DataStream is not part of nodemailer's documented API, so the patch is applied
+ * only when the class still keeps the state this code expects; otherwise the
+ * original stays in place (slower, never wrong). A nodemailer release that
+ * changes what DataStream outputs fails the equivalence test, which always
+ * compares against the installed release's own transform.
  */
-import { dirname, join } from 'node:path';
 import type { Transform, TransformCallback } from 'node:stream';
 
 const CR = 0x0d;
@@ -90,11 +91,12 @@ export function fastDotStuffingTransform(this: DataStreamState, input: Buffer | 
   done();
 }
 
-/** nodemailer's DataStream class, found next to its SMTP connection module. */
-export function loadDataStream(): (new () => DataStreamState) | undefined {
+type DataStreamClass = new () => DataStreamState;
+
+/** nodemailer's DataStream class (the module its SMTP connection loads), if it is still there. */
+export function loadDataStream(): DataStreamClass | undefined {
   try {
-    const connectionModule = require.resolve('nodemailer/lib/smtp-connection');
-    return require(join(dirname(connectionModule), 'data-stream.js')) as new () => DataStreamState;
+    return require('nodemailer/lib/smtp-connection/data-stream') as DataStreamClass;
   } catch {
     return undefined;
   }
@@ -108,8 +110,7 @@ export function originalDotStuffingTransform(): TransformFn | undefined {
 }
 
 /** Installs the fast transform; returns false (and changes nothing) if DataStream is not as expected. */
-export function installFastDotStuffing(): boolean {
-  const DataStream = loadDataStream();
+export function installFastDotStuffing(DataStream: DataStreamClass | undefined = loadDataStream()): boolean {
   if (!DataStream) return false;
   const proto = DataStream.prototype as { _transform?: TransformFn };
   if (proto._transform === fastDotStuffingTransform) return true;
