@@ -92,6 +92,12 @@ describe('loadConfig', () => {
     expect(found.find((p) => p.startsWith('SMTPGW_UPSTREAM__HOTS'))).toMatch(/upstream\.hots is not a configuration key \(keys here: HOST, PORT/);
   });
 
+  it('an environment value the schema refuses names the variable it came from', () => {
+    const found = problems(() => loadConfig({ env: { SMTPGW_UPSTREAM__PORT: '70000', SMTPGW_POLICY__ALLOWED_NETWORKS: '10.0.0.0/8,10.0.0.0/33' } }));
+    expect(found.find((p) => p.startsWith('upstream.port'))).toMatch(/^upstream\.port: got 70000; .*<=65535.* \(from SMTPGW_UPSTREAM__PORT\)$/);
+    expect(found.find((p) => p.startsWith('policy.allowedNetworks'))).toMatch(/^policy\.allowedNetworks\.1: got "10\.0\.0\.0\/33"; .* \(from SMTPGW_POLICY__ALLOWED_NETWORKS\)$/);
+  });
+
   it('variables that only share the prefix (Kubernetes service links) are not configuration', () => {
     const { config } = loadConfig({ env: { SMTPGW_SMTP_GATEWAY_SERVICE_HOST: '10.0.0.1', SMTPGW_SMTP_GATEWAY_PORT: 'tcp://10.0.0.1:25', SMTPGW_HOSTNAME: 'gw.example' } });
     expect(config.hostname).toBe('gw.example');

@@ -38,16 +38,20 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
   const file = options.file ?? (env[ENV.configFile] || undefined);
   const input: Input = file ? readConfigFile(file) : {};
-  const problems = applyEnvOverrides(input, env);
+  const fromEnv = new Map<string, string>();
+  const problems = applyEnvOverrides(input, env, fromEnv);
   if (problems.length) throw new ConfigError(problems);
-  return { config: validateConfig(input), file };
+  return { config: validateConfig(input, fromEnv), file };
 }
 
-/** Validates already-assembled input (tests, --print-config) with the same messages as start-up. */
-export function validateConfig(input: unknown): GatewayConfig {
+/**
+ * Validates already-assembled input (tests, --print-config) with the same messages as start-up.
+ * @param fromEnv dotted key → the SMTPGW_* variable that set it, named in its problems
+ */
+export function validateConfig(input: unknown, fromEnv: ReadonlyMap<string, string> = new Map()): GatewayConfig {
   const result = configSchema.safeParse(input);
   if (result.success) return result.data;
-  throw new ConfigError(result.error.issues.map((issue) => describeIssue(issue, input)));
+  throw new ConfigError(result.error.issues.map((issue) => describeIssue(issue, input, fromEnv)));
 }
 
 function readConfigFile(file: string): Input {
@@ -75,7 +79,7 @@ function readConfigFile(file: string): Input {
  * Each segment matches a schema key ignoring case and underscores; the leaf's
  * schema type decides how the string is read (number, boolean, comma list).
  */
-function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv): string[] {
+function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv, fromEnv: Map<string, string>): string[] {
   const problems: string[] = [];
   const topLevel = new Set(Object.keys(configSchema.shape).map(normalise));
   for (const [name, raw] of Object.entries(env)) {
@@ -100,8 +104,10 @@ function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv): string[] {
       schema = shape[key];
       if (index === segments.length - 1) {
         const value = fromEnvString(schema, raw);
-        if (value.ok) target[key] = value.value;
-        else problems.push(`${name}=${JSON.stringify(raw)} (${path.join('.')}): expected ${value.expected}`);
+        if (value.ok) {
+          target[key] = value.value;
+          fromEnv.set(path.join('.'), name);
+        } else problems.push(`${name}=${JSON.stringify(raw)} (${path.join('.')}): expected ${value.expected}`);
       } else {
         const next = target[key];
         target = target[key] = next && typeof next === 'object' && !Array.isArray(next) ? (next as Input) : {};
@@ -147,7 +153,7 @@ function fromEnvString(schema: z.ZodType, raw: string): Converted {
   }
 }
 
-function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+function describeIssue(issue: z.core.$ZodIssue, input: unknown, fromEnv: ReadonlyMap<string, string>): string {
   const path = issue.path.map(String);
   if (issue.code === 'unrecognized_keys') {
     const where = path.length ? path.join('.') : 'the top level';
@@ -155,7 +161,9 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   }
   const value = valueAt(input, issue.path);
   const shown = value === undefined ? 'missing' : JSON.stringify(value);
-  return `${path.join('.') || '(root)'}: got ${shown}; ${issue.message.replace(/^Invalid [a-z ]+: /, '')}`;
+  // a list item's problem is named by the variable that set the whole list
+  const variable = fromEnv.get(path.join('.')) ?? fromEnv.get(path.slice(0, -1).join('.'));
+  return `${path.join('.') || '(root)'}: got ${shown}; ${issue.message.replace(/^Invalid [a-z ]+: /, '')}${variable ? ` (from ${variable})` : ''}`;
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
