@@ -43,6 +43,14 @@ const WHEN_MOUNTED: Array<{ condition: string; config: Record<string, Record<str
   { condition: '.Values.secret.useAuthUsers', config: { auth: { usersFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.authUsers) } } },
 ];
 
+/**
+ * The gateway would accept this config and then refuse every connection the NLB makes: it takes a
+ * PROXY header only from a trusted network, and the NLB sends one on every connection.
+ */
+const PROXY_NEEDS_TRUSTED_NETWORKS = `{{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
+{{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
+{{- end }}`;
+
 /** values.yaml / README notes for the config keys the chart sets, by dotted path. */
 export function chartSetConfigNotes(): Record<string, string> {
   const notes: Record<string, string> = {};
@@ -85,7 +93,7 @@ export class GatewayConfig extends Construct {
     );
     helm.define(
       'config',
-      [`{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
+      [PROXY_NEEDS_TRUSTED_NETWORKS, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
     );
     this.configMap = new kplus.ConfigMap(this, 'configmap', {
       metadata: { name: props.names.fullname(), labels: props.names.labels() },

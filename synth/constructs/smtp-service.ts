@@ -32,7 +32,12 @@ export class SmtpService extends Construct {
       [`${AWS}-type`]: lb('external'),
       [`${AWS}-nlb-target-type`]: lb('ip'),
       [`${AWS}-scheme`]: t.str(values('loadBalancer.scheme'), { if: isLb }),
-      [`${AWS}-target-group-attributes`]: t.str(`printf "preserve_client_ip.enabled=%t" ${values('loadBalancer.preserveClientIp')}`, { if: isLb }),
+      // With PROXY v2 the header carries the client's address, and the NLB's own must be the TCP peer: the
+      // gateway takes a PROXY header only from config.proxyProtocol.trustedNetworks.
+      [`${AWS}-target-group-attributes`]: t.str(
+        `printf "preserve_client_ip.enabled=%t" (and ${values('loadBalancer.preserveClientIp')} (not ${valueRef('config.proxyProtocol.enabled')}))`,
+        { if: isLb },
+      ),
       // The gateway expects PROXY v2 on every listener once config.proxyProtocol is on, so the NLB must send it.
       [`${AWS}-proxy-protocol`]: t.when(`and (${isLb}) ${valueRef('config.proxyProtocol.enabled')}`, '*'),
       [`${AWS}-healthcheck-protocol`]: lb('HTTP'),

@@ -11,12 +11,17 @@ import { valueRef } from '../values/ref';
 import { LISTENERS, listenerEnabled } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 
-/** Needs only POSIX sh, nc, grep and tr (busybox has them). Reads SMTP_ENDPOINT=host:port. */
+/**
+ * Needs only POSIX sh, nc, grep and tr (busybox has them). Reads SMTP_ENDPOINT=host:port and
+ * SMTP_PROXY_HEADER=true|false: with PROXY protocol on, the pod is inside the gateway's trusted networks
+ * (the VPC) like the NLB, so it must open with a header too (v1 UNKNOWN: "use my own address").
+ */
 export const SMTP_TEST_SCRIPT = `set -eu
 host="\${SMTP_ENDPOINT%:*}"
 port="\${SMTP_ENDPOINT##*:}"
 echo "helm test: talking SMTP to $host:$port"
-reply=$( { sleep 2; printf 'EHLO helm-test.invalid\\r\\n'; sleep 1; printf 'NOOP\\r\\n'; sleep 1; printf 'QUIT\\r\\n'; sleep 1; } | nc -w 10 "$host" "$port" | tr -d '\\r' ) || true
+proxy_header() { if [ "\${SMTP_PROXY_HEADER:-false}" = true ]; then printf 'PROXY UNKNOWN\\r\\n'; fi; }
+reply=$( { proxy_header; sleep 2; printf 'EHLO helm-test.invalid\\r\\n'; sleep 1; printf 'NOOP\\r\\n'; sleep 1; printf 'QUIT\\r\\n'; sleep 1; } | nc -w 10 "$host" "$port" | tr -d '\\r' ) || true
 printf '%s\\n' "$reply"
 fail() { echo "helm test: FAILED: $1 from $host:$port" >&2; exit 1; }
 printf '%s\\n' "$reply" | head -n 1 | grep -q '^220[ -]' || fail 'expected the 220 greeting'
@@ -68,7 +73,10 @@ export class TestHook extends Construct {
           name: 'smtp',
           image: t.str(helm.include('testImage')),
           command: ['sh', '-c', SMTP_TEST_SCRIPT],
-          envVariables: { SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))) },
+          envVariables: {
+            SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))),
+            SMTP_PROXY_HEADER: kplus.EnvValue.fromValue(t.str(valueRef('config.proxyProtocol.enabled'))),
+          },
           resources: {
             cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
             memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) },

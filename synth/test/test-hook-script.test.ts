@@ -9,6 +9,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../../gateway/test/helpers/test-gateway';
 import { SMTP_TEST_SCRIPT } from '../constructs/test-hook';
 import { tempDir } from './support';
 
@@ -22,10 +23,11 @@ function busyboxPath(): string {
   return dir;
 }
 
-function runScript(endpoint: string): Promise<{ code: number; output: string }> {
+function runScript(endpoint: string, proxyHeader = false): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
     const path = busyboxPath();
-    const child = spawn(join(path, 'sh'), ['-c', SMTP_TEST_SCRIPT], { env: { PATH: path, SMTP_ENDPOINT: endpoint } });
+    const env = { PATH: path, SMTP_ENDPOINT: endpoint, SMTP_PROXY_HEADER: String(proxyHeader) };
+    const child = spawn(join(path, 'sh'), ['-c', SMTP_TEST_SCRIPT], { env });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -65,6 +67,31 @@ describe.skipIf(!busybox)('helm test script', () => {
   it('fails against a server that does not speak SMTP', async () => {
     const result = await runScript(`127.0.0.1:${otherPort}`);
     expect(result.output).toContain('FAILED: expected the 220 greeting');
+    expect(result.code).toBe(1);
+  });
+});
+
+// With config.proxyProtocol on, the pod's address is inside trustedNetworks (the VPC), so the gateway
+// waits for a PROXY header from it as from the NLB.
+describe.skipIf(!busybox)('helm test script against a gateway that expects PROXY headers', () => {
+  let gateway: TestGateway;
+
+  beforeAll(async () => {
+    gateway = await startTestGateway({ proxyProtocol: { enabled: true, trustedNetworks: ['127.0.0.0/8'] } });
+  });
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('passes when it sends a PROXY header first', async () => {
+    const result = await runScript(`127.0.0.1:${gateway.relayPort}`, true);
+    expect(result.output).toContain('OK, 127.0.0.1');
+    expect(result.code).toBe(0);
+  });
+
+  it('fails without one', async () => {
+    const result = await runScript(`127.0.0.1:${gateway.relayPort}`, false);
+    expect(result.output).toContain('FAILED');
     expect(result.code).toBe(1);
   });
 });

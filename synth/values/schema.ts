@@ -55,7 +55,7 @@ const service = (what: string) =>
         .strictObject({
           scheme: z.enum(['internal', 'internet-facing']).default('internal').describe('NLB scheme.'),
           sourceRanges: z.array(z.string()).default([]).describe('CIDRs allowed to reach the NLB (loadBalancerSourceRanges); empty allows all.'),
-          preserveClientIp: z.boolean().default(true).describe('Keep the client IP as the source address (target group attribute preserve_client_ip).'),
+          preserveClientIp: z.boolean().default(true).describe('Keep the client IP as the source address (target group attribute preserve_client_ip); always off while config.proxyProtocol.enabled, whose header carries the client IP instead.'),
         })
         .prefault({})
         .describe('AWS NLB settings, used when type is LoadBalancer. PROXY protocol v2 is turned on by config.proxyProtocol.enabled.'),
