@@ -96,9 +96,6 @@ install_helm_unittest() {
   # The checksum database has no entry for helm-unittest v1.0.1 (its lookup
   # answers 404), so that one module is verified by its pinned version only.
   GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/helm-unittest/helm-unittest" \
-    # The checksum database reached through our proxy answers 404 for this module version, which
-  # makes `go install` refuse it; the proxy still serves the module itself, so skip only that lookup.
-  GONOSUMDB=github.com/helm-unittest/helm-unittest \
     go_install helm-unittest github.com/helm-unittest/helm-unittest/cmd/helm-unittest "$HELM_UNITTEST_VERSION"
   local dir="$TOOLS/helm-plugins/unittest"
   mkdir -p "$dir"
