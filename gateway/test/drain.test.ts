@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
+import { eventually } from './helpers/eventually';
 import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
@@ -37,13 +38,6 @@ function send(port: number) {
   );
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const readyz = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((res) => res.status);
 const refusesConnections = (port: number) =>
@@ -65,7 +59,7 @@ describe('drain', () => {
     dialogs.push(idle);
     await idle.command('EHLO idle.client');
     const inFlight = send(gw.relayPort);
-    await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
+    await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
 
     const drained = gw.gateway.drain();
     expect(await readyz(gw.opsPort)).toBe(503);
@@ -94,7 +88,7 @@ describe('drain', () => {
     await dialog.command('RCPT TO:<user@example.org>');
     expect((await dialog.command('DATA')).code).toBe(354);
     dialog.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
-    await until(() => (upstream!.attempts[0]?.bytes ?? 0) > 0, 'data to reach the upstream');
+    await eventually(() => (upstream!.attempts[0]?.bytes ?? 0) > 0, 'data to reach the upstream');
     const started = Date.now();
     const drained = gw.gateway.drain();
     // the client is too slow: it finishes only after the grace period
@@ -114,7 +108,7 @@ describe('drain', () => {
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0.2', SMTPGW_DRAIN__GRACE_SECONDS: '10' });
     try {
       const inFlight = send(gateway.relayPort);
-      await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
+      await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
       gateway.child.kill('SIGTERM');
       expect((await inFlight).code).toBe(250);
       expect(await gateway.exited).toBe(0);
@@ -130,9 +124,9 @@ describe('drain', () => {
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0', SMTPGW_DRAIN__GRACE_SECONDS: '60' });
     try {
       const inFlight = send(gateway.relayPort);
-      await until(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
+      await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
       gateway.child.kill('SIGTERM');
-      await until(() => gateway.lines.some((line) => line.msg === 'listeners closed'), 'the drain to start');
+      await eventually(() => gateway.lines.some((line) => line.msg === 'listeners closed'), 'the drain to start');
       const started = Date.now();
       gateway.child.kill('SIGTERM');
       expect(await gateway.exited).toBe(1);
@@ -174,7 +168,7 @@ async function spawnGateway(upstreamPort: number, env: Record<string, string>) {
     if (child.exitCode === null) child.kill('SIGKILL');
   };
   try {
-    await until(() => lines.filter((line) => line.msg === 'listening').length >= 2, 'the listening lines', 20_000);
+    await eventually(() => lines.filter((line) => line.msg === 'listening').length >= 2, 'the listening lines', 20_000);
   } catch (err) {
     kill();
     throw err;

@@ -2,7 +2,6 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { text } from 'node:stream/consumers';
-import { setTimeout as sleep } from 'node:timers/promises';
 import nodemailer from 'nodemailer';
 import { Registry } from 'prom-client';
 import { SMTPServer } from 'smtp-server';
@@ -17,6 +16,7 @@ import {
 } from '../src/ops/metrics';
 import { startOpsServer, type OpsServer } from '../src/ops/ops-server';
 import { nodemailerPoolSnapshot } from '../src/ops/upstream-pool';
+import { eventually } from './helpers/eventually';
 import { promtool } from './ops-support';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
@@ -269,21 +269,21 @@ describe('nodemailerPoolSnapshot with a real pool and a real upstream', () => {
 
     const send = (n: number) => transport.sendMail({ from: 'app@example.com', to: 'rcpt@example.net', subject: `m${n}`, text: 'hello' });
     const first = send(1);
-    await waitFor(() => started.length === 1);
+    await eventually(() => started.length === 1, 'the first message to reach the upstream');
     expect(nodemailerPoolSnapshot(transport)).toEqual({ active: 1, idle: 0, queued: 0 });
     const rest = [send(2), send(3)];
-    await waitFor(() => nodemailerPoolSnapshot(transport)?.queued === 2);
+    await eventually(() => nodemailerPoolSnapshot(transport)?.queued === 2, 'two messages to queue');
     const busy = await scrape(metrics);
     expect(busy).toMatch(/^smtp_gateway_upstream_pool\{state="active"\} 1$/m);
     expect(busy).toMatch(/^smtp_gateway_upstream_pool\{state="queued"\} 2$/m);
 
     // Let each held message through as it arrives.
     for (let n = 0; n < 3; n++) {
-      await waitFor(() => releases.length > 0);
+      await eventually(() => releases.length > 0, 'the next held message');
       releases.shift()!();
     }
     await Promise.all([first, ...rest]);
-    await waitFor(() => nodemailerPoolSnapshot(transport)?.idle === 1);
+    await eventually(() => nodemailerPoolSnapshot(transport)?.idle === 1, 'the pooled connection to go idle');
     expect(nodemailerPoolSnapshot(transport)).toEqual({ active: 0, idle: 1, queued: 0 });
     expect(await scrape(metrics)).toMatch(/^smtp_gateway_upstream_pool\{state="idle"\} 1$/m);
   });
@@ -294,11 +294,3 @@ describe('nodemailerPoolSnapshot with a real pool and a real upstream', () => {
     expect(nodemailerPoolSnapshot({ pendingCount: () => 7 })).toEqual({ active: 0, idle: 0, queued: 7 });
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${condition.toString()}`);
-    await sleep(10);
-  }
-}

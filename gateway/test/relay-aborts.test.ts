@@ -4,6 +4,7 @@
  * (or, if it left, nothing at all).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { eventually } from './helpers/eventually';
 import { openDialog, startData } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
@@ -21,13 +22,6 @@ afterEach(async () => {
 const HEAD = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: t\r\n\r\n';
 const LINE = `${'y'.repeat(76)}\r\n`;
 
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('aborted transactions', () => {
   it('client disconnects mid-DATA → the upstream transaction is cut off without its dot; nothing delivered', async () => {
@@ -38,13 +32,13 @@ describe('aborted transactions', () => {
     expect(replies.at(-1)?.code).toBe(354);
     dialog.write(HEAD + LINE.repeat(200));
     // the gateway streams as it receives: the upstream is already in its DATA phase
-    await until(() => (upstream?.attempts[0]?.bytes ?? 0) > 0, 'the upstream to receive data');
+    await eventually(() => (upstream?.attempts[0]?.bytes ?? 0) > 0, 'the upstream to receive data');
     dialog.destroy();
     await upstream.waitForAttempts(1);
     expect(upstream.attempts[0].completed).toBe(false);
     expect(upstream.attempts[0].cutOff).toBe(true);
     expect(upstream.messages).toHaveLength(0);
-    await until(() => gw!.logs.some((line) => line.msg === 'transaction'), 'the transaction log line');
+    await eventually(() => gw!.logs.some((line) => line.msg === 'transaction'), 'the transaction log line');
     const logged = gw.logs.find((line) => line.msg === 'transaction');
     expect(logged).toMatchObject({ outcome: 'aborted', reason: 'client_disconnect' });
     // the pool replaced the connection it gave up on: the next message goes through whole
@@ -71,7 +65,7 @@ describe('aborted transactions', () => {
     expect(reply.code).toBe(552);
     expect(reply.text).toMatch(/^552 5\.3\.4 /);
     // the abort may come before the upstream reached DATA at all; any attempt that began must end cut off
-    await until(() => upstream!.attempts.every((attempt) => attempt.completed || attempt.cutOff), 'upstream attempts to end');
+    await eventually(() => upstream!.attempts.every((attempt) => attempt.completed || attempt.cutOff), 'upstream attempts to end');
     expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
     // far less than the 150 KiB sent reached the upstream: the rest was dropped, not forwarded
     expect(upstream.attempts.reduce((sum, attempt) => sum + attempt.bytes, 0)).toBeLessThan(4096 + 1024);
