@@ -1,9 +1,10 @@
 /**
  * Graceful-shutdown state: whether the gateway is draining, and how many mail
- * transactions are still in flight. main.ts owns the sequence (SIGTERM →
- * readyz false → delay → close listeners → wait for in-flight within the grace
- * period → 421 to idle sessions → exit 0); this only holds the state the steps
- * read, so each step can be tested without signals.
+ * transactions are still in flight. gateway.ts owns the sequence (readyz false
+ * → delay → close listeners and send 421 to idle sessions → wait for in-flight
+ * within the grace period → close) and main.ts turns SIGTERM into it and exits
+ * 0; this only holds the state the steps read, so each step can be tested
+ * without signals.
  *
  * Events: 'drain' (once, when start() is first called), 'idle' (whenever the
  * in-flight count drops to 0).
