@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/repo';
+import { ScriptSandbox, type Rule } from './helpers/stand-ins';
 
 const ACTIONLINT = join(REPO_ROOT, '.tools/bin/actionlint');
 const WORKFLOWS = join(REPO_ROOT, '.github/workflows');
@@ -69,6 +70,42 @@ describe('release.yaml', () => {
     expect(build?.with['build-args']).toMatch(/VERSION=.*\nREVISION=\$\{\{ github\.sha \}\}\nSOURCE=/);
     const meta = (jobs.image.steps as Yaml[]).find((s) => s.id === 'meta');
     expect(meta?.run).toContain('git rev-parse --short=12 HEAD');
+  });
+
+  describe('re-running a release of a revision already pushed', () => {
+    const step = (jobs.image.steps as Yaml[]).find((s) => s.id === 'pushed');
+    const buildSteps = (jobs.image.steps as Yaml[]).filter((s) => /^docker\/(setup-buildx|build-push)-action/.test(String(s.uses)));
+
+    /** The step's script under bash with a stand-in aws, as the runner would run it. */
+    function runStep(rules: Rule[]) {
+      const sandbox = new ScriptSandbox();
+      try {
+        const output = join(sandbox.dir, 'github-output');
+        writeFileSync(output, '');
+        const result = sandbox.exec('bash', ['-euo', 'pipefail', '-c', `GITHUB_OUTPUT=${output} TAG=0123456789ab\n${step?.run}`], sandbox.tree, { rules });
+        return { ...result, githubOutput: readFileSync(output, 'utf8') };
+      } finally {
+        sandbox.dispose();
+      }
+    }
+
+    it('skips the build when the tag is already in ECR (tags are immutable)', () => {
+      const result = runStep([{ match: '^aws ecr describe-repositories' }, { match: '^aws ecr describe-images .*imageTag=0123456789ab' }]);
+      expect(result.status, result.output).toBe(0);
+      expect(result.githubOutput).toBe('image=true\n');
+      expect(result.commands.some((c) => c.includes('create-repository'))).toBe(false);
+      expect(buildSteps.map((s) => s.if)).toEqual(["steps.pushed.outputs.image != 'true'", "steps.pushed.outputs.image != 'true'"]);
+    });
+
+    it('creates a missing image repository, immutable, and builds', () => {
+      const result = runStep([
+        { match: '^aws ecr describe-repositories', exit: 254, stderr: 'RepositoryNotFoundException' },
+        { match: '^aws ecr describe-images', exit: 254, stderr: 'RepositoryNotFoundException' },
+      ]);
+      expect(result.status, result.output).toBe(0);
+      expect(result.githubOutput).toBe('image=false\n');
+      expect(result.commands).toContainEqual(expect.stringMatching(/^aws ecr create-repository --repository-name smtp-gateway --image-tag-mutability IMMUTABLE/));
+    });
   });
 
   it('packages the chart and pushes it to an OCI registry', () => {
