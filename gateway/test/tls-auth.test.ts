@@ -108,6 +108,21 @@ describe('TLS', () => {
     expect(await gw.metricsText()).toMatch(/smtp_gateway_tls_handshakes_total\{listener="smtps",result="failure"\} [1-9]/);
   });
 
+  it('counts each TLS session once: one implicit-TLS and one STARTTLS session are one handshake each', async () => {
+    gw = await start({ tls: tls(), listeners: { smtps: { enabled: true } } });
+    const implicit = await openDialog(gw.smtpsPort!, { tlsCa: certs.ca });
+    dialogs.push(implicit);
+    expect((await implicit.command('EHLO client.test')).code).toBe(250);
+    const upgraded = await dial(gw.relayPort);
+    await upgraded.command('EHLO client.test');
+    expect((await upgraded.command('STARTTLS')).code).toBe(220);
+    await upgraded.startTls(certs.ca);
+    expect((await upgraded.command('EHLO client.test')).code).toBe(250);
+    const metrics = await gw.metricsText();
+    expect(metrics).toMatch(/^smtp_gateway_tls_handshakes_total\{listener="smtps",result="success"\} 1$/m);
+    expect(metrics).toMatch(/^smtp_gateway_tls_handshakes_total\{listener="relay",result="success"\} 1$/m);
+  });
+
   it('reloads the certificate when the files change, without a restart', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gw-tls-'));
     const certFile = join(dir, 'tls.crt');

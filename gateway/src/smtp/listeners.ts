@@ -76,6 +76,7 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
   // socket when it starts TLS (implicit or STARTTLS), so that socket's 'close' never
   // reaches us for TLS sessions; its onClose hook does, for every session.
   const releases = new Map<string, () => void>();
+  const secured = new WeakSet<SMTPServerSession>();
   const smtp = new SMTPServer({
     name: settings.hostname,
     banner: 'smtp-gateway',
@@ -105,8 +106,11 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     },
     onSecure(socket, session, callback) {
       if (authNeedsTls) session.disabledCommands = [...disabledCommands];
-      if (settings.hooks.onSecure) settings.hooks.onSecure(socket, session, callback);
-      else callback();
+      // smtp-server runs onSecure twice for an implicit-TLS socket it upgrades itself
+      // (after the handshake, and again as the session starts): pass it on once
+      if (!settings.hooks.onSecure || secured.has(session)) return callback();
+      secured.add(session);
+      settings.hooks.onSecure(socket, session, callback);
     },
     onClose(session, callback) {
       releases.get(session.id)?.();
