@@ -4,7 +4,7 @@
  */
 import { App } from 'cdk8s';
 import { CONTAINER_PORTS, OPS_PATHS, SERVICE_PORTS } from '../gateway/src/config/constants';
-import { LISTENERS, groupEnabled, listenerEnabled } from './constructs/listeners';
+import { groupEnabled, listenerEnabled, listenersOf } from './constructs/listeners';
 import { chartSetConfigNotes } from './constructs/gateway-config';
 import { CHART_NAME, SmtpGatewayChart } from './constructs/smtp-gateway-chart';
 import { defaultValues, valuesJsonSchema } from './values/json-schema';
@@ -40,7 +40,7 @@ function notes(): string {
   const component = (group: string, root = '.') => `{{ include "${CHART_NAME}.componentName" (dict "root" ${root} "component" "${group}") }}`;
   const services = (['smtp', 'submission'] as const).map((group) => {
     const svc = `.Values.services.${group}`;
-    const ports = LISTENERS.filter((l) => l.group === group)
+    const ports = listenersOf(group)
       .map((l) => `{{- if ${listenerEnabled(l)} }} ${l.servicePort} (${l.name}){{ end }}`)
       .join('');
     return `{{- if and ${svc}.enabled ${groupEnabled(group)} }}

@@ -10,6 +10,8 @@ import { Construct } from 'constructs';
 import { CONFIG_FILE_NAME, CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from '../../gateway/src/config/constants';
 import { goLiteral } from '../helm/go-literal';
 import { HelmChart } from '../helm/helm-chart';
+import { valueRef } from '../values/ref';
+import { SECRET_CONDITIONS } from './gateway-secret';
 import type { ChartNames } from './names';
 
 /** Set in every pod: the Services and probes reach these addresses and ports. */
@@ -25,14 +27,16 @@ const ALWAYS = {
   devUpstream: { dir: posix.join(MOUNT_PATHS.tmpDir, 'dev-mail') },
 };
 
-/** Set when the matching Secret is mounted (condition → config keys). */
-const WHEN_MOUNTED: Array<{ condition: string; config: Record<string, Record<string, string>> }> = [
+/** Set when the matching Secret is mounted: the condition, why (for the docs) and the config keys. */
+const WHEN_MOUNTED: Array<{ condition: string; reason: string; config: Record<string, Record<string, string>> }> = [
   {
-    condition: '.Values.tls.existingSecret',
+    condition: valueRef('tls.existingSecret'),
+    reason: 'tls.existingSecret is set',
     config: { tls: { certFile: posix.join(MOUNT_PATHS.tlsDir, 'tls.crt'), keyFile: posix.join(MOUNT_PATHS.tlsDir, 'tls.key') } },
   },
   {
-    condition: '.Values.secret.useUpstreamCredentials',
+    condition: SECRET_CONDITIONS.upstream,
+    reason: 'secret.useUpstreamCredentials is true',
     config: {
       upstream: {
         usernameFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.upstreamUsername),
@@ -40,7 +44,11 @@ const WHEN_MOUNTED: Array<{ condition: string; config: Record<string, Record<str
       },
     },
   },
-  { condition: '.Values.secret.useAuthUsers', config: { auth: { usersFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.authUsers) } } },
+  {
+    condition: SECRET_CONDITIONS.authUsers,
+    reason: 'secret.useAuthUsers is true',
+    config: { auth: { usersFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.authUsers) } },
+  },
 ];
 
 /**
@@ -62,13 +70,8 @@ export function chartSetConfigNotes(): Record<string, string> {
     }
   };
   visit(ALWAYS, 'config', (value) => `In the pod the chart sets ${JSON.stringify(value)}.`);
-  const reasons: Record<string, string> = {
-    '.Values.tls.existingSecret': 'tls.existingSecret is set',
-    '.Values.secret.useUpstreamCredentials': 'secret.useUpstreamCredentials is true',
-    '.Values.secret.useAuthUsers': 'secret.useAuthUsers is true',
-  };
-  for (const { condition, config } of WHEN_MOUNTED) {
-    visit(config, 'config', (value) => `The chart sets ${JSON.stringify(value)} when ${reasons[condition]}.`);
+  for (const { reason, config } of WHEN_MOUNTED) {
+    visit(config, 'config', (value) => `The chart sets ${JSON.stringify(value)} when ${reason}.`);
   }
   return notes;
 }

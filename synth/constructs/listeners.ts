@@ -21,6 +21,9 @@ export const LISTENERS: readonly Listener[] = [
 
 export const OPS_PORT_NAME = 'ops';
 
+/** The listeners one Service publishes. */
+export const listenersOf = (group: ServiceGroup) => LISTENERS.filter((l) => l.group === group);
+
 /** Go template condition: the listener is enabled in the gateway config. */
 export const listenerEnabled = (listener: Listener) => `.Values.config.listeners.${listener.name}.enabled`;
 
@@ -32,5 +35,5 @@ export function anyEnabled(listeners: readonly Listener[]): string {
 
 /** Go template condition: at least one listener of the group is enabled. */
 export function groupEnabled(group: ServiceGroup): string {
-  return anyEnabled(LISTENERS.filter((l) => l.group === group));
+  return anyEnabled(listenersOf(group));
 }

@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { CONTAINER_PORTS, OPS_PATHS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import { LISTENERS, groupEnabled, listenerEnabled, type ServiceGroup } from './listeners';
+import { groupEnabled, listenerEnabled, listenersOf, type ServiceGroup } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 
 export interface SmtpServiceProps {
@@ -64,7 +64,7 @@ export class SmtpService extends Construct {
       JsonPatch.replace('/spec/type', t.str(values('type'))),
       JsonPatch.replace(
         '/spec/ports',
-        LISTENERS.filter((l) => l.group === props.group).map((l) =>
+        listenersOf(props.group).map((l) =>
           t.when(listenerEnabled(l), { name: l.portName, port: l.servicePort, targetPort: l.portName, protocol: 'TCP' }),
         ),
       ),

@@ -26,6 +26,11 @@ const passthroughMap = (what: string) => z.record(z.string(), z.unknown()).defau
 const seconds = (fallback: number, what: string, max?: number) =>
   (max === undefined ? z.number().int().min(0) : z.number().int().min(0).max(max)).default(fallback).describe(what);
 
+const pullPolicy = () => z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent').describe('Image pull policy.');
+/** A Prometheus duration such as 30s. */
+const duration = (fallback: string, what: string) =>
+  z.string().regex(/^\d+(ms|s|m|h)$/, { message: `expected a duration such as ${fallback}` }).default(fallback).describe(what);
+
 const resourceList = (cpu: string, memory: string) =>
   z
     .strictObject({
@@ -71,7 +76,7 @@ export const valuesSchema = z.strictObject({
       repository: z.string().min(1).default('ghcr.io/example/smtp-gateway').describe('Image repository.'),
       tag: z.string().default('').describe("Image tag; empty uses the chart's appVersion."),
       digest: z.string().regex(/^(sha256:[a-f0-9]{64})?$/, { message: 'expected sha256:<64 hex digits> or empty' }).default('').describe('Image digest (sha256:…); when set it pins the image and the tag is only informative.'),
-      pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent').describe('Image pull policy.'),
+      pullPolicy: pullPolicy(),
     })
     .prefault({})
     .describe('The gateway image.'),
@@ -128,8 +133,8 @@ export const valuesSchema = z.strictObject({
       serviceMonitor: z
         .strictObject({
           enabled: z.boolean().default(false).describe('Create a ServiceMonitor (only when the cluster has the monitoring.coreos.com/v1 API).'),
-          interval: z.string().regex(/^\d+(ms|s|m|h)$/, { message: 'expected a duration such as 30s' }).default('30s').describe('Scrape interval.'),
-          scrapeTimeout: z.string().regex(/^\d+(ms|s|m|h)$/, { message: 'expected a duration such as 10s' }).default('10s').describe('Scrape timeout.'),
+          interval: duration('30s', 'Scrape interval.'),
+          scrapeTimeout: duration('10s', 'Scrape timeout.'),
           labels: stringMap('Extra labels, e.g. the release label your Prometheus selects on.'),
           relabelings: passthroughList('Relabelings applied before scraping.'),
           metricRelabelings: passthroughList('Relabelings applied to scraped samples.'),
@@ -206,7 +211,7 @@ export const valuesSchema = z.strictObject({
         .strictObject({
           repository: z.string().min(1).default('busybox').describe('Image with sh and nc.'),
           tag: z.string().min(1).default('1.36.1').describe('Image tag.'),
-          pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent').describe('Image pull policy.'),
+          pullPolicy: pullPolicy(),
         })
         .prefault({})
         .describe('Image of the `helm test` pod.'),
