@@ -5,9 +5,12 @@
  * checks that the sink received exactly the messages the clients saw accepted,
  * and prints one table (median of --runs runs).
  *
- *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=10] [--direct] [--cpu-prof]
+ *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--cpu-prof] [--quiet-wait=90]
  *
- * --direct points the generator straight at smtp-sink: the generator's own ceiling.
+ * --duration scales each cell's time; --direct points the generator straight at
+ * smtp-sink (the generator's own ceiling); --cpu-prof writes a V8 profile of the
+ * gateway per run to bench/results/profiles; before each run the runner waits up
+ * to --quiet-wait seconds for the machine's other CPU use to fall below 15 %.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -17,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { check, describeFailures, latencyStats } from './lib/checker';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
 import { runLoad } from './lib/load-generator';
-import { cpuTimeMs, measure } from './lib/proc-stats';
+import { cpuTimeMs, measure, waitForQuiet } from './lib/proc-stats';
 import { startSmtpSink } from './lib/smtp-sink';
 
 interface Targets {
@@ -86,6 +89,8 @@ interface Figures {
   connectFailures: number;
   gatewayExit: string;
   loadAvg: number;
+  /** Share of both CPUs busy with other work just before the run (0..1). */
+  backgroundBusy: number;
 }
 
 async function main(): Promise<void> {
@@ -97,6 +102,7 @@ async function main(): Promise<void> {
       direct: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'upstream-connections': { type: 'string' },
+      'quiet-wait': { type: 'string', default: '90' },
     },
   });
   const runs = Number(values.runs);
@@ -128,6 +134,7 @@ async function main(): Promise<void> {
           durationScale,
           cpuProf: values['cpu-prof']! ? join(resultsDir, 'profiles') : undefined,
           upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : undefined,
+          quietWaitS: Number(values['quiet-wait']),
         });
         results[cell.name].push(figures);
         console.log(`  ${cell.name} run ${run + 1}: ${JSON.stringify(figures)}`);
@@ -152,8 +159,10 @@ async function runCell(
   cell: Cell,
   run: number,
   sink: Awaited<ReturnType<typeof startSmtpSink>>,
-  options: { direct: boolean; durationScale: number; cpuProf?: string; upstreamConnections?: number },
+  options: { direct: boolean; durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number },
 ): Promise<Figures> {
+  // Other people's work on this shared machine skews every figure: wait for a quiet moment, and say how quiet it was.
+  const backgroundBusy = await waitForQuiet(0.15, options.quietWaitS * 1000);
   const gateway = options.direct
     ? undefined
     : await startGatewayProcess({
@@ -211,6 +220,7 @@ async function runCell(
     connectFailures: load.connectFailures,
     gatewayExit: exit ? String(exit.code ?? exit.signal) : '0',
     loadAvg: loadavg()[0],
+    backgroundBusy,
   };
 }
 
@@ -235,7 +245,7 @@ function verdict(cell: Cell, f: Record<keyof Figures, number>): string {
 
 function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>, direct: boolean): string {
   const header =
-    '| cell | size | C | msgs/s | p50 ms | p95 ms | p99 ms | max ms | CPU ms/msg | generator + sink CPU ms/msg | peak RSS MiB | RSS growth MiB | sent | accepted | delivered | lost | dup | open max | target |';
+    '| cell | size | C | msgs/s | p50 ms | p95 ms | p99 ms | max ms | CPU ms/msg | generator + sink CPU ms/msg | peak RSS MiB | RSS growth MiB | sent | accepted | delivered | lost | dup | open max | other load | target |';
   const rule = `|${header.split('|').slice(1, -1).map(() => '---').join('|')}|`;
   const rows = cells.map((cell) => {
     const runs = results[cell.name] ?? [];
@@ -244,7 +254,7 @@ function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>,
     ) as Record<keyof Figures, number>;
     const size = cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`;
     const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
-    return `| ${cell.name} | ${size} | ${cell.concurrency} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${direct ? 'n/a (direct)' : verdict(cell, f)} |`;
+    return `| ${cell.name} | ${size} | ${cell.concurrency} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${n(f.backgroundBusy * 100, 0)} % | ${direct ? 'n/a (direct)' : verdict(cell, f)} |`;
   });
   return [header, rule, ...rows].join('\n');
 }

@@ -49,3 +49,24 @@ export function measure(pid: number): { stop(): { cpuMs: number; peakRss: number
     stop: () => ({ cpuMs: cpuTimeMs(pid) - startCpu, peakRss: memory(pid).peakRss, startRss }),
   };
 }
+
+/** Fraction of all CPUs busy (0..1) over `ms`, from /proc/stat: what everything else on the machine is doing. */
+export async function machineBusy(ms = 1000): Promise<number> {
+  const read = () => {
+    const fields = readFileSync('/proc/stat', 'latin1').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = fields[3] + (fields[4] ?? 0); // idle + iowait
+    return { idle, total: fields.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const b = read();
+  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : 0;
+}
+
+/** Waits (at most `maxWaitMs`) until the machine is quieter than `busyBelow`; returns the last reading. */
+export async function waitForQuiet(busyBelow: number, maxWaitMs: number): Promise<number> {
+  const deadline = Date.now() + maxWaitMs;
+  let busy = await machineBusy();
+  while (busy >= busyBelow && Date.now() < deadline) busy = await machineBusy();
+  return busy;
+}
