@@ -5,7 +5,7 @@ set -euo pipefail
 SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 case " $* " in
   *" --help "* | *" -h "*)
-    echo "Usage: $(basename "$0") [COMMAND] [OPTIONS]   (= scripts/cleanup.sh production [COMMAND] [OPTIONS])"
+    echo "Usage: $(basename "$0") [OPTIONS]   (= scripts/cleanup.sh production [OPTIONS])"
     echo
     ;;
 esac

@@ -418,6 +418,18 @@ describe('every script', () => {
   });
 
   it.each([
+    ['deploy-aws-staging.sh', 'deploy.sh'],
+    ['deploy-aws-production.sh', 'deploy.sh'],
+    ['cleanup-aws-staging.sh', 'cleanup.sh'],
+    ['cleanup-aws-production.sh', 'cleanup.sh'],
+  ])('%s --help gives the same arguments as %s, without ENVIRONMENT', (wrapper, script) => {
+    const usage = (output: string) => /^Usage: \S+ (.*?)(\s{2,}\(|$)/m.exec(output)?.[1];
+    const own = usage(box.run(wrapper, ['--help']).output);
+    expect(own).toBeDefined();
+    expect(`ENVIRONMENT ${own}`).toBe(usage(box.run(script, ['--help']).output));
+  });
+
+  it.each([
     [['deploy.sh'], 'missing ENVIRONMENT: staging or production'],
     [['deploy.sh', 'qa'], "unknown environment 'qa': expected 'staging' or 'production'"],
     [['deploy.sh', 'staging', 'destroy'], "unknown command 'destroy'"],
