@@ -156,6 +156,19 @@ describe('reply to the final dot', () => {
     expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
   });
 
+  it('upstream defers one of two recipients: client 451 and nobody gets the message, so the retry reaches both', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept', deferRecipient: 'later@example.org' });
+    const reply = await send(gw.relayPort, MESSAGE, ['user@example.org', 'later@example.org']);
+    expect(reply.code).toBe(451);
+    expect(reply.response).toMatch(/^451 4\.2\.1 .*mailbox busy/);
+    expect(upstream.messages).toHaveLength(0);
+    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+    expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'deferred', reason: 'upstream_temporary' });
+    // the pool carries on: the next message goes through whole
+    expect((await send(gw.relayPort)).code).toBe(250);
+    expect(upstream.messages).toHaveLength(1);
+  });
+
   it('a reused pooled connection refused with 421 at MAIL FROM: the message is requeued whole on a new connection', async () => {
     const { upstream, gw } = await setup({ mode: 'accept', maxMessagesPerConnection: 1 });
     expect((await send(gw.relayPort)).code).toBe(250);

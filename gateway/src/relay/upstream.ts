@@ -16,7 +16,7 @@ import type { MailMessage } from 'nodemailer/lib/mailer';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { GatewayConfig } from '../config/schema';
 import { installFastDotStuffing } from './dot-stuffing';
-import type { UpstreamInfo } from './reply-mapping';
+import type { UpstreamError, UpstreamInfo } from './reply-mapping';
 
 installFastDotStuffing();
 
@@ -80,21 +80,43 @@ function readSecret(key: string, file: string): string {
   return value;
 }
 
+/** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
+interface AttemptEnvelope {
+  readonly from: string;
+  readonly to: string[];
+  rejectedErrors?: UpstreamError[];
+}
+
 /** The part of a nodemailer MailMessage the pool reads for a ready-made message. */
 function poolMessage(envelope: Envelope, raw: Readable, signal: AbortSignal): MailMessage<never> {
   // a fresh object per attempt: the connection records the replies (mailError,
   // rejected recipients) on the envelope it is given, and a requeued message must
   // not carry the refusals of the connection it was requeued from
-  const smtpEnvelope = () => ({ from: envelope.from, to: [...envelope.to] });
+  const smtpEnvelope = (): AttemptEnvelope => ({ from: envelope.from, to: [...envelope.to] });
+  let attempt: AttemptEnvelope | undefined;
   return {
     data: { envelope: smtpEnvelope(), signal },
     message: {
-      getEnvelope: smtpEnvelope,
+      getEnvelope: () => (attempt = smtpEnvelope()),
       messageId: () => '',
       getHeader: () => '',
-      createReadStream: () => handOff(raw),
+      createReadStream: () => handOff(raw, () => deferral(attempt)),
     },
   } as unknown as MailMessage<never>;
+}
+
+/**
+ * A recipient the upstream refused for now (4xx at RCPT) would lose the message
+ * if the others got it and the client heard 250: SMTP cannot defer one recipient
+ * after DATA. The whole attempt fails before any data instead (451, no dot), so
+ * the client's retry reaches everyone. Permanent refusals are reported in the
+ * 250 instead (reply-mapping.ts): retrying cannot help those.
+ */
+function deferral(attempt: AttemptEnvelope | undefined): Error | undefined {
+  const deferred = attempt?.rejectedErrors?.find((err) => (err.responseCode ?? 0) >= 400 && (err.responseCode ?? 0) < 500);
+  if (!deferred) return undefined;
+  // 451 rather than the upstream's own code: a 421 would make the pool retry it on another connection
+  return Object.assign(new Error('upstream deferred a recipient'), { responseCode: 451, response: deferred.response });
 }
 
 /**
@@ -102,12 +124,18 @@ function poolMessage(envelope: Envelope, raw: Readable, signal: AbortSignal): Ma
  * pool starts sending the data. When a reused pooled connection turns out to be
  * closed by the smarthost, the pool destroys the attempt's stream and requeues
  * the message on another connection; `raw` must still be whole for that retry.
+ * nodemailer starts reading after the upstream's 354, with every RCPT reply in:
+ * `refusal` decides then whether the data may go at all.
  */
-function handOff(raw: Readable): Readable {
+function handOff(raw: Readable, refusal: () => Error | undefined): Readable {
   const out = new PassThrough();
   const forwardError = (err: Error) => out.destroy(err);
   raw.once('error', forwardError);
-  out.once('resume', () => raw.pipe(out));
+  out.once('resume', () => {
+    const refused = refusal();
+    if (refused) out.destroy(refused);
+    else raw.pipe(out);
+  });
   out.once('close', () => {
     raw.unpipe(out);
     raw.removeListener('error', forwardError);

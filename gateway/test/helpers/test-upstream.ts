@@ -22,6 +22,8 @@ export interface TestUpstreamOptions {
   readonly maxMessagesPerConnection?: number;
   /** Refuse this recipient at RCPT TO with 550 whatever the mode. */
   readonly rejectRecipient?: string;
+  /** Refuse this recipient at RCPT TO with 451 (try later) whatever the mode. */
+  readonly deferRecipient?: string;
   /** drop-mid-data: bytes of data to receive before dropping the connection. @default 1 */
   readonly dropAfterBytes?: number;
   /** Offer STARTTLS with this certificate pair (or implicit TLS with `implicitTls`). */
@@ -115,6 +117,9 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
     onRcptTo(address, _session, callback) {
       if (address.address === options.rejectRecipient) {
         return callback(Object.assign(new Error('5.1.1 Test upstream: no such user'), { responseCode: 550 }));
+      }
+      if (address.address === options.deferRecipient) {
+        return callback(Object.assign(new Error('4.2.1 Test upstream: mailbox busy, try later'), { responseCode: 451 }));
       }
       callback(refusesAt('rcpt') ? refusal() : null);
     },
