@@ -139,11 +139,7 @@ export function foldHeader(name: string, value: string): string {
   return lines.join('\r\n');
 }
 
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-const two = (n: number) => String(n).padStart(2, '0');
-
-/** "Fri, 27 Nov 2026 13:33:12 +0000" */
+/** "Fri, 27 Nov 2026 13:33:12 +0000": toUTCString's fixed format with a numeric zone (as nodemailer dates its messages). */
 export function rfc5322Date(date: Date): string {
-  return `${DAYS[date.getUTCDay()]}, ${date.getUTCDate()} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()} ${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())} +0000`;
+  return date.toUTCString().replace(/GMT$/, '+0000');
 }
