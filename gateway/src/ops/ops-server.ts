@@ -88,8 +88,8 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
   });
   server.on('error', (err) => logger?.error('ops server error', { err }));
 
+  // gateway.ts logs where it listens, with the SMTP listeners
   const port = (server.address() as AddressInfo).port;
-  logger?.info('ops server listening', { host: opts.host, port, paths: Object.values(OPS_PATHS) });
 
   let closing: Promise<void> | undefined;
   return {
