@@ -28,9 +28,6 @@ export interface Envelope {
 export interface Upstream {
   /** Sends one message; resolves with the upstream's reply to the final dot. */
   send(envelope: Envelope, raw: Readable, signal: AbortSignal): Promise<UpstreamInfo>;
-  /** Sends in progress (the pool's busy connections or queued messages). */
-  readonly inFlight: number;
-  readonly maxConnections: number;
   /** The nodemailer transporter (for the pool metrics). */
   readonly transport: unknown;
   /** Closes idle connections; `force` also drops connections in the middle of a message. */
@@ -45,18 +42,11 @@ export type UpstreamSettings = GatewayConfig['upstream'] & {
 export function createUpstream(settings: UpstreamSettings): Upstream {
   const transport = new SMTPPool(transportOptions(settings));
   transport.on('error', () => undefined);
-  let inFlight = 0;
   return {
-    get inFlight() {
-      return inFlight;
-    },
-    maxConnections: settings.maxConnections,
     transport,
     send(envelope, raw, signal) {
-      inFlight++;
       return new Promise<UpstreamInfo>((resolve, reject) => {
         transport.send(poolMessage(envelope, raw, signal), (err, info) => {
-          inFlight--;
           if (err) reject(err);
           else resolve(info ?? {});
         });

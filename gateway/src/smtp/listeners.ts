@@ -46,15 +46,12 @@ export interface ListenerSettings {
 export interface SmtpListener {
   readonly name: ListenerName;
   readonly address: { address: string; port: number };
-  readonly server: SMTPServer;
   /** Swaps in a renewed certificate for new handshakes. */
   updateCertificate(pair: CertificatePair): void;
   /** Stops accepting connections; open sessions continue. */
   stopAccepting(): Promise<void>;
   /** Sends 421 to every session the predicate picks and closes it. */
   closeSessions(pick: (session: SMTPServerSession) => boolean, text: string): number;
-  /** Open SMTP sessions. */
-  readonly sessionCount: number;
   /** Closes everything at once. */
   destroy(): Promise<void>;
 }
@@ -199,7 +196,6 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
   return {
     name,
     address: { address: bound.address, port: bound.port },
-    server: smtp,
     updateCertificate(pair) {
       smtp.updateSecureContext({ key: pair.key, cert: pair.cert });
     },
@@ -213,9 +209,6 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
         }
       }
       return closed;
-    },
-    get sessionCount() {
-      return smtp.connections.size;
     },
     async destroy() {
       const closing = closeNet(net);
