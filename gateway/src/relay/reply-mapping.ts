@@ -68,7 +68,8 @@ export function queueId(text: string): string {
 /**
  * SMTP has no way to tell the client after DATA that some recipients failed, and
  * the others already have the message; the reply text and the log name the
- * refused ones so the sender can find out.
+ * refused ones so the sender can find out. Only permanent refusals get here: a
+ * deferred recipient fails the whole attempt before its data (upstream.ts).
  */
 export function acceptedReply(info: UpstreamInfo): TransactionResult {
   const line = (info.response ?? '250').toString();
