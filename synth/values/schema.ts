@@ -190,7 +190,10 @@ export const valuesSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(false).describe('Restrict ingress to the SMTP and ops ports.'),
       smtpFrom: passthroughList('NetworkPolicy peers allowed to reach the SMTP ports; empty allows all.'),
-      metricsFrom: passthroughList('NetworkPolicy peers allowed to reach the ops port; empty allows all.'),
+      metricsFrom: passthroughList(
+        'NetworkPolicy peers allowed to reach the ops port; empty allows all. An NLB health-checks /readyz on this port from its own ' +
+          'addresses, so with a LoadBalancer Service include them (e.g. an ipBlock of the VPC CIDR).',
+      ),
     })
     .prefault({})
     .describe('NetworkPolicy for the gateway pods.'),
