@@ -98,6 +98,15 @@ describe('loadConfig', () => {
     expect(found.find((p) => p.startsWith('policy.allowedNetworks'))).toMatch(/^policy\.allowedNetworks\.1: got "10\.0\.0\.0\/33"; .* \(from SMTPGW_POLICY__ALLOWED_NETWORKS\)$/);
   });
 
+  it('problems in the environment and in the file are reported together', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-config-'));
+    const file = join(dir, 'config.yaml');
+    await writeFile(file, 'upstream:\n  security: plaintext\n');
+    const found = problems(() => loadConfig({ env: { SMTPGW_CONFIG: file, SMTPGW_POLICY__MAX_RECIPIENTS: 'lots' } }));
+    expect(found).toContain('SMTPGW_POLICY__MAX_RECIPIENTS="lots" (policy.maxRecipients): expected a number');
+    expect(found.join('\n')).toMatch(/upstream\.security: got "plaintext"/);
+  });
+
   it('variables that only share the prefix (Kubernetes service links) are not configuration', () => {
     const { config } = loadConfig({ env: { SMTPGW_SMTP_GATEWAY_SERVICE_HOST: '10.0.0.1', SMTPGW_SMTP_GATEWAY_PORT: 'tcp://10.0.0.1:25', SMTPGW_HOSTNAME: 'gw.example' } });
     expect(config.hostname).toBe('gw.example');

@@ -39,9 +39,11 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const file = options.file ?? (env[ENV.configFile] || undefined);
   const input: Input = file ? readConfigFile(file) : {};
   const fromEnv = new Map<string, string>();
-  const problems = applyEnvOverrides(input, env, fromEnv);
-  if (problems.length) throw new ConfigError(problems);
-  return { config: validateConfig(input, fromEnv), file };
+  const envProblems = applyEnvOverrides(input, env, fromEnv);
+  const checked = check(input, fromEnv);
+  // every problem at once, so one restart can fix them all
+  if (envProblems.length || !checked.config) throw new ConfigError([...envProblems, ...checked.problems]);
+  return { config: checked.config, file };
 }
 
 /**
@@ -49,9 +51,15 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
  * @param fromEnv dotted key → the SMTPGW_* variable that set it, named in its problems
  */
 export function validateConfig(input: unknown, fromEnv: ReadonlyMap<string, string> = new Map()): GatewayConfig {
+  const checked = check(input, fromEnv);
+  if (!checked.config) throw new ConfigError(checked.problems);
+  return checked.config;
+}
+
+function check(input: unknown, fromEnv: ReadonlyMap<string, string>): { config?: GatewayConfig; problems: string[] } {
   const result = configSchema.safeParse(input);
-  if (result.success) return result.data;
-  throw new ConfigError(result.error.issues.map((issue) => describeIssue(issue, input, fromEnv)));
+  if (result.success) return { config: result.data, problems: [] };
+  return { problems: result.error.issues.map((issue) => describeIssue(issue, input, fromEnv)) };
 }
 
 function readConfigFile(file: string): Input {
