@@ -4,8 +4,8 @@
  * chart's `config` values. Defaults are what `make run` needs with no config at
  * all and are safe: loopback-only relaying, TLS required upstream, no open relay.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseCidr } from './cidr';
 import { CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from './constants';
 
 const port = z.number().int().min(1).max(65535);
@@ -13,17 +13,9 @@ const port = z.number().int().min(1).max(65535);
 const listenPort = z.number().int().min(0).max(65535);
 
 /** "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
-export const cidr = z.string().refine(
-  (value) => {
-    const [address, bits, ...rest] = value.split('/');
-    const family = isIP(address);
-    if (family === 0 || rest.length > 0) return false;
-    if (bits === undefined) return true;
-    if (!/^\d{1,3}$/.test(bits)) return false;
-    return Number(bits) <= (family === 4 ? 32 : 128);
-  },
-  { message: 'expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8' },
-);
+export const cidr = z.string().refine((value) => parseCidr(value) !== undefined, {
+  message: 'expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8',
+});
 
 const domain = z
   .string()

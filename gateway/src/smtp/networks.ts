@@ -7,6 +7,7 @@
  * address they are, and errors that name the offending entry.
  */
 import { BlockList, isIP } from 'node:net';
+import { parseCidr } from '../config/cidr';
 
 const MAPPED_IPV4 = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
 
@@ -59,17 +60,9 @@ export class NetworkList {
   }
 
   private add(entry: string, index: number): void {
-    if (typeof entry !== 'string') throw new InvalidNetworkError(String(entry), index);
-    const [rawAddress, bits, ...rest] = entry.trim().split('/');
-    if (rest.length > 0) throw new InvalidNetworkError(entry, index);
-    let address = rawAddress;
-    let family = isIP(address);
-    let prefix = family === 4 ? 32 : 128;
-    if (bits !== undefined) {
-      if (!/^\d{1,3}$/.test(bits)) throw new InvalidNetworkError(entry, index);
-      prefix = Number(bits);
-    }
-    if (family === 0 || prefix > (family === 4 ? 32 : 128)) throw new InvalidNetworkError(entry, index);
+    const parsed = typeof entry === 'string' ? parseCidr(entry.trim()) : undefined;
+    if (!parsed) throw new InvalidNetworkError(String(entry), index);
+    let { address, family, prefix } = parsed;
     // ::ffff:10.0.0.0/104 is written by people who mean 10.0.0.0/8
     const unmapped = unmapAddress(address);
     if (family === 6 && unmapped !== address && prefix >= 96) {
