@@ -1,8 +1,9 @@
 /**
- * SMTP AUTH (PLAIN, LOGIN) against the mounted users file. smtp-server itself
- * refuses AUTH before TLS unless `auth.allowInsecure`; this adds the per-IP
- * limit on failed attempts so passwords cannot be guessed at line rate: each
- * failure's reply is delayed a little more, and after `maxFailures` AUTH is refused.
+ * SMTP AUTH (PLAIN, LOGIN) against the mounted users file. The listeners hide
+ * AUTH before TLS unless `auth.allowInsecure` (listeners.ts); this adds the
+ * per-IP limit on failed attempts so passwords cannot be guessed at line rate:
+ * attempts from one IP are verified one at a time, each failure's reply is
+ * delayed a little more, and after `maxFailures` AUTH is refused.
  */
 import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerSession } from 'smtp-server';
 import type { GatewayConfig } from '../config/schema';
