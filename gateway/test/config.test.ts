@@ -107,6 +107,14 @@ describe('loadConfig', () => {
     expect(found.join('\n')).toMatch(/upstream\.security: got "plaintext"/);
   });
 
+  it('upstream.security none is refused for an upstream off this host (mail and password would cross the network in clear)', () => {
+    const found = problems(() => loadConfig({ env: { SMTPGW_UPSTREAM__HOST: 'email-smtp.us-east-1.amazonaws.com', SMTPGW_UPSTREAM__SECURITY: 'none' } }));
+    expect(found.join('\n')).toMatch(/^upstream\.security: got "none"; .*loopback.*email-smtp\.us-east-1\.amazonaws\.com.* \(from SMTPGW_UPSTREAM__SECURITY\)$/m);
+    for (const host of ['127.0.0.1', '::1', 'localhost']) {
+      expect(loadConfig({ env: { SMTPGW_UPSTREAM__HOST: host, SMTPGW_UPSTREAM__SECURITY: 'none' } }).config.upstream.security).toBe('none');
+    }
+  });
+
   it('variables that only share the prefix (Kubernetes service links) are not configuration', () => {
     const { config } = loadConfig({ env: { SMTPGW_SMTP_GATEWAY_SERVICE_HOST: '10.0.0.1', SMTPGW_SMTP_GATEWAY_PORT: 'tcp://10.0.0.1:25', SMTPGW_HOSTNAME: 'gw.example' } });
     expect(config.hostname).toBe('gw.example');

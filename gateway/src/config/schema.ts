@@ -12,6 +12,8 @@ const port = z.number().int().min(1).max(65535);
 /** A port to listen on; 0 lets the OS pick a free one (tests, local runs), and the gateway logs the real one. */
 const listenPort = z.number().int().min(0).max(65535);
 
+const isLoopbackHost = (host: string) => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
 /** "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
 export const cidr = z.string().refine((value) => parseCidr(value) !== undefined, {
   message: 'expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8',
@@ -132,6 +134,14 @@ export const configSchema = z
         socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
       })
       .strict()
+      .superRefine((upstream, ctx) => {
+        if (upstream.security !== 'none' || !upstream.host || isLoopbackHost(upstream.host)) return;
+        ctx.addIssue({
+          code: 'custom',
+          path: ['security'],
+          message: `expected starttls or tls: none sends the mail and the upstream password in clear, so it is only for a loopback upstream, and host ${JSON.stringify(upstream.host)} is not one`,
+        });
+      })
       .prefault({})
       .describe('The smarthost mail is relayed to.'),
     devUpstream: z
