@@ -83,9 +83,6 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
 
     const listeners: SmtpListener[] = [];
     let certificates: CertificateWatch | undefined;
-    if (Boolean(config.tls.certFile) !== Boolean(config.tls.keyFile)) {
-      throw new Error(`tls.certFile and tls.keyFile go together: got certFile=${JSON.stringify(config.tls.certFile)}, keyFile=${JSON.stringify(config.tls.keyFile)}`);
-    }
     if (config.tls.certFile) {
       certificates = watchCertificate({
         certFile: config.tls.certFile,

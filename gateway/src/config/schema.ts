@@ -57,6 +57,15 @@ export const configSchema = z
         minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Lowest TLS version offered to clients.'),
       })
       .strict()
+      .superRefine((tls, ctx) => {
+        if (Boolean(tls.certFile) === Boolean(tls.keyFile)) return;
+        const [given, value] = tls.certFile ? ['certFile', tls.certFile] : ['keyFile', tls.keyFile];
+        ctx.addIssue({
+          code: 'custom',
+          path: [given === 'certFile' ? 'keyFile' : 'certFile'],
+          message: `tls.certFile and tls.keyFile go together: set both or neither (tls.${given} is ${JSON.stringify(value)})`,
+        });
+      })
       .prefault({})
       .describe('Inbound TLS.'),
     proxyProtocol: z
