@@ -61,6 +61,10 @@ interface Harness {
   upstreamMayDie?: boolean;
   /** Messages the upstream got whole but never answered (the sender cannot know their fate). */
   unanswered?: () => Map<string, number>;
+  /** Recipients per message (default 1); with more, every accepted message must reach all of them. */
+  recipients?: number;
+  /** The recipients the upstream took for each id. */
+  recipientsOf?: () => Map<string, Set<string>>;
   /** Let clients vanish at random points. */
   disconnectRate?: number;
 }
@@ -93,6 +97,7 @@ function withRecordingUpstream(
       during: (durationMs) => during(upstream, durationMs),
       deliveries: () => upstream.deliveries,
       unanswered: () => upstream.unanswered,
+      recipientsOf: () => upstream.recipients,
       gateways: () => [gateway],
       counts: () => upstream.counts,
       close: () => upstream.close(),
@@ -157,6 +162,13 @@ export const SCENARIOS: Record<string, Scenario> = {
    */
   'upstream-drops-after-dot': withRecordingUpstream(async () => undefined, { dropAfterDotRate: 0.1 }),
 
+  /**
+   * Three recipients per message; the upstream defers (451) a tenth of RCPTs.
+   * SMTP cannot defer one recipient after DATA, so a 250 to the client must mean
+   * the upstream took every recipient.
+   */
+  'upstream-defers-recipients': withRecordingUpstream(async () => undefined, { rcptTempFailRate: 0.1 }, { recipients: 3 }),
+
   /** A third of clients vanish at a random point: after MAIL, RCPT, DATA, mid-body or right after the dot. */
   'clients-disconnect': withRecordingUpstream(async () => undefined, {}, { disconnectRate: 0.33 }),
 
@@ -202,6 +214,7 @@ export async function runScenario(name: string, options: ScenarioOptions): Promi
       messageBytes: options.messageBytes ?? 4096,
       durationMs: options.durationMs,
       disconnectRate: harness.disconnectRate,
+      recipients: harness.recipients,
       replyTimeoutMs: 60_000,
       runId,
     });
@@ -229,6 +242,11 @@ export async function runScenario(name: string, options: ScenarioOptions): Promi
     if (resent.length) problems.push(`${resent.length} messages reached the upstream again after it cut the connection without replying (e.g. ${resent[0]})`);
     const unansweredAccepted = load.outcomes.filter((o) => o.code === 250 && unanswered.has(o.id) && !deliveries.has(o.id));
     if (unansweredAccepted.length) problems.push(`${unansweredAccepted.length} clients got 250 for a message the upstream never acknowledged`);
+    if ((harness.recipients ?? 1) > 1) {
+      const taken = harness.recipientsOf?.() ?? new Map<string, Set<string>>();
+      const short = load.outcomes.filter((o) => o.code === 250 && o.stage === 'dot' && (taken.get(o.id)?.size ?? 0) < (harness.recipients ?? 1));
+      if (short.length) problems.push(`${short.length} messages answered 250 reached fewer than ${harness.recipients} recipients (e.g. ${short[0].id}: ${[...(taken.get(short[0].id) ?? [])].join(', ') || 'none'})`);
+    }
     if (report.accepted < 10) problems.push(`only ${report.accepted} messages accepted: the scenario did no real work`);
     // A client that sent its dot and heard nothing cannot know whether to retry: that is a broken reply rule.
     // Silence before the dot (the gateway closing a connection) only costs the client a retry, so it is noted.

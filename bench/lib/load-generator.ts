@@ -56,6 +56,8 @@ export interface LoadOptions {
   readonly disconnectRate?: number;
   /** Give up waiting for one reply after this long. @default 120000 */
   readonly replyTimeoutMs?: number;
+  /** Recipients per message: `to` itself, or local+0@domain … local+N-1@domain. @default 1 */
+  readonly recipients?: number;
   /** Prefix of every message id, unique per run. */
   readonly runId: string;
   readonly from?: string;
@@ -86,6 +88,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const from = options.from ?? 'bench@bench.test';
   const to = options.to ?? 'sink@sink.test';
   const body = bodyForTotal(options.messageBytes);
+  const [toLocal, toDomain] = to.split('@');
+  const rcptTo = (options.recipients ?? 1) === 1 ? [to] : Array.from({ length: options.recipients ?? 1 }, (_, r) => `${toLocal}+${r}@${toDomain}`);
   const replyTimeoutMs = options.replyTimeoutMs ?? 120_000;
 
   const outcomes: Outcome[] = [];
@@ -149,7 +153,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       return done(undefined, { abandoned: stage === 'dot' ? 'after-dot' : 'before-dot' });
     };
     const mailCommand = `MAIL FROM:<${from}> SIZE=${size}\r\n`;
-    const rcptCommand = `RCPT TO:<${to}>\r\n`;
+    const rcptCommand = rcptTo.map((address) => `RCPT TO:<${address}>\r\n`).join('');
+    // Several recipients: the transaction goes on if the server took any of them.
+    const readRcptReplies = async (first: SmtpReply, read: (previous: SmtpReply) => Promise<SmtpReply | undefined>) => {
+      const replies: SmtpReply[] = [];
+      let previous = first;
+      for (let r = 0; r < rcptTo.length; r += 1) {
+        const reply = await read(previous);
+        if (!reply) break;
+        replies.push(reply);
+        previous = reply;
+      }
+      return { summary: replies.find((reply) => reply.code === 250 || reply.code === 251) ?? replies.at(-1), last: previous, complete: replies.length === rcptTo.length };
+    };
     try {
       let mail: SmtpReply;
       let rcpt: SmtpReply | undefined;
@@ -163,8 +179,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
             if (previous.code >= 400 && error instanceof ConnectionClosedError) return undefined;
             throw error;
           });
-        rcpt = await next(mail);
-        data = rcpt && (await next(rcpt));
+        const rcpts = await readRcptReplies(mail, next);
+        rcpt = rcpts.summary;
+        data = rcpts.complete ? await next(rcpts.last) : undefined;
       } else {
         connection.write(mailCommand);
         if (abandonAt === 'mail') return abandon();
@@ -175,7 +192,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (!rcpt) {
         connection.write(rcptCommand);
         if (abandonAt === 'rcpt') return abandon();
-        rcpt = await connection.reply(replyTimeoutMs);
+        rcpt = (await readRcptReplies(mail, () => connection.reply(replyTimeoutMs))).summary!;
       }
       if (rcpt.code !== 250 && rcpt.code !== 251) return await endRefused(connection, done(rcpt), data);
       stage = 'data';

@@ -29,6 +29,8 @@ export interface UpstreamBehaviour {
    * A sender that retries such a message delivers it twice. @default 0
    */
   readonly dropAfterDotRate?: number;
+  /** Fraction of RCPT commands answered 451 (a recipient deferred, the others taken). @default 0 */
+  readonly rcptTempFailRate?: number;
 }
 
 export interface RecordingUpstreamOptions extends UpstreamBehaviour {
@@ -49,8 +51,10 @@ export interface RecordingUpstream {
   readonly deliveries: Map<string, number>;
   /** Times each id was received whole but never answered (dropAfterDotRate). */
   readonly unanswered: Map<string, number>;
+  /** Every recipient each id was answered 250 for, over all its deliveries. */
+  readonly recipients: Map<string, Set<string>>;
   /** Transactions that reached DATA, by what was done with them. */
-  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number };
+  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number; rcptDeferred: number };
   /** Changes how the next messages are treated. */
   setBehaviour(behaviour: UpstreamBehaviour): void;
   close(): Promise<void>;
@@ -61,7 +65,8 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
   const random = options.random ?? Math.random;
   const deliveries = new Map<string, number>();
   const unanswered = new Map<string, number>();
-  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0 };
+  const recipients = new Map<string, Set<string>>();
+  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0, rcptDeferred: 0 };
   let sequence = 0;
 
   const server: SMTPServer = new SMTPServer({
@@ -71,6 +76,13 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     size: 64 * 1024 * 1024,
     // Stalled transactions must not hold the server's close() for its default 30 s.
     closeTimeout: 500,
+    onRcptTo(_address, _session, callback) {
+      if (random() < (behaviour.rcptTempFailRate ?? 0)) {
+        counts.rcptDeferred += 1;
+        return callback(Object.assign(new Error('4.2.1 Mailbox busy, try again later'), { responseCode: 451 }));
+      }
+      callback();
+    },
     onConnect(_session, callback) {
       // The greeting goes out when this calls back; a stalled upstream never does.
       if (random() < (behaviour.stallGreetingRate ?? 0)) counts.ungreeted += 1;
@@ -113,6 +125,9 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
         // Recorded before the 250 is written: a kill between the two can only
         // ever show up as an unacknowledged delivery, never hide a lost one.
         deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
+        const taken = recipients.get(id) ?? new Set<string>();
+        for (const rcpt of session.envelope.rcptTo) taken.add(rcpt.address);
+        recipients.set(id, taken);
         if (options.recordFile) appendFileSync(options.recordFile, `${id}\n`);
         counts.accepted += 1;
         callback(null, `2.0.0 Ok: queued as ${id}`);
@@ -130,6 +145,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     port: address.port,
     deliveries,
     unanswered,
+    recipients,
     counts,
     setBehaviour(next) {
       behaviour = { ...next };

@@ -86,6 +86,13 @@ describe('load generator and checker', () => {
     }
   });
 
+  it('sends several recipients per message, and the recording upstream sees each', async () => {
+    const runId = `rcpts-${Date.now()}`;
+    const load = await runLoad({ target: () => upstream, concurrency: 2, messageBytes: 1024, maxMessages: 10, recipients: 3, runId });
+    expect(check(load.outcomes, upstream.deliveries, runId)).toMatchObject({ accepted: 10, delivered: 10, ok: true });
+    for (const outcome of load.outcomes) expect([...(upstream.recipients.get(outcome.id) ?? [])].sort()).toEqual(['sink+0@sink.test', 'sink+1@sink.test', 'sink+2@sink.test']);
+  });
+
   it('keeps C connections open at once and paces each at the interval', async () => {
     const runId = `open-${Date.now()}`;
     const started = Date.now();
