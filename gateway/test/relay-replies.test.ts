@@ -4,6 +4,7 @@
  * asserts both the client's reply and what the upstream received.
  */
 import { createServer } from 'node:net';
+import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
@@ -56,6 +57,13 @@ describe('reply to the final dot', () => {
     expect(delivered).toMatch(/\r\nDate: \w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n/);
     expect(delivered).toContain('\r\nSubject: hello\r\n');
     expect(delivered.endsWith('\r\n\r\nBody line\r\n')).toBe(true);
+    // an independent, full MIME parser reads the edited message as one well-formed message
+    const parsed = await simpleParser(upstream.messages[0].raw);
+    expect(parsed.messageId).toMatch(/@gateway\.test>$/);
+    expect(parsed.date?.getTime()).toBeGreaterThan(Date.now() - 60_000);
+    expect(parsed.headers.get('received')).toMatch(/by gateway\.test \(smtp-gateway\)/);
+    expect(parsed.subject).toBe('hello');
+    expect(parsed.text).toBe('Body line\n');
   });
 
   it('keeps a Message-ID and Date the client already set', async () => {
