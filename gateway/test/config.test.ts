@@ -115,6 +115,13 @@ describe('loadConfig', () => {
     }
   });
 
+  it('PROXY protocol on with no trusted load balancer network is refused (every connection would be)', () => {
+    const found = problems(() => loadConfig({ env: { SMTPGW_PROXY_PROTOCOL__ENABLED: 'true' } }));
+    expect(found.join('\n')).toMatch(/^proxyProtocol\.trustedNetworks: .*must name the load balancer networks \(got \[\]\)/m);
+    const { config } = loadConfig({ env: { SMTPGW_PROXY_PROTOCOL__ENABLED: 'true', SMTPGW_PROXY_PROTOCOL__TRUSTED_NETWORKS: '10.0.0.0/16' } });
+    expect(config.proxyProtocol.trustedNetworks).toEqual(['10.0.0.0/16']);
+  });
+
   it('variables that only share the prefix (Kubernetes service links) are not configuration', () => {
     const { config } = loadConfig({ env: { SMTPGW_SMTP_GATEWAY_SERVICE_HOST: '10.0.0.1', SMTPGW_SMTP_GATEWAY_PORT: 'tcp://10.0.0.1:25', SMTPGW_HOSTNAME: 'gw.example' } });
     expect(config.hostname).toBe('gw.example');

@@ -74,6 +74,16 @@ export const configSchema = z
         trustedNetworks: z.array(cidr).default([]).describe('Load balancer networks allowed to send a PROXY header; others sending one are refused.'),
       })
       .strict()
+      .superRefine((proxy, ctx) => {
+        // on with no trusted peer, every load balancer's header would be refused: no client could connect
+        if (proxy.enabled && proxy.trustedNetworks.length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['trustedNetworks'],
+            message: 'proxyProtocol.enabled is true, so proxyProtocol.trustedNetworks must name the load balancer networks (got [])',
+          });
+        }
+      })
       .prefault({})
       .describe('PROXY protocol (AWS NLB sends v2).'),
     policy: z
