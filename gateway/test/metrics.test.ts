@@ -29,6 +29,8 @@ describe('/metrics', () => {
     await client.sendMail({ from: 'app@example.com', to: ['a@example.org', 'b@example.org'], subject: 'm', text: 'one' });
     await client.sendMail({ from: 'app@example.com', to: 'bounce@example.org', subject: 'm', text: 'two' }).catch(() => undefined);
     await client.sendMail({ from: 'app@example.com', to: 'x@denied.example', subject: 'm', text: 'three' }).catch(() => undefined);
+    // one recipient refused, the other relayed: one message, relayed
+    await client.sendMail({ from: 'app@example.com', to: ['c@example.org', 'y@denied.example'], subject: 'm', text: 'four' });
     client.close();
     const dialog = await openDialog(gw.relayPort);
     await dialog.command('QUIT');
@@ -37,16 +39,18 @@ describe('/metrics', () => {
     const response = await fetch(`http://127.0.0.1:${gw.opsPort}/metrics`);
     expect(response.status).toBe(200);
     const text = await response.text();
-    expect(value(text, 'smtp_gateway_messages_total{outcome="relayed",reason="ok"}')).toBe(1);
+    // one per transaction: the refused recipient of the fourth counts as a recipient, not a message
+    expect(value(text, 'smtp_gateway_messages_total{outcome="relayed",reason="ok"}')).toBe(2);
     expect(value(text, 'smtp_gateway_messages_total{outcome="rejected",reason="upstream_permanent"}')).toBe(1);
     expect(value(text, 'smtp_gateway_messages_total{outcome="rejected",reason="recipient_domain"}')).toBe(1);
-    expect(value(text, 'smtp_gateway_recipients_total{outcome="relayed"}')).toBe(2);
-    expect(value(text, 'smtp_gateway_upstream_replies_total{code="250"}')).toBe(1);
+    expect(value(text, 'smtp_gateway_recipients_total{outcome="relayed"}')).toBe(3);
+    expect(value(text, 'smtp_gateway_recipients_total{outcome="rejected"}')).toBe(3);
+    expect(value(text, 'smtp_gateway_upstream_replies_total{code="250"}')).toBe(2);
     expect(value(text, 'smtp_gateway_upstream_replies_total{code="550"}')).toBe(1);
     expect(value(text, 'smtp_gateway_connections_total{listener="relay"}')).toBeGreaterThanOrEqual(2);
     expect(value(text, 'smtp_gateway_relayed_bytes_total')).toBeGreaterThan(100);
-    expect(value(text, 'smtp_gateway_upstream_duration_seconds_count')).toBe(2);
-    expect(value(text, 'smtp_gateway_transaction_duration_seconds_count{outcome="relayed"}')).toBe(1);
+    expect(value(text, 'smtp_gateway_upstream_duration_seconds_count')).toBe(3);
+    expect(value(text, 'smtp_gateway_transaction_duration_seconds_count{outcome="relayed"}')).toBe(2);
     expect(value(text, 'smtp_gateway_ready')).toBe(1);
     // read from the gateway's own SMTPPool internals (ops/upstream-pool.ts): the connection stays pooled
     expect(value(text, 'smtp_gateway_upstream_pool{state="idle"}')).toBe(1);

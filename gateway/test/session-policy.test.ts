@@ -6,6 +6,7 @@
  */
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
+import { eventually } from './helpers/eventually';
 import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
@@ -63,7 +64,12 @@ describe('relay permission', () => {
     expect((await sendMessage(insider, 'app@example.com', ['user@example.org'])).code).toBe(250);
     expect(upstream.messages).toHaveLength(1);
     expect(upstream.mailFroms).toEqual(['app@example.com']);
-    expect(await gw.metricsText()).toMatch(/smtp_gateway_messages_total\{outcome="rejected",reason="relay_denied"\} 1/);
+    // the outsider's transaction counts once it is over, by the refusal that ended it
+    expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
+    expect((await outsider.command('QUIT')).code).toBe(221);
+    await outsider.closed();
+    const counted = /smtp_gateway_messages_total\{outcome="rejected",reason="relay_denied"\} 1/;
+    await eventually(async () => counted.test(await gw.metricsText()), 'the outsider transaction counted as rejected');
   });
 
   it('an empty allowedNetworks list and no AUTH means nobody relays (never an open relay)', async () => {

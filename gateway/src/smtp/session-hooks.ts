@@ -36,7 +36,12 @@ export interface HookDeps {
 interface TransactionState {
   readonly started: number;
   readonly leave: () => void;
+  /** The last recipient refused: it decides the outcome of a transaction that ends without DATA. */
+  refusal?: PolicyRefusal;
 }
+
+const refusalLabels = (refusal: PolicyRefusal) =>
+  ({ outcome: refusal.reply.code >= 500 ? 'rejected' : 'deferred', reason: refusal.reason }) as MessageLabels;
 
 /** The 421 a drain sends: to idle sessions, to new transactions, and to sessions after their last one. */
 export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
@@ -48,14 +53,27 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
   // keyed by the old one would stay "in flight" for ever, holding every drain to its grace.
   const transactions = new Map<string, TransactionState>();
 
-  const endTransaction = (sessionId: string) => {
-    transactions.get(sessionId)?.leave();
+  // messages_total counts each transaction once: here when it ends without DATA
+  // (given up after refused recipients, reset, or the client left), else in onData.
+  const endTransaction = (sessionId: string, ended: 'data' | 'reset' | 'closed') => {
+    const state = transactions.get(sessionId);
+    if (!state) return;
+    state.leave();
     transactions.delete(sessionId);
+    if (ended === 'data') return;
+    if (state.refusal) metrics.messages.inc(refusalLabels(state.refusal));
+    else metrics.messages.inc({ outcome: 'aborted', reason: ended === 'reset' ? 'client_reset' : 'client_disconnect' });
   };
 
   const recordRefusal = (session: SMTPServerSession, stage: string, refusal: PolicyRefusal, address: string) => {
-    const labels = { outcome: refusal.reply.code >= 500 ? 'rejected' : 'deferred', reason: refusal.reason } as MessageLabels;
-    metrics.messages.inc(labels);
+    const transaction = transactions.get(session.id);
+    if (transaction) {
+      // a refused recipient is not a refused message: the others may still be relayed
+      transaction.refusal = refusal;
+      metrics.recipients.inc({ outcome: refusalLabels(refusal).outcome });
+    } else {
+      metrics.messages.inc(refusalLabels(refusal));
+    }
     logger.info('command refused', {
       session: session.id,
       listener: deps.listener,
@@ -87,12 +105,12 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       if (deps.listener === 'submission' && !session.user) {
         return callback(toError({ code: 530, status: '5.7.0', text: 'Authentication required' }));
       }
+      endTransaction(session.id, 'reset'); // one given up without DATA (RSET, EHLO, STARTTLS)
       const refusal = policy.checkMailFrom(address.address, session);
       if (refusal) {
         recordRefusal(session, 'MAIL FROM', refusal, address.address);
         return callback(toError(refusal.reply));
       }
-      endTransaction(session.id); // one given up without DATA (RSET, EHLO, STARTTLS)
       transactions.set(session.id, { started: performance.now(), leave: drain.enter() });
       callback();
     },
@@ -131,7 +149,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure, try again later' }, outcome: 'deferred', reason: 'internal_error' };
         })
         .then((result) => {
-          endTransaction(session.id);
+          endTransaction(session.id, 'data');
           if (result.outcome === 'relayed') callback(null, `${result.reply.status} ${result.reply.text}`);
           else callback(toError(result.reply));
         });
@@ -170,7 +188,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     },
 
     onClose(session) {
-      endTransaction(session.id);
+      endTransaction(session.id, 'closed');
     },
   };
 }
