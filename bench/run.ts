@@ -5,7 +5,7 @@
  * checks that the sink received exactly the messages the clients saw accepted,
  * and prints one table (median of --runs runs).
  *
- *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--cpu-prof] [--quiet-wait=90]
+ *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--cpu-prof] [--quiet-wait=30]
  *
  * --duration scales each cell's time; --direct points the generator straight at
  * smtp-sink (the generator's own ceiling); --cpu-prof writes a V8 profile of the
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       direct: { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'upstream-connections': { type: 'string' },
-      'quiet-wait': { type: 'string', default: '90' },
+      'quiet-wait': { type: 'string', default: '30' },
     },
   });
   const runs = Number(values.runs);
