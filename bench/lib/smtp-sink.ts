@@ -37,7 +37,7 @@ const SINK = '/usr/sbin/smtp-sink';
 
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
   const dir = await mkdtemp(join(process.platform === 'linux' ? '/dev/shm' : '/tmp', 'bench-sink-'));
-  await chmod(dir, 0o777); // smtp-sink drops to nobody before it writes
+  await chmod(dir, 0o777); // as root, smtp-sink drops to nobody before it writes
   let generation = 0;
   const dumpFile = () => join(dir, `dump-${generation}`);
   const port = await freePort();
@@ -45,7 +45,8 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   let child: ChildProcess | undefined;
 
   const start = async () => {
-    const args = ['-u', 'nobody', '-m', String(options.maxConnections ?? 1024), '-t', '300', ...(options.extraArgs ?? [])];
+    // As root smtp-sink insists on dropping privileges (-u); as anyone else it must not be asked to.
+    const args = [...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []), '-m', String(options.maxConnections ?? 1024), '-t', '300', ...(options.extraArgs ?? [])];
     if (options.dump ?? true) args.push('-D', dumpFile());
     args.push(`${host}:${port}`, '1024');
     const proc = spawn(SINK, args, { stdio: ['ignore', 'ignore', 'pipe'] });
