@@ -76,6 +76,10 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
     stdio: ['ignore', out, out],
   });
   closeSync(out);
+  // A test or run that dies without stop() must not leave a gateway behind.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('exit', () => process.off('exit', reap));
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
     child.once('exit', (code, signal) => {

@@ -53,6 +53,10 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     let stderr = '';
     proc.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child = proc;
+    // A test or run that dies without stop() must not leave a sink behind.
+    const reap = () => proc.kill('SIGKILL');
+    process.once('exit', reap);
+    proc.once('exit', () => process.off('exit', reap));
     await waitForPort(host, port, 5_000).catch((error: Error) => {
       proc.kill('SIGKILL');
       throw new Error(`smtp-sink did not start on ${host}:${port}: ${error.message} ${stderr}`);
