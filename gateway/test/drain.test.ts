@@ -9,24 +9,17 @@ import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from './helpers/close-after-each';
 import { eventually } from './helpers/eventually';
-import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
+import { openDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
 const REPO = resolve(__dirname, '../..');
 let upstream: TestUpstream | undefined;
 let gw: TestGateway | undefined;
-const dialogs: SmtpDialog[] = [];
-
-afterEach(async () => {
-  dialogs.splice(0).forEach((dialog) => dialog.destroy());
-  await gw?.close();
-  await upstream?.close();
-  gw = undefined;
-  upstream = undefined;
-});
+const track = closeAfterEach();
 
 const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'drain', text: 'in flight' };
 
@@ -52,11 +45,10 @@ const refusesConnections = (port: number) =>
 
 describe('drain', () => {
   it('readyz false at once; after the delay new connections are refused, idle sessions get 421, in-flight ones finish with 250', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 1200 });
-    gw = await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0.4, graceSeconds: 10 } });
+    upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 1200 }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0.4, graceSeconds: 10 } }));
     expect(await readyz(gw.opsPort)).toBe(200);
-    const idle = await openDialog(gw.relayPort);
-    dialogs.push(idle);
+    const idle = track(await openDialog(gw.relayPort));
     await idle.command('EHLO idle.client');
     const inFlight = send(gw.relayPort);
     await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
@@ -79,10 +71,9 @@ describe('drain', () => {
   });
 
   it('when the grace period runs out, in-flight transactions get 451 4.3.2 and nothing is delivered', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } });
-    const dialog = await openDialog(gw.relayPort);
-    dialogs.push(dialog);
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } }));
+    const dialog = track(await openDialog(gw.relayPort));
     await dialog.command('EHLO slow.client');
     await dialog.command('MAIL FROM:<app@example.com>');
     await dialog.command('RCPT TO:<user@example.org>');
@@ -104,7 +95,7 @@ describe('drain', () => {
   });
 
   it('SIGTERM to the gateway process: drains, the in-flight message is completed, exit code 0', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 1000 });
+    upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 1000 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0.2', SMTPGW_DRAIN__GRACE_SECONDS: '10' });
     try {
       const inFlight = send(gateway.relayPort);
@@ -120,7 +111,7 @@ describe('drain', () => {
   });
 
   it('a second SIGTERM exits at once, without waiting for the grace period', async () => {
-    upstream = await startTestUpstream({ mode: 'stall' });
+    upstream = track(await startTestUpstream({ mode: 'stall' }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0', SMTPGW_DRAIN__GRACE_SECONDS: '60' });
     try {
       const inFlight = send(gateway.relayPort);

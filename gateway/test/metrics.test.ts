@@ -4,17 +4,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from './helpers/close-after-each';
 import { openDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
 let upstream: TestUpstream | undefined;
 let gw: TestGateway | undefined;
-afterEach(async () => {
-  await gw?.close();
-  await upstream?.close();
-});
+const track = closeAfterEach();
 
 const value = (text: string, series: string) => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -23,8 +21,8 @@ const value = (text: string, series: string) => {
 
 describe('/metrics', () => {
   it('counts connections, messages by outcome, bytes, recipients, upstream replies and latencies; promtool check metrics is clean', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', rejectRecipient: 'bounce@example.org' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { recipientDomains: { deny: ['denied.example'] } } });
+    upstream = track(await startTestUpstream({ mode: 'accept', rejectRecipient: 'bounce@example.org' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { recipientDomains: { deny: ['denied.example'] } } }));
     const client = nodemailer.createTransport({ host: '127.0.0.1', port: gw.relayPort, ignoreTLS: true });
     await client.sendMail({ from: 'app@example.com', to: ['a@example.org', 'b@example.org'], subject: 'm', text: 'one' });
     await client.sendMail({ from: 'app@example.com', to: 'bounce@example.org', subject: 'm', text: 'two' }).catch(() => undefined);

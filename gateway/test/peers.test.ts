@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
 import { makeTestCertificates, type TestCertificates } from './helpers/certs';
+import { closeAfterEach } from './helpers/close-after-each';
 import { startSmtpSink, type SmtpSinkProcess } from './helpers/smtp-sink';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
@@ -21,19 +22,11 @@ let certs: TestCertificates;
 let gw: TestGateway | undefined;
 let upstream: TestUpstream | undefined;
 let sink: SmtpSinkProcess | undefined;
+const track = closeAfterEach();
 
 beforeAll(async () => {
   certs = await makeTestCertificates();
 });
-afterEach(async () => {
-  await gw?.close();
-  await upstream?.close();
-  await sink?.stop();
-  gw = undefined;
-  upstream = undefined;
-  sink = undefined;
-});
-afterAll(() => undefined);
 
 /** Runs swaks; resolves with its transcript and exit code (swaks exits non-zero on a refusal). */
 async function swaks(args: string[]) {
@@ -59,8 +52,8 @@ function send(port: number) {
 
 describe('swaks as the client', () => {
   it('plain relay: 250 with the upstream queue id; the upstream has the message', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const result = await swaks(['--server', `127.0.0.1:${gw.relayPort}`, '--from', 'app@example.com', '--to', 'user@example.org', '--body', 'from swaks']);
     expect(result.code).toBe(0);
     expect(lastReply(result.out)).toMatch(/^250 2\.0\.0 Ok: queued as TESTQ1/);
@@ -69,15 +62,15 @@ describe('swaks as the client', () => {
   });
 
   it('STARTTLS and AUTH PLAIN against the submission listener', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
     const dir = await mkdtemp(join(tmpdir(), 'gw-swaks-'));
     await writeFile(join(dir, 'users'), `swaks:${await hashPassword('pw-123', { N: 1024 })}\n`);
-    gw = await startTestGateway({
+    gw = track(await startTestGateway({
       upstreamPort: upstream.port,
       tls: { certFile: certs.certFile, keyFile: certs.keyFile },
       auth: { usersFile: join(dir, 'users') },
       listeners: { submission: { enabled: true } },
-    });
+    }));
     const base = ['--server', `127.0.0.1:${gw.submissionPort}`, '--from', 'app@example.com', '--to', 'user@example.org', '--tls'];
     const refused = await swaks([...base, '--auth', 'PLAIN', '--auth-user', 'swaks', '--auth-password', 'wrong']);
     expect(refused.code).not.toBe(0);
@@ -90,8 +83,8 @@ describe('swaks as the client', () => {
   });
 
   it('a refused message: swaks sees the upstream 5xx, the upstream delivered nothing', async () => {
-    upstream = await startTestUpstream({ mode: 'reject5xx' });
-    gw = await startTestGateway({ upstreamPort: upstream.port });
+    upstream = track(await startTestUpstream({ mode: 'reject5xx' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const result = await swaks(['--server', `127.0.0.1:${gw.relayPort}`, '--from', 'app@example.com', '--to', 'user@example.org']);
     expect(result.code).not.toBe(0);
     expect(result.out).toMatch(/<\*\* +554 5\.7\.1 Upstream refused the message/);
@@ -101,8 +94,8 @@ describe('swaks as the client', () => {
 
 describe('Postfix smtp-sink as the upstream', () => {
   it('accepts: client 250, the dump holds the message with our Received header', async () => {
-    sink = await startSmtpSink();
-    gw = await startTestGateway({ upstreamPort: sink.port });
+    sink = track(await startSmtpSink());
+    gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(250);
     const dumps = await sink.dumps();
@@ -112,32 +105,32 @@ describe('Postfix smtp-sink as the upstream', () => {
   });
 
   it('soft-rejects the dot: client 451', async () => {
-    sink = await startSmtpSink({ softReject: ['.'] });
-    gw = await startTestGateway({ upstreamPort: sink.port });
+    sink = track(await startSmtpSink({ softReject: ['.'] }));
+    gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
     expect(reply.response).toMatch(/^451 4\.3\.0 Upstream deferred the message: Error: command failed/);
   });
 
   it('hard-rejects the dot: client gets the upstream 5xx', async () => {
-    sink = await startSmtpSink({ hardReject: ['.'] });
-    gw = await startTestGateway({ upstreamPort: sink.port });
+    sink = track(await startSmtpSink({ hardReject: ['.'] }));
+    gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(500);
     expect(reply.response).toMatch(/^500 5\.3\.0 Upstream refused the message/);
   });
 
   it('hard-rejects RCPT: client 5xx, no DATA reached it', async () => {
-    sink = await startSmtpSink({ hardReject: ['RCPT'] });
-    gw = await startTestGateway({ upstreamPort: sink.port });
+    sink = track(await startSmtpSink({ hardReject: ['RCPT'] }));
+    gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(500);
     expect((await sink.dumps()).join('')).not.toContain('through the gateway');
   });
 
   it('hangs up after the dot without replying: client 451', async () => {
-    sink = await startSmtpSink({ disconnectAfter: ['.'] });
-    gw = await startTestGateway({ upstreamPort: sink.port });
+    sink = track(await startSmtpSink({ disconnectAfter: ['.'] }));
+    gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
     expect(reply.response).toMatch(/^451 4\.4\.2 Upstream connection was lost/);
@@ -146,46 +139,46 @@ describe('Postfix smtp-sink as the upstream', () => {
 
 describe('upstream transport security', () => {
   it('security starttls: relays over TLS, verifying the upstream certificate with upstream.caFile', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', tls: certs });
-    gw = await startTestGateway({ upstream: { host: 'localhost', port: upstream.port, security: 'starttls', caFile: certs.caFile } });
+    upstream = track(await startTestUpstream({ mode: 'accept', tls: certs }));
+    gw = track(await startTestGateway({ upstream: { host: 'localhost', port: upstream.port, security: 'starttls', caFile: certs.caFile } }));
     expect((await send(gw.relayPort)).code).toBe(250);
     expect(upstream.messages[0].secure).toBe(true);
   });
 
   it('security starttls against an upstream without STARTTLS: 451, nothing sent in clear', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstream: { host: '127.0.0.1', port: upstream.port, security: 'starttls' } });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstream: { host: '127.0.0.1', port: upstream.port, security: 'starttls' } }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('security starttls with an untrusted upstream certificate: 451, nothing sent', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', tls: certs });
-    gw = await startTestGateway({ upstream: { host: 'localhost', port: upstream.port, security: 'starttls' } });
+    upstream = track(await startTestUpstream({ mode: 'accept', tls: certs }));
+    gw = track(await startTestGateway({ upstream: { host: 'localhost', port: upstream.port, security: 'starttls' } }));
     expect((await send(gw.relayPort)).code).toBe(451);
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('security tls (implicit) with AUTH from usernameFile/passwordFile', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', tls: certs, implicitTls: true, auth: { user: 'ses-user', pass: 'ses-pass' } });
+    upstream = track(await startTestUpstream({ mode: 'accept', tls: certs, implicitTls: true, auth: { user: 'ses-user', pass: 'ses-pass' } }));
     const dir = await mkdtemp(join(tmpdir(), 'gw-upstream-secret-'));
     await writeFile(join(dir, 'user'), 'ses-user\n');
     await writeFile(join(dir, 'pass'), 'ses-pass\n');
-    gw = await startTestGateway({
+    gw = track(await startTestGateway({
       upstream: { host: 'localhost', port: upstream.port, security: 'tls', caFile: certs.caFile, usernameFile: join(dir, 'user'), passwordFile: join(dir, 'pass') },
-    });
+    }));
     expect((await send(gw.relayPort)).code).toBe(250);
     expect(upstream.messages[0]).toMatchObject({ secure: true, user: 'ses-user' });
     expect(gw.logText()).not.toContain('ses-pass');
   });
 
   it('wrong upstream credentials: 451 (our configuration, not the message, is at fault); nothing delivered', async () => {
-    upstream = await startTestUpstream({ mode: 'accept', auth: { user: 'ses-user', pass: 'ses-pass' } });
+    upstream = track(await startTestUpstream({ mode: 'accept', auth: { user: 'ses-user', pass: 'ses-pass' } }));
     const dir = await mkdtemp(join(tmpdir(), 'gw-upstream-secret-'));
     await writeFile(join(dir, 'user'), 'ses-user');
     await writeFile(join(dir, 'pass'), 'nope');
-    gw = await startTestGateway({ upstream: { host: '127.0.0.1', port: upstream.port, security: 'none', usernameFile: join(dir, 'user'), passwordFile: join(dir, 'pass') } });
+    gw = track(await startTestGateway({ upstream: { host: '127.0.0.1', port: upstream.port, security: 'none', usernameFile: join(dir, 'user'), passwordFile: join(dir, 'pass') } }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
     expect(upstream.messages).toHaveLength(0);
@@ -198,8 +191,8 @@ describe('upstream transport security', () => {
   });
 
   it('upstream.messagesPerSecond spaces the messages out (an SES account send rate)', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, upstream: { messagesPerSecond: 2, maxConnections: 1 } });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, upstream: { messagesPerSecond: 2, maxConnections: 1 } }));
     const started = Date.now();
     for (let i = 0; i < 5; i++) expect((await send(gw.relayPort)).code).toBe(250);
     // 2 per second: the 3rd and 5th message each wait for a new one-second window

@@ -9,6 +9,7 @@ import nodemailer from 'nodemailer';
 import type { GetSocketHandler } from 'nodemailer/lib/mailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestCertificates, type TestCertificates } from './helpers/certs';
+import { closeAfterEach } from './helpers/close-after-each';
 import { openDialog, startData, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
@@ -16,20 +17,18 @@ import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 let upstream: TestUpstream;
 let certs: TestCertificates;
 let gw: TestGateway | undefined;
-const dialogs: SmtpDialog[] = [];
 
 beforeAll(async () => {
   upstream = await startTestUpstream({ mode: 'accept' });
   certs = await makeTestCertificates();
 });
 afterAll(() => upstream.close());
-afterEach(async () => {
-  dialogs.splice(0).forEach((dialog) => dialog.destroy());
-  await gw?.close();
-  gw = undefined;
+afterEach(() => {
   upstream.messages.length = 0;
   upstream.mailFroms.length = 0;
 });
+// registered after the reset above, so (hooks run as a stack) each test's gateway and dialogs close before it
+const track = closeAfterEach();
 
 /** A PROXY v2 header for a TCP4 connection from `source`. */
 function proxyV2(source: string, sourcePort = 40000): Buffer {
@@ -55,9 +54,7 @@ function start(options: TestGatewayOptions = {}) {
 }
 
 async function dial(port: number, preamble: Buffer | string, localAddress = '127.0.0.1') {
-  const dialog = await openDialog(port, { preamble, localAddress });
-  dialogs.push(dialog);
-  return dialog;
+  return track(await openDialog(port, { preamble, localAddress }));
 }
 
 async function relayOne(dialog: SmtpDialog) {
@@ -70,7 +67,7 @@ async function relayOne(dialog: SmtpDialog) {
 
 describe('PROXY protocol', () => {
   it('v2 from a trusted load balancer: the header address decides relay permission and appears in Received and logs', async () => {
-    gw = await start();
+    gw = track(await start());
     const dialog = await dial(gw.relayPort, proxyV2('10.1.2.3'));
     expect(dialog.greeting?.code).toBe(220);
     expect((await relayOne(dialog)).code).toBe(250);
@@ -80,14 +77,14 @@ describe('PROXY protocol', () => {
   });
 
   it('v1 from a trusted load balancer works the same way', async () => {
-    gw = await start();
+    gw = track(await start());
     const dialog = await dial(gw.relayPort, proxyV1('10.1.2.4'));
     expect((await relayOne(dialog)).code).toBe(250);
     expect(upstream.messages[0].raw.toString()).toContain('[10.1.2.4]');
   });
 
   it('a proxied client outside allowedNetworks is refused at RCPT even though the load balancer itself is on loopback', async () => {
-    gw = await start();
+    gw = track(await start());
     const dialog = await dial(gw.relayPort, proxyV2('192.0.2.50'));
     const reply = await relayOne(dialog);
     expect(reply.code).toBe(550);
@@ -96,10 +93,9 @@ describe('PROXY protocol', () => {
   });
 
   it('a PROXY header from a peer outside trustedNetworks is refused: connection closed, nothing relayed', async () => {
-    gw = await start({ policy: { allowedNetworks: ['127.0.0.0/8', '10.1.2.0/24'] } });
+    gw = track(await start({ policy: { allowedNetworks: ['127.0.0.0/8', '10.1.2.0/24'] } }));
     for (const header of [proxyV2('10.1.2.3'), Buffer.from(proxyV1('10.1.2.3'))]) {
-      const dialog = await openDialog(gw.relayPort, { preamble: header, localAddress: '127.0.0.2', skipGreeting: true });
-      dialogs.push(dialog);
+      const dialog = track(await openDialog(gw.relayPort, { preamble: header, localAddress: '127.0.0.2', skipGreeting: true }));
       await dialog.closed();
     }
     expect(upstream.mailFroms).toHaveLength(0);
@@ -108,7 +104,7 @@ describe('PROXY protocol', () => {
 
   it('commands pipelined behind an untrusted PROXY header are never run', async () => {
     // 127.0.0.2 may relay by network, so only the refusal stops this transaction
-    gw = await start({ policy: { allowedNetworks: ['127.0.0.0/8'] } });
+    gw = track(await start({ policy: { allowedNetworks: ['127.0.0.0/8'] } }));
     const transaction = [
       'EHLO smuggler',
       'MAIL FROM:<app@example.com>',
@@ -121,12 +117,11 @@ describe('PROXY protocol', () => {
       'QUIT',
       '',
     ].join('\r\n');
-    const dialog = await openDialog(gw.relayPort, {
+    const dialog = track(await openDialog(gw.relayPort, {
       preamble: Buffer.concat([Buffer.from(proxyV1('10.1.2.3')), Buffer.from(transaction)]),
       localAddress: '127.0.0.2',
       skipGreeting: true,
-    });
-    dialogs.push(dialog);
+    }));
     await dialog.closed();
     expect(upstream.mailFroms).toHaveLength(0);
     expect(upstream.messages).toHaveLength(0);
@@ -135,23 +130,21 @@ describe('PROXY protocol', () => {
   });
 
   it('with PROXY protocol off, a PROXY header is refused from anyone', async () => {
-    gw = await start({ proxyProtocol: { enabled: false } });
-    const dialog = await openDialog(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true });
-    dialogs.push(dialog);
+    gw = track(await start({ proxyProtocol: { enabled: false } }));
+    const dialog = track(await openDialog(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true }));
     await dialog.closed();
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('a trusted peer that sends no valid header is refused', async () => {
-    gw = await start();
-    const dialog = await openDialog(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true });
-    dialogs.push(dialog);
+    gw = track(await start());
+    const dialog = track(await openDialog(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true }));
     await dialog.closed();
     expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_invalid"\} 1/);
   });
 
   it('connection limits count the proxied client address, not the load balancer', async () => {
-    gw = await start({ policy: { allowedNetworks: ['10.1.2.0/24'], maxConnectionsPerIp: 1 } });
+    gw = track(await start({ policy: { allowedNetworks: ['10.1.2.0/24'], maxConnectionsPerIp: 1 } }));
     const first = await dial(gw.relayPort, proxyV2('10.1.2.5'));
     expect(first.greeting?.code).toBe(220);
     const other = await dial(gw.relayPort, proxyV2('10.1.2.6'));
@@ -161,7 +154,7 @@ describe('PROXY protocol', () => {
   });
 
   it('implicit TLS behind the load balancer: PROXY v2 header, then the TLS handshake', async () => {
-    gw = await start({ tls: { certFile: certs.certFile, keyFile: certs.keyFile }, listeners: { smtps: { enabled: true } } });
+    gw = track(await start({ tls: { certFile: certs.certFile, keyFile: certs.keyFile }, listeners: { smtps: { enabled: true } } }));
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: gw.smtpsPort, secure: true, tls: { ca: certs.ca, servername: 'localhost' } });
     // write the PROXY header on the raw socket before nodemailer starts TLS on it
     const getSocket: GetSocketHandler = (_options, callback) => {

@@ -3,7 +3,8 @@
  * gets the dot) and nothing is delivered, while the client gets the right reply
  * (or, if it left, nothing at all).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from './helpers/close-after-each';
 import { eventually } from './helpers/eventually';
 import { openDialog, startData } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
@@ -11,13 +12,7 @@ import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
 let upstream: TestUpstream | undefined;
 let gw: TestGateway | undefined;
-
-afterEach(async () => {
-  await gw?.close();
-  await upstream?.close();
-  gw = undefined;
-  upstream = undefined;
-});
+const track = closeAfterEach();
 
 const HEAD = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: t\r\n\r\n';
 const LINE = `${'y'.repeat(76)}\r\n`;
@@ -25,8 +20,8 @@ const LINE = `${'y'.repeat(76)}\r\n`;
 
 describe('aborted transactions', () => {
   it('client disconnects mid-DATA → the upstream transaction is cut off without its dot; nothing delivered', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const dialog = await openDialog(gw.relayPort);
     const replies = await startData(dialog, 'app@example.com', ['user@example.org']);
     expect(replies.at(-1)?.code).toBe(354);
@@ -52,8 +47,8 @@ describe('aborted transactions', () => {
   });
 
   it('message over maxMessageBytes → 552 5.3.4 while streaming; the upstream never gets the dot', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } }));
     const dialog = await openDialog(gw.relayPort);
     const ehlo = await dialog.command('EHLO client.test');
     expect(ehlo.text).toContain('SIZE 4096');
@@ -76,8 +71,8 @@ describe('aborted transactions', () => {
   });
 
   it('SIZE declared over the limit is refused at MAIL FROM', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } }));
     const dialog = await openDialog(gw.relayPort);
     await dialog.command('EHLO client.test');
     const reply = await dialog.command('MAIL FROM:<app@example.com> SIZE=100000');
@@ -87,8 +82,8 @@ describe('aborted transactions', () => {
   });
 
   it('bare LF in the data → 550 5.6.0 (no smuggling); the upstream never gets the dot', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const dialog = await openDialog(gw.relayPort);
     await startData(dialog, 'app@example.com', ['user@example.org']);
     dialog.write(`${HEAD}first\n.\nMAIL FROM:<evil@example.com>\r\nsecond\r\n.\r\n`);
@@ -101,8 +96,8 @@ describe('aborted transactions', () => {
   });
 
   it('policy.lineEndings normalize → bare LF rewritten to CRLF and the message relayed', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { lineEndings: 'normalize' } });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { lineEndings: 'normalize' } }));
     const dialog = await openDialog(gw.relayPort);
     await startData(dialog, 'app@example.com', ['user@example.org']);
     dialog.write(`${HEAD}first\nsecond\r\n.\r\n`);
@@ -114,8 +109,8 @@ describe('aborted transactions', () => {
   });
 
   it('header From outside policy.senderDomains → 550 5.7.1 at the dot; nothing delivered', async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
-    gw = await startTestGateway({ upstreamPort: upstream.port, policy: { senderDomains: ['example.com'] } });
+    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { senderDomains: ['example.com'] } }));
     const dialog = await openDialog(gw.relayPort);
     await startData(dialog, 'app@example.com', ['user@example.org']);
     dialog.write(`From: "Bank" <ceo@bank.example>\r\nSubject: t\r\n\r\n${LINE.repeat(100)}.\r\n`);

@@ -6,7 +6,8 @@
 import { createServer } from 'node:net';
 import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from './helpers/close-after-each';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
 
@@ -14,17 +15,11 @@ const MESSAGE = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: hello
 
 let upstream: TestUpstream | undefined;
 let gw: TestGateway | undefined;
-
-afterEach(async () => {
-  await gw?.close();
-  await upstream?.close();
-  gw = undefined;
-  upstream = undefined;
-});
+const track = closeAfterEach();
 
 async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: Parameters<typeof startTestGateway>[0] = {}) {
-  upstream = await startTestUpstream(upstreamOptions);
-  gw = await startTestGateway({ upstreamPort: upstream.port, ...gatewayOptions });
+  upstream = track(await startTestUpstream(upstreamOptions));
+  gw = track(await startTestGateway({ upstreamPort: upstream.port, ...gatewayOptions }));
   return { upstream, gw };
 }
 
@@ -107,7 +102,7 @@ describe('reply to the final dot', () => {
         probe.close(() => resolve(port));
       });
     });
-    gw = await startTestGateway({ upstreamPort: closedPort });
+    gw = track(await startTestGateway({ upstreamPort: closedPort }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
     expect(reply.response).toMatch(/^451 4\.4\.1 /);

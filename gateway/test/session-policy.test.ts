@@ -5,7 +5,8 @@
  * the upstream (which must not have seen the transaction).
  */
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closeAfterEach } from './helpers/close-after-each';
 import { eventually } from './helpers/eventually';
 import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
@@ -13,25 +14,16 @@ import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
 let upstream: TestUpstream | undefined;
 let gw: TestGateway | undefined;
-const dialogs: SmtpDialog[] = [];
-
-afterEach(async () => {
-  dialogs.splice(0).forEach((dialog) => dialog.destroy());
-  await gw?.close();
-  await upstream?.close();
-  gw = undefined;
-  upstream = undefined;
-});
+const track = closeAfterEach();
 
 async function setup(options: TestGatewayOptions = {}) {
-  upstream = await startTestUpstream({ mode: 'accept' });
-  gw = await startTestGateway({ upstreamPort: upstream.port, ...options });
+  upstream = track(await startTestUpstream({ mode: 'accept' }));
+  gw = track(await startTestGateway({ upstreamPort: upstream.port, ...options }));
   return { upstream, gw };
 }
 
 async function dial(port: number, localAddress?: string) {
-  const dialog = await openDialog(port, { localAddress });
-  dialogs.push(dialog);
+  const dialog = track(await openDialog(port, { localAddress }));
   await dialog.command('EHLO client.test');
   return dialog;
 }
@@ -140,25 +132,22 @@ describe('limits', () => {
 
   it('policy.maxConnectionsPerIp and maxConnections → 421 4.7.0 before the greeting', async () => {
     const { gw } = await setup({ policy: { maxConnectionsPerIp: 2, maxConnections: 3 } });
+    const first = await dial(gw.relayPort, '127.0.0.1');
     await dial(gw.relayPort, '127.0.0.1');
-    await dial(gw.relayPort, '127.0.0.1');
-    const third = await openDialog(gw.relayPort, { localAddress: '127.0.0.1' });
-    dialogs.push(third);
+    const third = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.1' }));
     expect(third.greeting?.code).toBe(421);
     expect(third.greeting?.text).toMatch(/^421 4\.7\.0 Too many connections from your address/);
     await third.closed();
     await dial(gw.relayPort, '127.0.0.2');
-    const fourth = await openDialog(gw.relayPort, { localAddress: '127.0.0.4' });
-    dialogs.push(fourth);
+    const fourth = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.4' }));
     expect(fourth.greeting?.text).toMatch(/^421 4\.7\.0 Too many connections, try again later/);
     const metrics = await gw.metricsText();
     expect(metrics).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="max_per_ip"\} 1/);
     expect(metrics).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="max_connections"\} 1/);
     // a closed connection frees its slot
-    dialogs.shift()?.destroy();
+    first.destroy();
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const again = await openDialog(gw.relayPort, { localAddress: '127.0.0.1' });
-    dialogs.push(again);
+    const again = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.1' }));
     expect(again.greeting?.code).toBe(220);
   });
 

@@ -12,7 +12,8 @@ import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
 import { makeServerCertificate, makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
+import { closeAfterEach } from './helpers/close-after-each';
+import { openDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
@@ -20,7 +21,6 @@ let certs: TestCertificates;
 let usersFile: string;
 let upstream: TestUpstream;
 let gw: TestGateway | undefined;
-const dialogs: SmtpDialog[] = [];
 
 beforeAll(async () => {
   certs = await makeTestCertificates();
@@ -34,13 +34,12 @@ afterAll(async () => {
   await upstream.close();
 });
 
-afterEach(async () => {
-  dialogs.splice(0).forEach((dialog) => dialog.destroy());
-  await gw?.close();
-  gw = undefined;
+afterEach(() => {
   upstream.messages.length = 0;
   upstream.mailFroms.length = 0;
 });
+// registered after the reset above, so (hooks run as a stack) each test's gateway and dialogs close before it
+const track = closeAfterEach();
 
 function start(options: TestGatewayOptions) {
   return startTestGateway({ upstreamPort: upstream.port, ...options });
@@ -49,8 +48,7 @@ function start(options: TestGatewayOptions) {
 const tls = () => ({ certFile: certs.certFile, keyFile: certs.keyFile });
 
 async function dial(port: number) {
-  const dialog = await openDialog(port);
-  dialogs.push(dialog);
+  const dialog = track(await openDialog(port));
   return dialog;
 }
 
@@ -69,7 +67,7 @@ const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'tls', 
 
 describe('TLS', () => {
   it('no certificate: STARTTLS is not offered, and the TLS listeners refuse to start with a clear error', async () => {
-    gw = await start({});
+    gw = track(await start({}));
     const dialog = await dial(gw.relayPort);
     const ehlo = await dialog.command('EHLO client.test');
     expect(ehlo.text).not.toContain('STARTTLS');
@@ -83,7 +81,7 @@ describe('TLS', () => {
   });
 
   it('relay listener: STARTTLS with the configured certificate (verified against the test CA), then relays', async () => {
-    gw = await start({ tls: tls() });
+    gw = track(await start({ tls: tls() }));
     const dialog = await dial(gw.relayPort);
     expect((await dialog.command('EHLO client.test')).text).toContain('STARTTLS');
     const info = await client(gw.relayPort).sendMail(MAIL);
@@ -94,14 +92,13 @@ describe('TLS', () => {
   });
 
   it('smtps listener: implicit TLS with the configured certificate; plain text on it is a failed handshake', async () => {
-    gw = await start({ tls: tls(), listeners: { smtps: { enabled: true } } });
+    gw = track(await start({ tls: tls(), listeners: { smtps: { enabled: true } } }));
     const port = gw.smtpsPort!;
     const info = await client(port, { secure: true }).sendMail(MAIL);
     expect(info.response).toMatch(/^250 /);
     expect(upstream.messages).toHaveLength(1);
     // a client that speaks plain SMTP to the implicit-TLS port fails the handshake
-    const plain = await openDialog(port, { skipGreeting: true });
-    dialogs.push(plain);
+    const plain = track(await openDialog(port, { skipGreeting: true }));
     plain.write('EHLO plain.client\r\n');
     await plain.closed();
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -109,9 +106,8 @@ describe('TLS', () => {
   });
 
   it('counts each TLS session once: one implicit-TLS and one STARTTLS session are one handshake each', async () => {
-    gw = await start({ tls: tls(), listeners: { smtps: { enabled: true } } });
-    const implicit = await openDialog(gw.smtpsPort!, { tlsCa: certs.ca });
-    dialogs.push(implicit);
+    gw = track(await start({ tls: tls(), listeners: { smtps: { enabled: true } } }));
+    const implicit = track(await openDialog(gw.smtpsPort!, { tlsCa: certs.ca }));
     expect((await implicit.command('EHLO client.test')).code).toBe(250);
     const upgraded = await dial(gw.relayPort);
     await upgraded.command('EHLO client.test');
@@ -129,7 +125,7 @@ describe('TLS', () => {
     const keyFile = join(dir, 'tls.key');
     await copyFile(certs.certFile, certFile);
     await copyFile(certs.keyFile, keyFile);
-    gw = await start({ tls: { certFile, keyFile }, listeners: { smtps: { enabled: true } } });
+    gw = track(await start({ tls: { certFile, keyFile }, listeners: { smtps: { enabled: true } } }));
     const peerName = () =>
       new Promise<string>((resolve, reject) => {
         const socket = tlsConnect({ port: gw!.smtpsPort!, host: '127.0.0.1', ca: certs.ca, servername: 'localhost' }, () => {
@@ -155,7 +151,7 @@ describe('TLS', () => {
 
 describe('AUTH', () => {
   it('AUTH is neither offered nor accepted before TLS unless auth.allowInsecure', async () => {
-    gw = await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } });
+    gw = track(await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } }));
     const dialog = await dial(gw.relayPort);
     expect((await dialog.command('EHLO client.test')).text).not.toContain('AUTH');
     const plain = Buffer.from('\0app\0s3cret-pass').toString('base64');
@@ -165,14 +161,14 @@ describe('AUTH', () => {
     expect((await dialog.command('EHLO client.test')).text).toContain('AUTH PLAIN LOGIN');
     expect((await dialog.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
     await gw.close();
-    gw = await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [] } });
+    gw = track(await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [] } }));
     const insecure = await dial(gw.relayPort);
     expect((await insecure.command('EHLO client.test')).text).toContain('AUTH PLAIN LOGIN');
     expect((await insecure.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
   });
 
   it('submission before STARTTLS: MAIL FROM gets 530 even from an allowed network', async () => {
-    gw = await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } });
+    gw = track(await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } }));
     const dialog = await dial(gw.submissionPort!);
     await dialog.command('EHLO client.test');
     const reply = await dialog.command('MAIL FROM:<app@example.com>');
@@ -182,7 +178,7 @@ describe('AUTH', () => {
   });
 
   it('an authenticated client may relay from outside allowedNetworks; wrong passwords get 535', async () => {
-    gw = await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } });
+    gw = track(await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } }));
     await expect(client(gw.relayPort, { auth: { user: 'app', pass: 'wrong' } }).sendMail(MAIL)).rejects.toMatchObject({ responseCode: 535 });
     await expect(client(gw.relayPort).sendMail(MAIL)).rejects.toMatchObject({ responseCode: 550 });
     expect(upstream.messages).toHaveLength(0);
@@ -197,7 +193,7 @@ describe('AUTH', () => {
   });
 
   it('submission listener: AUTH is required even from an allowed network', async () => {
-    gw = await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } });
+    gw = track(await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } }));
     const port = gw.submissionPort!;
     await expect(client(port).sendMail(MAIL)).rejects.toMatchObject({ responseCode: 530 });
     expect(upstream.messages).toHaveLength(0);
@@ -211,7 +207,7 @@ describe('AUTH', () => {
   });
 
   it('failed AUTH attempts are rate limited per client IP: 454 4.7.0 even for the right password', async () => {
-    gw = await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } });
+    gw = track(await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } }));
     const dialog = await dial(gw.relayPort);
     await dialog.command('EHLO client.test');
     const auth = (pass: string) => dialog.command(`AUTH PLAIN ${Buffer.from(`\0app\0${pass}`).toString('base64')}`);
@@ -224,21 +220,20 @@ describe('AUTH', () => {
   });
 
   it('guesses sent in parallel from one IP count together; another client IP is not limited', async () => {
-    gw = await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } });
+    gw = track(await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } }));
     const guessers = await Promise.all(Array.from({ length: 6 }, () => dial(gw!.relayPort)));
     await Promise.all(guessers.map((dialog) => dialog.command('EHLO guesser.test')));
     // all in the same tick, so every attempt is in flight before the first verdict
     for (const [n, dialog] of guessers.entries()) dialog.write(`AUTH PLAIN ${Buffer.from(`\0app\0guess${n}`).toString('base64')}\r\n`);
     const codes = (await Promise.all(guessers.map((dialog) => dialog.reply()))).map((reply) => reply.code).sort();
     expect(codes).toEqual([454, 454, 454, 454, 535, 535]);
-    const other = await openDialog(gw.relayPort, { localAddress: '127.0.0.2' });
-    dialogs.push(other);
+    const other = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.2' }));
     await other.command('EHLO other.test');
     expect((await other.command(`AUTH PLAIN ${Buffer.from('\0app\0s3cret-pass').toString('base64')}`)).code).toBe(235);
   });
 
   it('AUTH LOGIN works too, and policy.messagesPerMinute counts per user across client addresses', async () => {
-    gw = await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [], messagesPerMinute: 1 } });
+    gw = track(await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [], messagesPerMinute: 1 } }));
     const login = (localAddress: string) =>
       nodemailer.createTransport({ host: '127.0.0.1', port: gw!.relayPort, ignoreTLS: true, localAddress, authMethod: 'LOGIN', auth: { user: 'app', pass: 's3cret-pass' } });
     expect((await login('127.0.0.1').sendMail(MAIL)).response).toMatch(/^250 /);
