@@ -6,13 +6,11 @@
  * 0; this only holds the state the steps read, so each step can be tested
  * without signals.
  *
- * Events: 'drain' (once, when start() is first called), 'idle' (whenever the
- * in-flight count drops to 0).
+ * Event: 'idle' whenever the in-flight count drops to 0.
  */
 import { EventEmitter } from 'node:events';
 
 interface DrainEvents {
-  drain: [];
   idle: [];
 }
 
@@ -24,26 +22,14 @@ export class DrainController extends EventEmitter<DrainEvents> {
     return this._draining;
   }
 
-  /** Transactions begun (track/enter) and not yet settled. */
+  /** Transactions entered and not yet left. */
   get inFlight(): number {
     return this._inFlight;
   }
 
-  /** Enters draining; emits 'drain' the first time only. */
+  /** Enters draining, for good. */
   start(): void {
-    if (this._draining) return;
     this._draining = true;
-    this.emit('drain');
-  }
-
-  /**
-   * Counts `p` as in flight until it settles. Returns `p` itself, so a
-   * rejection the caller ignores is not turned into a second, unhandled one.
-   */
-  track<T>(p: Promise<T>): Promise<T> {
-    const leave = this.enter();
-    p.then(leave, leave);
-    return p;
   }
 
   /**
