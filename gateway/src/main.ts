@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  const logger = createLogger({ level: loaded.config.log.level, base: { service: 'smtp-gateway' } });
+  const logger = createLogger({ level: loaded.config.log.level, base: { service: 'smtp-gateway' }, buffered: true });
   let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
     gateway = await startGateway(loaded.config, { logger });

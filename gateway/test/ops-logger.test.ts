@@ -1,11 +1,13 @@
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import nodemailer from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLogger, isRedactedField, smtpServerLogger } from '../src/ops/logger';
+import { BUFFER_FLUSH_BYTES, createLogger, isRedactedField, smtpServerLogger } from '../src/ops/logger';
 import { LineSink } from './ops-support';
 
 const FIXED_TIME = new Date('2026-01-02T03:04:05.678Z');
@@ -291,5 +293,88 @@ describe('smtpServerLogger with a real smtp-server and nodemailer client', () =>
       expect.objectContaining({ level: 'warn', msg: 'id1 reset', tnx: 'error', err: expect.objectContaining({ message: 'ECONNRESET' }) }),
       expect.objectContaining({ level: 'error', msg: '', err: expect.objectContaining({ message: 'fatal thing' }) }),
     ]);
+  });
+});
+
+describe('createLogger({ buffered: true })', () => {
+  const LOGGER_MODULE = resolve(__dirname, '../src/ops/logger.ts');
+  const nextTurn = () => new Promise((done) => setImmediate(done));
+
+  it('writes the lines of one event-loop turn in one write, in the order they were logged, children included', async () => {
+    const sink = new LineSink();
+    const log = createLogger({ level: 'info', stream: sink, buffered: true, now: () => FIXED_TIME });
+    const child = log.child({ session: 's1' });
+    log.info('first');
+    child.warn('second');
+    log.debug('dropped');
+    log.error('third', { n: 3 });
+    expect(sink.text).toEqual([]);
+    await nextTurn();
+    expect(sink.text).toHaveLength(1);
+    expect(sink.lines).toEqual([
+      { time: FIXED_TIME.toISOString(), level: 'info', msg: 'first' },
+      { time: FIXED_TIME.toISOString(), level: 'warn', msg: 'second', session: 's1' },
+      { time: FIXED_TIME.toISOString(), level: 'error', msg: 'third', n: 3 },
+    ]);
+    child.info('next turn');
+    await nextTurn();
+    expect(sink.text).toHaveLength(2);
+    expect(sink.lines.map((line) => line.msg)).toEqual(['first', 'second', 'third', 'next turn']);
+  });
+
+  it('writes at once when BUFFER_FLUSH_BYTES are waiting, without waiting for the turn to end', () => {
+    const sink = new LineSink();
+    const log = createLogger({ level: 'info', stream: sink, buffered: true });
+    const filler = 'x'.repeat(1000);
+    let logged = 0;
+    while (sink.text.length === 0) {
+      log.info('filler', { n: logged++, filler });
+      expect(logged).toBeLessThan(BUFFER_FLUSH_BYTES / 1000 + 2);
+    }
+    expect(logged).toBeGreaterThan(BUFFER_FLUSH_BYTES / 1100);
+    expect(sink.lines.map((line) => line.n)).toEqual([...Array(logged).keys()]);
+  });
+
+  it('survives a stream that throws, like the unbuffered logger', async () => {
+    const broken = new Writable({
+      write() {
+        throw new Error('disk gone');
+      },
+    });
+    const log = createLogger({ level: 'info', stream: broken, buffered: true });
+    expect(() => log.info('still fine')).not.toThrow();
+    await nextTurn();
+    expect(() => log.info('still fine after')).not.toThrow();
+  });
+
+  /** Runs `script` in a fresh node process with `log` a buffered logger on stdout (a pipe). */
+  function runWithBufferedStdout(script: string) {
+    const setup = `const log = require(${JSON.stringify(LOGGER_MODULE)}).createLogger({ level: 'info', buffered: true });`;
+    return spawnSync(process.execPath, ['--import', 'tsx', '-e', `${setup}\n${script}`], { encoding: 'utf8', timeout: 30_000 });
+  }
+
+  it('writes every line logged right before process.exit(), in order', () => {
+    const result = runWithBufferedStdout(`
+      const child = log.child({ side: 'child' });
+      for (let n = 0; n < 200; n++) (n % 2 ? child : log).info('line', { n });
+      log.error('last words');
+      process.exit(3);
+    `);
+    expect(result.status).toBe(3);
+    const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toHaveLength(201);
+    expect(lines.slice(0, 200).map((line) => line.n)).toEqual([...Array(200).keys()]);
+    expect(lines[1]).toMatchObject({ side: 'child', n: 1 });
+    expect(lines[200]).toMatchObject({ level: 'error', msg: 'last words' });
+  });
+
+  it('writes the lines logged before an uncaught exception ends the process', () => {
+    const result = runWithBufferedStdout(`
+      log.info('before the crash');
+      setImmediate(() => { log.warn('in the crashing turn'); throw new Error('boom'); });
+    `);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('boom');
+    expect(result.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual(['before the crash', 'in the crashing turn']);
   });
 });

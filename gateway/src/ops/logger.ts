@@ -37,6 +37,15 @@ export interface LoggerOptions {
   base?: LogFields;
   /** Clock for the `time` field (tests). @default () => new Date() */
   now?: () => Date;
+  /**
+   * Collect lines and write them in one call per event-loop turn (or once
+   * BUFFER_FLUSH_BYTES are waiting), instead of one write (one syscall for
+   * stdout on a pipe or file) per line. Pending lines are written
+   * synchronously when the process exits, so a line logged right before
+   * `process.exit()` is never lost; order is always kept.
+   * @default false
+   */
+  buffered?: boolean;
 }
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -70,7 +79,7 @@ const MAX_STRING = 8192;
  * Turns any value into something JSON.stringify cannot choke on, dropping
  * redacted keys on the way.
  */
-function toJsonSafe(value: unknown, depth: number, seen: WeakSet<object>): unknown {
+function toJsonSafe(value: unknown, depth: number, ancestors: object[]): unknown {
   switch (typeof value) {
     case 'string':
       return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}…[${value.length - MAX_STRING} more chars]` : value;
@@ -91,26 +100,27 @@ function toJsonSafe(value: unknown, depth: number, seen: WeakSet<object>): unkno
   const object = value as object;
   if (Buffer.isBuffer(object) || object instanceof Uint8Array) return `[${object.constructor.name} ${object.byteLength} bytes]`;
   if (object instanceof Date) return Number.isNaN(object.getTime()) ? 'Invalid Date' : object.toISOString();
-  if (seen.has(object)) return '[Circular]';
+  if (ancestors.includes(object)) return '[Circular]';
   if (depth >= MAX_DEPTH) return '[Truncated]';
-  seen.add(object);
+  ancestors.push(object);
   try {
-    if (object instanceof Error) return errorToJson(object, depth, seen);
+    if (object instanceof Error) return errorToJson(object, depth, ancestors);
     if (Array.isArray(object)) {
-      const items = object.slice(0, MAX_ARRAY).map((item) => toJsonSafe(item, depth + 1, seen) ?? null);
+      const items = object.slice(0, MAX_ARRAY).map((item) => toJsonSafe(item, depth + 1, ancestors) ?? null);
       if (object.length > MAX_ARRAY) items.push(`[${object.length - MAX_ARRAY} more items]`);
       return items;
     }
-    if (object instanceof Map) return toJsonSafe(Object.fromEntries([...object.entries()].map(([k, v]) => [String(k), v])), depth, seen);
-    if (object instanceof Set) return toJsonSafe([...object], depth, seen);
-    return objectToJson(object as Record<string, unknown>, depth, seen);
+    if (object instanceof Map) return toJsonSafe(Object.fromEntries([...object.entries()].map(([k, v]) => [String(k), v])), depth, ancestors);
+    if (object instanceof Set) return toJsonSafe([...object], depth, ancestors);
+    return objectToJson(object as Record<string, unknown>, depth, ancestors);
   } finally {
     // Only ancestors count as circular; the same object twice side by side is fine.
-    seen.delete(object);
+    // A plain array rather than a WeakSet per line: depth is capped, so it holds a few objects.
+    ancestors.pop();
   }
 }
 
-function objectToJson(object: Record<string, unknown>, depth: number, seen: WeakSet<object>): Record<string, unknown> {
+function objectToJson(object: Record<string, unknown>, depth: number, ancestors: object[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   let keys: string[];
   try {
@@ -126,7 +136,7 @@ function objectToJson(object: Record<string, unknown>, depth: number, seen: Weak
     } catch (err) {
       item = `[getter threw: ${(err as Error)?.message ?? String(err)}]`;
     }
-    const safe = toJsonSafe(item, depth + 1, seen);
+    const safe = toJsonSafe(item, depth + 1, ancestors);
     if (safe !== undefined) out[key] = safe;
   }
   if (keys.length > MAX_KEYS) out['…'] = `${keys.length - MAX_KEYS} more keys`;
@@ -134,18 +144,87 @@ function objectToJson(object: Record<string, unknown>, depth: number, seen: Weak
 }
 
 /** Errors carry their useful parts in non-enumerable properties; name them explicitly. */
-function errorToJson(err: Error, depth: number, seen: WeakSet<object>): Record<string, unknown> {
+function errorToJson(err: Error, depth: number, ancestors: object[]): Record<string, unknown> {
   const out: Record<string, unknown> = { name: err.name, message: err.message };
-  Object.assign(out, objectToJson(err as unknown as Record<string, unknown>, depth, seen));
+  Object.assign(out, objectToJson(err as unknown as Record<string, unknown>, depth, ancestors));
   if (err.stack) out.stack = err.stack;
-  if (err.cause !== undefined) out.cause = toJsonSafe(err.cause, depth + 1, seen);
+  if (err.cause !== undefined) out.cause = toJsonSafe(err.cause, depth + 1, ancestors);
   return out;
+}
+
+/** Pending text above this size is written at once rather than at the end of the turn. */
+export const BUFFER_FLUSH_BYTES = 64 * 1024;
+
+/** Where a logger's finished lines go: straight to the stream, or batched per event-loop turn. */
+interface LineSink {
+  write(line: string): void;
+}
+
+function writeSafely(stream: NodeJS.WritableStream, text: string): void {
+  try {
+    stream.write(text);
+  } catch {
+    // A closed or broken log stream must not take a mail transaction down with it.
+  }
+}
+
+class DirectSink implements LineSink {
+  constructor(private readonly stream: NodeJS.WritableStream) {}
+  write(line: string): void {
+    writeSafely(this.stream, line);
+  }
+}
+
+/**
+ * Shared by a logger and all its children, so their lines keep the order they
+ * were logged in.
+ */
+class BufferedSink implements LineSink {
+  private pending = '';
+  private scheduled = false;
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.pending === '') return;
+    const text = this.pending;
+    this.pending = '';
+    writeSafely(this.stream, text);
+  };
+
+  constructor(private readonly stream: NodeJS.WritableStream) {
+    if (bufferedSinks.size === 0) process.on('exit', flushBufferedSinks);
+    bufferedSinks.add(this);
+  }
+
+  flushNow(): void {
+    this.flush();
+  }
+
+  write(line: string): void {
+    this.pending += line;
+    if (this.pending.length >= BUFFER_FLUSH_BYTES) {
+      this.flush();
+    } else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush).unref();
+    }
+  }
+}
+
+const bufferedSinks = new Set<BufferedSink>();
+
+/**
+ * 'exit' listeners run synchronously inside process.exit() and after an
+ * uncaught exception, and stdout to a file or pipe is written synchronously
+ * there, so nothing logged before the process ends is lost.
+ */
+function flushBufferedSinks(): void {
+  for (const sink of bufferedSinks) sink.flushNow();
 }
 
 class JsonLogger implements Logger {
   constructor(
     readonly level: LogLevel,
-    private readonly stream: NodeJS.WritableStream,
+    private readonly sink: LineSink,
     private readonly base: LogFields,
     private readonly now: () => Date,
   ) {}
@@ -164,7 +243,7 @@ class JsonLogger implements Logger {
   }
 
   child(fields: LogFields): Logger {
-    return new JsonLogger(this.level, this.stream, { ...this.base, ...fields }, this.now);
+    return new JsonLogger(this.level, this.sink, { ...this.base, ...fields }, this.now);
   }
 
   isLevelEnabled(level: LogLevel): boolean {
@@ -173,11 +252,13 @@ class JsonLogger implements Logger {
 
   private write(level: LogLevel, msg: unknown, fields: LogFields | undefined): void {
     if (!this.isLevelEnabled(level)) return;
+    let line: string;
     try {
-      this.stream.write(`${this.render(level, msg, fields)}\n`);
+      line = `${this.render(level, msg, fields)}\n`;
     } catch {
-      // A closed or broken log stream must not take a mail transaction down with it.
+      return;
     }
+    this.sink.write(line);
   }
 
   private render(level: LogLevel, msg: unknown, fields: LogFields | undefined): string {
@@ -186,7 +267,10 @@ class JsonLogger implements Logger {
       level,
       msg: typeof msg === 'string' ? msg : safeFormat(msg),
     };
-    const extra = toJsonSafe({ ...this.base, ...(fields ?? {}) }, 0, new WeakSet()) as Record<string, unknown>;
+    // Not `{ ...this.base, ...fields }`: V8 copies the second spread property by
+    // property in the runtime, which made rendering a transaction line ~2.5x slower.
+    // A null prototype keeps a `__proto__` field a plain key, as the spread did.
+    const extra = toJsonSafe(Object.assign(Object.create(null) as LogFields, this.base, fields), 0, []) as Record<string, unknown>;
     for (const [key, value] of Object.entries(extra)) line[RESERVED.has(key) ? `field.${key}` : key] = value;
     try {
       return JSON.stringify(line);
@@ -217,7 +301,9 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (!(opts.level in LEVEL_RANK)) {
     throw new Error(`createLogger: level ${JSON.stringify(opts.level)} is not one of ${LOG_LEVELS.join(', ')}`);
   }
-  return new JsonLogger(opts.level, opts.stream ?? process.stdout, opts.base ?? {}, opts.now ?? (() => new Date()));
+  const stream = opts.stream ?? process.stdout;
+  const sink = opts.buffered ? new BufferedSink(stream) : new DirectSink(stream);
+  return new JsonLogger(opts.level, sink, opts.base ?? {}, opts.now ?? (() => new Date()));
 }
 
 /** The bunyan-shaped logger smtp-server's and nodemailer's `logger` option expects. */
