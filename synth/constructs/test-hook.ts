@@ -10,6 +10,7 @@ import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { LISTENERS, listenerEnabled } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
+import { restrictedContainerSecurity } from './pod-security';
 
 /**
  * Needs only POSIX sh, nc, grep and tr (busybox has them). Reads SMTP_ENDPOINT=host:port and
@@ -81,16 +82,7 @@ export class TestHook extends Construct {
             cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
             memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) },
           },
-          securityContext: {
-            ensureNonRoot: true,
-            user: 65534,
-            group: 65534,
-            readOnlyRootFilesystem: true,
-            allowPrivilegeEscalation: false,
-            privileged: false,
-            capabilities: { drop: [kplus.Capability.ALL] },
-            seccompProfile: { type: kplus.SeccompProfileType.RUNTIME_DEFAULT },
-          },
+          securityContext: restrictedContainerSecurity(65534, 65534),
         },
       ],
     });

@@ -24,6 +24,7 @@ import { GatewayConfig } from './gateway-config';
 import { GatewaySecret, SECRET_CONDITIONS } from './gateway-secret';
 import { LISTENERS, OPS_PORT_NAME, listenerEnabled } from './listeners';
 import type { ChartNames } from './names';
+import { restrictedContainerSecurity } from './pod-security';
 
 export interface WorkloadProps {
   readonly names: ChartNames;
@@ -107,16 +108,7 @@ export class Workload extends Construct {
           liveness: probe(OPS_PATHS.liveness, 'liveness'),
           readiness: probe(OPS_PATHS.readiness, 'readiness'),
           lifecycle: { preStop: kplus.Handler.fromCommand(['sleep', t.str(valueRef('shutdown.preStopSeconds'))]) },
-          securityContext: {
-            ensureNonRoot: true,
-            user: RUN_AS_USER,
-            group: RUN_AS_GROUP,
-            readOnlyRootFilesystem: true,
-            allowPrivilegeEscalation: false,
-            privileged: false,
-            capabilities: { drop: [kplus.Capability.ALL] },
-            seccompProfile: { type: kplus.SeccompProfileType.RUNTIME_DEFAULT },
-          },
+          securityContext: restrictedContainerSecurity(RUN_AS_USER, RUN_AS_GROUP),
         },
       ],
     });
