@@ -182,7 +182,8 @@ class DirectSink implements LineSink {
 class BufferedSink implements LineSink {
   private pending = '';
   private scheduled = false;
-  private readonly flush = (): void => {
+  /** Writes what is pending; an arrow so setImmediate can call it unbound. */
+  readonly flush = (): void => {
     this.scheduled = false;
     if (this.pending === '') return;
     const text = this.pending;
@@ -193,10 +194,6 @@ class BufferedSink implements LineSink {
   constructor(private readonly stream: NodeJS.WritableStream) {
     if (bufferedSinks.size === 0) process.on('exit', flushBufferedSinks);
     bufferedSinks.add(this);
-  }
-
-  flushNow(): void {
-    this.flush();
   }
 
   write(line: string): void {
@@ -218,7 +215,7 @@ const bufferedSinks = new Set<BufferedSink>();
  * there, so nothing logged before the process ends is lost.
  */
 function flushBufferedSinks(): void {
-  for (const sink of bufferedSinks) sink.flushNow();
+  for (const sink of bufferedSinks) sink.flush();
 }
 
 class JsonLogger implements Logger {
