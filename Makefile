@@ -3,7 +3,9 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# The pinned Node.js (.nvmrc, installed by `make deps`) comes first, so every target and every
+# process a test starts runs on it, whatever Node.js the machine has.
+export PATH := $(CURDIR)/.tools/node/bin:$(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
 CHART := charts/smtp-gateway
@@ -20,7 +22,8 @@ help: ## List the targets
 setup: deps tools ## Install everything: npm packages, Debian test peers, pinned tools
 
 .PHONY: deps
-deps: ## npm ci (only when package-lock.json changed)
+deps: ## The pinned Node.js (.nvmrc) into .tools/, then npm ci (only when package-lock.json changed)
+	@scripts/install-node.sh
 	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; else echo "deps: node_modules up to date"; fi
 
 .PHONY: tools

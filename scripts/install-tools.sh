@@ -154,7 +154,7 @@ install_k8s_schemas() {
     echo "tools: kubernetes schemas $want present"
     return
   fi
-  require node "install Node.js 20; it converts the OpenAPI spec to JSON schemas"
+  require node "run scripts/install-node.sh (make deps) first; node converts the OpenAPI spec to JSON schemas"
   [ -d "$ROOT/node_modules/yaml" ] || die "node_modules/yaml is missing; run 'make deps' first"
   echo "tools: fetching kubernetes $K8S_SCHEMA_VERSION and prometheus-operator $PROMETHEUS_OPERATOR_VERSION schemas"
   local k8s po

@@ -42,7 +42,7 @@ describe('gateway/Dockerfile', () => {
     expect([...stages().keys()]).toEqual(['build', 'runtime']);
   });
 
-  it('builds both stages on Node.js 20 slim pinned by exact version or digest', () => {
+  it('builds both stages on the pinned Node.js (.nvmrc), slim, by exact version, which engines accepts', () => {
     const images = dockerfile.getFROMs().map((from) => {
       const image = from.getImage() ?? '';
       const variable = /^\$\{?(\w+)\}?$/.exec(image)?.[1];
@@ -51,14 +51,20 @@ describe('gateway/Dockerfile', () => {
       return arg?.getProperty()?.getValue() ?? `unset ARG ${variable}`;
     });
     expect(images).toHaveLength(2);
-    for (const image of images) {
-      expect(image).toMatch(/^node:20\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$|^node@sha256:[0-9a-f]{64}$/);
-    }
     expect(new Set(images).size).toBe(1);
-    // package.json's engines.node (">=20.11") must accept the image's Node.js.
-    const [, major, minor] = /^node:(\d+)\.(\d+)\./.exec(images[0]) ?? [];
-    const [, wantMajor, wantMinor] = /^>=(\d+)\.(\d+)$/.exec(pkg.engines.node) ?? [];
-    expect([Number(major), Number(minor) >= Number(wantMinor)]).toEqual([Number(wantMajor), true]);
+    // The image, the tools folder (scripts/install-node.sh) and CI (node-version-file) all read .nvmrc's version.
+    const pinned = readFileSync(join(REPO_ROOT, '.nvmrc'), 'utf8').trim();
+    expect(images[0]).toMatch(new RegExp(`^node:${pinned.replaceAll('.', '\\.')}-[a-z]+-slim(@sha256:[0-9a-f]{64})?$`));
+    // engines is a caret range on the pinned line: same major, minor at or below the pinned one.
+    const [, major, minor] = /^(\d+)\.(\d+)\.\d+$/.exec(pinned) ?? [];
+    const [, wantMajor, wantMinor] = /^\^(\d+)\.(\d+)\.\d+$/.exec(pkg.engines.node) ?? [];
+    expect([major, Number(minor) >= Number(wantMinor)]).toEqual([wantMajor, true]);
+  });
+
+  it('runs the tests on the pinned Node.js (the Makefile puts .tools/node first on PATH)', () => {
+    const pinned = readFileSync(join(REPO_ROOT, '.nvmrc'), 'utf8').trim();
+    expect(process.version).toBe(`v${pinned}`);
+    expect(execFileSync('node', ['--version'], { encoding: 'utf8' }).trim()).toBe(`v${pinned}`);
   });
 
   it('installs every dependency and compiles in the build stage', () => {
