@@ -12,11 +12,13 @@ import { LISTENER_NAMES } from './config/constants';
 import type { GatewayConfig } from './config/schema';
 import { DrainController } from './ops/drain';
 import { createLogger, type Logger } from './ops/logger';
-import { createMetrics, type GatewayMetrics } from './ops/metrics';
+import { createMetrics, type GatewayMetrics, type UpstreamPoolSnapshot } from './ops/metrics';
 import { startOpsServer, type OpsServer } from './ops/ops-server';
 import { nodemailerPoolSnapshot } from './ops/upstream-pool';
 import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
-import { createUpstream, type Upstream } from './relay/upstream';
+import { SendSlots, withSendSlots } from './relay/send-slots';
+import { createSesUpstream } from './relay/ses-upstream';
+import { createUpstream, type Upstream, type UpstreamHooks, type UpstreamSettings } from './relay/upstream';
 import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
@@ -71,15 +73,15 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
   try {
     let devUpstream: DevUpstream | undefined;
     let upstreamSettings = config.upstream;
-    if (!config.upstream.host) {
+    if (config.upstream.transport === 'smtp' && !config.upstream.host) {
       devUpstream = await startDevUpstream(config.devUpstream.dir, logger.child({ component: 'dev-upstream' }));
       cleanups.push(() => devUpstream?.close());
       upstreamSettings = { ...config.upstream, host: devUpstream.host, port: devUpstream.port, security: 'none', usernameFile: '', passwordFile: '' };
       logger.info('no upstream.host set: relaying to the development upstream', { dir: devUpstream.dir });
     }
-    const upstream: Upstream = createUpstream({ ...upstreamSettings, clientName: hostname });
+    const upstream = createRelayUpstream({ ...upstreamSettings, clientName: hostname }, metrics, logger);
     cleanups.push(() => upstream.close(true));
-    metrics.setUpstreamPoolSource(() => nodemailerPoolSnapshot(upstream.transport));
+    metrics.setUpstreamPoolSource(() => poolSnapshot(upstream));
 
     const listeners: SmtpListener[] = [];
     let certificates: CertificateWatch | undefined;
@@ -218,6 +220,35 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The one place the upstream is built: the configured transport, behind the
+ * send slots that apply upstream.messagesPerSecond and bound the wait.
+ */
+function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics, logger: Logger): Upstream & { readonly slots: SendSlots } {
+  const log = logger.child({ component: 'upstream' });
+  const hooks: UpstreamHooks = {
+    onCredentialFailure: (err) => {
+      metrics.upstreamCredentialFailures.inc();
+      log.error('upstream refused the gateway credentials', { transport: settings.transport, err: err.message });
+    },
+    onCredentialsReloaded: () => log.info('upstream credentials reloaded', { usernameFile: settings.usernameFile, passwordFile: settings.passwordFile, caFile: settings.caFile }),
+    onCredentialsError: (err) => log.error('upstream credentials reload failed, keeping the values in use', { err: err.message }),
+  };
+  const transport = settings.transport === 'ses' ? createSesUpstream(settings, hooks) : createUpstream(settings, hooks);
+  const slots = new SendSlots({ rate: settings.messagesPerSecond, maxConcurrent: settings.maxConnections, maxWaitMs: settings.maxWaitSeconds * 1000 });
+  return Object.assign(withSendSlots(transport, slots), { slots });
+}
+
+/** Messages waiting for a send slot are the queue; the SMTP pool tells its connections, the API has none to tell. */
+function poolSnapshot(upstream: Upstream & { readonly slots: SendSlots }): UpstreamPoolSnapshot {
+  const pool = nodemailerPoolSnapshot(upstream.transport);
+  return {
+    active: pool?.active ?? upstream.slots.sending,
+    idle: pool?.idle ?? 0,
+    queued: upstream.slots.waiting + (pool?.queued ?? 0),
+  };
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

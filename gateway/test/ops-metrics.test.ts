@@ -108,6 +108,7 @@ describe('createMetrics', () => {
       'smtp_gateway_relayed_bytes_total',
       'smtp_gateway_tls_handshakes_total',
       'smtp_gateway_transaction_duration_seconds',
+      'smtp_gateway_upstream_credential_failures_total',
       'smtp_gateway_upstream_duration_seconds',
       'smtp_gateway_upstream_pool',
       'smtp_gateway_upstream_replies_total',

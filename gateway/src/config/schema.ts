@@ -12,7 +12,48 @@ const port = z.number().int().min(1).max(65535);
 /** A port to listen on; 0 lets the OS pick a free one (tests, local runs), and the gateway logs the real one. */
 const listenPort = z.number().int().min(0).max(65535);
 
+export const UPSTREAM_TRANSPORTS = ['smtp', 'ses'] as const;
+
+/** What one SES SendEmail request may carry. */
+export const SES_LIMITS = { maxRecipients: 50, maxMessageBytes: 40 * 1024 * 1024 } as const;
+
 const isLoopbackHost = (host: string) => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+interface SesSettings {
+  readonly usernameFile: string;
+  readonly passwordFile: string;
+  readonly ses: { readonly region: string; readonly endpoint: string };
+}
+
+/** transport ses: a region, an https endpoint (http only on loopback), and no SMTP password that would be ignored. */
+function checkSes(upstream: SesSettings, ctx: z.RefinementCtx): void {
+  if (!upstream.ses.region) {
+    ctx.addIssue({ code: 'custom', path: ['ses', 'region'], message: 'upstream.transport is ses, so upstream.ses.region must name the SES region, e.g. eu-west-1' });
+  }
+  for (const key of ['usernameFile', 'passwordFile'] as const) {
+    if (!upstream[key]) continue;
+    ctx.addIssue({
+      code: 'custom',
+      path: [key],
+      message: `upstream.transport is ses, which signs requests with the pod's AWS credentials and never uses an SMTP password: leave upstream.${key} empty`,
+    });
+  }
+  const endpoint = upstream.ses.endpoint;
+  if (!endpoint) return;
+  let url: URL | undefined;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = undefined;
+  }
+  const hostname = url?.hostname.replace(/^\[|\]$/g, '');
+  if (url && (url.protocol === 'https:' || (url.protocol === 'http:' && hostname && isLoopbackHost(hostname)))) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['ses', 'endpoint'],
+    message: 'expected an https:// URL (http:// only on loopback, for tests)',
+  });
+}
 
 /** "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
 export const cidr = z.string().refine((value) => parseCidr(value) !== undefined, {
@@ -151,9 +192,30 @@ export const configSchema = z
         messagesPerSecond: z.number().min(0).default(0).describe('Send-rate limit (SES maximum send rate); 0 means none.'),
         connectionTimeoutMs: z.number().int().min(100).default(10000).describe('Time to establish a connection.'),
         socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
+        transport: z
+          .enum(UPSTREAM_TRANSPORTS)
+          .default('smtp')
+          .describe('smtp relays to upstream.host; ses sends each message with the SES v2 API (SendEmail, raw content) using the AWS SDK default credentials (EKS Pod Identity in a cluster).'),
+        maxWaitSeconds: z
+          .number()
+          .min(1)
+          .max(300)
+          .default(20)
+          .describe('Longest a message waits for a send slot (messagesPerSecond) or an upstream connection; past it the client gets 451 4.7.0 and nothing is sent. Keep it under client timeouts (often 60 s).'),
+        ses: z
+          .object({
+            region: z.string().default('').describe('AWS region of the SES account, e.g. eu-west-1; required with transport ses.'),
+            endpoint: z.string().default('').describe('SES API endpoint URL; empty uses the regional AWS endpoint (set it only for tests).'),
+            configurationSet: z.string().default('').describe('SES configuration set for every message; empty sends without one.'),
+            requestTimeoutMs: z.number().int().min(100).default(30000).describe('Longest one SendEmail request may take; then the client gets 451.'),
+          })
+          .strict()
+          .prefault({})
+          .describe('The SES v2 API (transport ses).'),
       })
       .strict()
       .superRefine((upstream, ctx) => {
+        if (upstream.transport === 'ses') return checkSes(upstream, ctx);
         if (upstream.security !== 'none' || !upstream.host || isLoopbackHost(upstream.host)) return;
         ctx.addIssue({
           code: 'custom',
@@ -162,7 +224,7 @@ export const configSchema = z
         });
       })
       .prefault({})
-      .describe('The smarthost mail is relayed to.'),
+      .describe('Where mail is relayed to: a smarthost over SMTP, or the SES v2 API.'),
     devUpstream: z
       .object({
         dir: z.string().default('.dev-mail').describe('Folder the development upstream writes .eml files to.'),
@@ -193,7 +255,15 @@ export const configSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    if (config.upstream.transport !== 'ses' || config.policy.maxRecipients <= SES_LIMITS.maxRecipients) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['policy', 'maxRecipients'],
+      message: `expected at most ${SES_LIMITS.maxRecipients} with upstream.transport ses (SES takes ${SES_LIMITS.maxRecipients} recipients per message)`,
+    });
+  });
 
 /** Configuration as written by a user (every key optional). */
 export type GatewayConfigInput = z.input<typeof configSchema>;

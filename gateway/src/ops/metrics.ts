@@ -45,6 +45,7 @@ export type RejectReason =
 /** Temporary refusals (4xx to the client, which will retry). */
 export type DeferReason =
   | 'rate_limited'
+  | 'upstream_wait'
   | 'upstream_temporary'
   | 'upstream_timeout'
   | 'upstream_connection'
@@ -141,6 +142,8 @@ export interface GatewayMetrics {
   /** Seconds from the client's MAIL FROM to our final reply (or the abort). */
   transactionLatency: LabelledHistogram<{ outcome: MessageOutcome }>;
   upstreamPool: LabelledGauge<{ state: UpstreamPoolState }>;
+  /** The upstream refused the gateway's own credentials (SMTP AUTH, or AWS credentials for SES). */
+  upstreamCredentialFailures: Counter;
 
   /** 1 while accepting mail, 0 before the listeners are up and while draining. */
   ready: Gauge;
@@ -228,6 +231,11 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     ['outcome'],
   );
 
+  const upstreamCredentialFailures = counter(
+    'smtp_gateway_upstream_credential_failures_total',
+    "Messages the upstream could not take because it refused the gateway's own credentials (SMTP AUTH login, or the AWS credentials for SES).",
+  );
+
   let poolSource: (() => UpstreamPoolSnapshot | undefined) | undefined;
   const upstreamPool = new Gauge({
     name: 'smtp_gateway_upstream_pool',
@@ -266,6 +274,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   ready.set(0);
   buildInfo.set({ version: options.version ?? gatewayVersion() }, 1);
   messageBytes.inc(0);
+  upstreamCredentialFailures.inc(0);
   for (const listener of options.listeners ?? LISTENER_NAMES) {
     connectionsOpen.set({ listener }, 0);
     connections.inc({ listener }, 0);
@@ -286,6 +295,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     upstreamLatency,
     transactionLatency,
     upstreamPool,
+    upstreamCredentialFailures,
     ready,
     buildInfo,
     setUpstreamPoolSource(source) {

@@ -91,6 +91,10 @@ const TIMEOUT_CODES = new Set(['ETIMEDOUT']);
 const UNAVAILABLE_CODES = new Set(['ECONNECTION', 'ESOCKET', 'EDNS', 'ETLS', 'EAUTH', 'ENOAUTH', 'EPROTOCOL']);
 
 export function failedReply(err: UpstreamError): TransactionResult {
+  if (err.code === 'ESLOTWAIT') {
+    // nothing reached the upstream: the client's retry is the message's only copy
+    return deferred('4.7.0', 'Gateway busy: no upstream send slot in time, try again later', 'upstream_wait');
+  }
   const code = err.responseCode ?? 0;
   const line = err.response?.toString().trim();
   if (code >= 500 && code <= 599 && line && err.code !== 'EAUTH' && err.code !== 'ETLS') {

@@ -9,13 +9,13 @@
  * passes) was about a tenth of the gateway's CPU per message. The pool reads
  * only the envelope, the stream and the signal from what it is given.
  */
-import { readFileSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import type { SMTPPoolOptions } from 'nodemailer';
 import type { MailMessage } from 'nodemailer/lib/mailer';
 import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { GatewayConfig } from '../config/schema';
 import { installFastDotStuffing } from './dot-stuffing';
+import { watchCredentials, type UpstreamCredentials } from './upstream-credentials';
 import type { UpstreamError, UpstreamInfo } from './reply-mapping';
 
 installFastDotStuffing();
@@ -39,35 +39,45 @@ export type UpstreamSettings = GatewayConfig['upstream'] & {
   readonly clientName?: string;
 };
 
-export function createUpstream(settings: UpstreamSettings): Upstream {
-  const transport = new SMTPPool(transportOptions(settings));
+export interface UpstreamHooks {
+  /** The upstream refused the gateway's own credentials (SMTP AUTH, or the AWS credentials for SES). */
+  readonly onCredentialFailure?: (error: Error) => void;
+  /** The credential files changed and new connections use the new values. */
+  readonly onCredentialsReloaded?: () => void;
+  /** The credential files changed but cannot be used; the values in use stay. */
+  readonly onCredentialsError?: (error: Error) => void;
+  /** How often the credential files are re-read without a file system event. @default watchFiles' default */
+  readonly credentialPollMs?: number;
+}
+
+export function createUpstream(settings: UpstreamSettings, hooks: UpstreamHooks = {}): Upstream {
+  const credentials = watchCredentials(settings, {
+    pollMs: hooks.credentialPollMs,
+    // connections open now stay logged in; each new one reads the pool's options
+    onChange: (next) => {
+      Object.assign(transport.options, credentialOptions(settings, next));
+      hooks.onCredentialsReloaded?.();
+    },
+    onError: (err) => hooks.onCredentialsError?.(err),
+  });
+  const transport = new SMTPPool(transportOptions(settings, credentials.current));
   transport.on('error', () => undefined);
   return {
     transport,
     send(envelope, raw, signal) {
       return new Promise<UpstreamInfo>((resolve, reject) => {
         transport.send(poolMessage(envelope, raw, signal), (err, info) => {
+          if (err && (err as UpstreamError).code === 'EAUTH') hooks.onCredentialFailure?.(err);
           if (err) reject(err);
           else resolve(info ?? {});
         });
       });
     },
     close(force = false) {
+      credentials.close();
       transport.close({ force });
     },
   };
-}
-
-/** Reads a secret file; a missing or empty file is a start-up error that names the key and path. */
-function readSecret(key: string, file: string): string {
-  let value: string;
-  try {
-    value = readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    throw new Error(`upstream.${key}: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`);
-  }
-  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
-  return value;
 }
 
 /** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
@@ -133,12 +143,21 @@ function handOff(raw: Readable, refusal: () => Error | undefined): Readable {
   return out;
 }
 
-export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & { pool: true } {
-  const rate = rateLimit(settings.messagesPerSecond);
-  const auth =
-    settings.usernameFile || settings.passwordFile
-      ? { user: readSecret('usernameFile', settings.usernameFile), pass: readSecret('passwordFile', settings.passwordFile) }
-      : undefined;
+/** The pool options that follow the credential files. */
+function credentialOptions(settings: UpstreamSettings, credentials: UpstreamCredentials): Pick<SMTPPoolOptions, 'auth' | 'tls'> {
+  return {
+    auth: credentials.auth ? { ...credentials.auth } : undefined,
+    tls: {
+      rejectUnauthorized: settings.rejectUnauthorized,
+      minVersion: 'TLSv1.2',
+      ca: credentials.ca,
+      servername: settings.host,
+    },
+  };
+}
+
+/** The send rate (messagesPerSecond) is not here: the send slots (send-slots.ts) apply it, with a bounded wait. */
+export function transportOptions(settings: UpstreamSettings, credentials: UpstreamCredentials): SMTPPoolOptions & { pool: true } {
   return {
     pool: true,
     host: settings.host,
@@ -147,13 +166,7 @@ export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & 
     secure: settings.security === 'tls',
     requireTLS: settings.security === 'starttls',
     ignoreTLS: settings.security === 'none',
-    auth,
-    tls: {
-      rejectUnauthorized: settings.rejectUnauthorized,
-      minVersion: 'TLSv1.2',
-      ca: settings.caFile ? readFileSync(settings.caFile) : undefined,
-      servername: settings.host,
-    },
+    ...credentialOptions(settings, credentials),
     connectionTimeout: settings.connectionTimeoutMs,
     greetingTimeout: settings.connectionTimeoutMs,
     socketTimeout: settings.socketTimeoutMs,
@@ -162,15 +175,7 @@ export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & 
     dnsTimeout: settings.connectionTimeoutMs,
     maxConnections: settings.maxConnections,
     maxMessages: settings.maxMessagesPerConnection,
-    ...rate,
     logger: false,
     debug: false,
   };
-}
-
-/** SES-style "N messages per second" as nodemailer's messages-per-window pair. */
-function rateLimit(messagesPerSecond: number): { rateLimit?: number; rateDelta?: number } {
-  if (messagesPerSecond <= 0) return {};
-  if (messagesPerSecond >= 1) return { rateLimit: Math.floor(messagesPerSecond), rateDelta: 1000 };
-  return { rateLimit: 1, rateDelta: Math.round(1000 / messagesPerSecond) };
 }
