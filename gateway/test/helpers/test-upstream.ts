@@ -30,10 +30,15 @@ export interface TestUpstreamOptions {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** Speak TLS from the first byte (needs `tls`). */
   readonly implicitTls?: boolean;
-  /** Require AUTH with these credentials. */
-  readonly auth?: { readonly user: string; readonly pass: string };
+  /** Require AUTH with these credentials (any of a list; read at every AUTH, so a test may change them). */
+  readonly auth?: TestCredentials | readonly TestCredentials[];
   /** Queue id in the 250 reply. @default 'TESTQ<n>' */
   readonly queueId?: (n: number) => string;
+}
+
+export interface TestCredentials {
+  readonly user: string;
+  readonly pass: string;
 }
 
 export interface ReceivedMessage {
@@ -102,7 +107,8 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
       callback();
     },
     onAuth(auth, _session, callback) {
-      if (options.auth && auth.username === options.auth.user && auth.password === options.auth.pass) {
+      const valid = options.auth ? [options.auth].flat() : [];
+      if (valid.some((credentials) => auth.username === credentials.user && auth.password === credentials.pass)) {
         return callback(null, { user: auth.username });
       }
       callback(Object.assign(new Error('5.7.8 Bad credentials'), { responseCode: 535 }));
