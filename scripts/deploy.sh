@@ -44,6 +44,12 @@ OPTIONS
   --canary-replicas N   With rollout: run N canary pods instead of the computed number.
   -h, --help      Show this help.
 
+Before each helm upgrade: the Secrets the overlay names must exist, and when the overlay sets
+config.upstream.transport ses (SES v2 API with the pods' IAM role, no SMTP password Secret), the release's
+ServiceAccount must have its EKS Pod Identity association (aws eks list-pod-identity-associations), the
+SES identity named in eksctl/<env>.yaml must be verified (aws sesv2 get-email-identity) and the
+configuration set must exist (aws sesv2 get-configuration-set).
+
 Production refuses a work tree with uncommitted changes. A staging image from a dirty tree is tagged
 <revision>-dirty-<UTC time>. Needs: aws, eksctl, kubectl, helm, docker, git; AWS credentials (AWS_PROFILE
 or the usual AWS_* variables). Optional: LBC_CHART_VERSION (default $LBC_CHART_VERSION), HELM_TIMEOUT
@@ -203,6 +209,51 @@ require_secrets() {
   done
 }
 
+# overlay_value INDENT KEY: the first value of KEY at INDENT spaces in the overlay (empty if none).
+overlay_value() {
+  sed -n -E "/^ {$1}$2: */{s/^ *$2: *\"?([^\"#[:space:]]*)\"?.*$/\1/p;q}" "$ROOT/$VALUES_FILE"
+}
+
+# With config.upstream.transport ses the pods sign SES requests with the IAM role their ServiceAccount is
+# associated with (EKS Pod Identity, $EKSCTL_FILE), and may send only from the SES identity that role
+# names. No SMTP credentials are involved. Without the association, the verified identity or the
+# configuration set, every message would be deferred: look first and say which is missing.
+require_ses_access() {
+  local release=$1 region config_set identity
+  [ "$(overlay_value 4 transport)" = ses ] || return 0
+  region=$(overlay_value 6 region)
+  config_set=$(overlay_value 6 configurationSet)
+  identity=$(sed -n -E '/^ *- arn:aws:ses:[^:]*:[^:]*:identity\//{s#^.*:identity/([^[:space:]]+).*$#\1#p;q}' "$ROOT/$EKSCTL_FILE")
+  [ -n "$region" ] || die "$VALUES_FILE sets config.upstream.transport ses but no config.upstream.ses.region"
+  [ -n "$identity" ] || die "$EKSCTL_FILE lets the gateway's role send from no SES identity (no arn:aws:ses:...:identity/NAME resource)"
+  # the chart names the release's ServiceAccount after the release
+  if probe aws eks list-pod-identity-associations --cluster-name "$CLUSTER" --region "$REGION" \
+    --namespace "$NAMESPACE" --service-account "$release" --query 'associations[].associationId' --output text; then
+    [[ -n "$PROBE_OUT" && "$PROBE_OUT" != None ]] ||
+      die "ServiceAccount $NAMESPACE/$release has no EKS Pod Identity association in $CLUSTER, so its pods cannot sign SES requests; create it with 'eksctl create podidentityassociation --config-file $ROOT/$EKSCTL_FILE', then run again"
+  elif ! $DRY_RUN; then
+    die "could not look up the Pod Identity associations of $CLUSTER: $PROBE_OUT"
+  fi
+  if probe aws sesv2 get-email-identity --email-identity "$identity" --region "$region" \
+    --query VerifiedForSendingStatus --output text; then
+    [ "$PROBE_OUT" = True ] ||
+      die "SES identity $identity (named in $EKSCTL_FILE) is not verified for sending in $region; finish its DNS verification, then run again"
+  elif [[ "$PROBE_OUT" == *NotFoundException* ]]; then
+    die "SES identity $identity (named in $EKSCTL_FILE) does not exist in $region; create and verify it (aws sesv2 create-email-identity), then run again"
+  elif ! $DRY_RUN; then
+    die "could not look up SES identity $identity in $region: $PROBE_OUT"
+  fi
+  [ -n "$config_set" ] || return 0
+  if probe aws sesv2 get-configuration-set --configuration-set-name "$config_set" --region "$region" \
+    --query ConfigurationSetName --output text; then
+    say "SES: $NAMESPACE/$release has its Pod Identity role, identity $identity is verified, configuration set $config_set exists"
+  elif [[ "$PROBE_OUT" == *NotFoundException* ]]; then
+    die "SES configuration set $config_set (config.upstream.ses.configurationSet in $VALUES_FILE) does not exist in $region; create it (aws sesv2 create-configuration-set), then run again"
+  elif ! $DRY_RUN; then
+    die "could not look up SES configuration set $config_set in $region: $PROBE_OUT"
+  fi
+}
+
 # helm_release RELEASE REPOSITORY TAG EXTRA_ARGS...: install or upgrade one release of the chart with the
 # environment's overlay; --atomic rolls it back by itself if it does not become ready.
 helm_release() {
@@ -211,6 +262,7 @@ helm_release() {
   require_file "$CHART_DIR/Chart.yaml" "run 'make synth' to generate the chart"
   require_file "$VALUES_FILE" "the $ENV_NAME overlay is part of this repository"
   require_secrets
+  require_ses_access "$release"
   run helm upgrade --install "$release" "$ROOT/$CHART_DIR" \
     --kube-context "$CLUSTER" --namespace "$NAMESPACE" --create-namespace \
     --values "$ROOT/$VALUES_FILE" \

@@ -69,7 +69,11 @@ Check it:
   kubectl -n {{ .Release.Namespace }} port-forward service/${component('metrics')} ${CONTAINER_PORTS.ops}:${SERVICE_PORTS.ops}
   curl -s localhost:${CONTAINER_PORTS.ops}${OPS_PATHS.readiness}; curl -s localhost:${CONTAINER_PORTS.ops}${OPS_PATHS.metrics} | head
 {{- end }}
-{{- if not .Values.config.upstream.host }}
+{{- if eq (toString .Values.config.upstream.transport) "ses" }}
+
+Mail goes to the SES v2 API in {{ .Values.config.upstream.ses.region }} with the pods' IAM role: the ServiceAccount
+{{ include "${CHART_NAME}.serviceAccountName" . }} needs an EKS Pod Identity association (eksctl/*.yaml, iam.podIdentityAssociations).
+{{- else if not .Values.config.upstream.host }}
 
 WARNING: config.upstream.host is empty, so mail goes to the embedded development upstream, not to a smarthost.
 {{- end }}

@@ -1,14 +1,14 @@
 /**
  * Bounded waiting (upstream.maxWaitSeconds): offered far more than the send
  * rate allows, over many connections, every client hears back within the
- * bound; each message is either relayed once (250) or deferred with nothing
+ * bound after its data; each message is either relayed once (250) or deferred with nothing
  * sent (451 4.7.0); none is lost or sent twice. And the send slots on their
  * own: a rate changed while running, an abort while waiting.
  */
 import { describe, expect, it } from 'vitest';
 import { SendSlots, SendSlotTimeout } from '../src/relay/send-slots';
 import { closeAfterEach } from './helpers/close-after-each';
-import { sendMail, type SendResult } from './helpers/send-mail';
+import { openDialog, startData } from './helpers/smtp-dialog';
 import { startTestGateway } from './helpers/test-gateway';
 import { startTestUpstream } from './helpers/test-upstream';
 
@@ -30,14 +30,19 @@ describe('upstream.maxWaitSeconds under overload', () => {
         log: { level: 'warn' },
       }),
     );
-    const results = new Map<number, SendResult>();
-    // each connection sends its messages one after the other, all connections at once
+    const results = new Map<number, { code: number; text: string; ms: number }>();
+    // every connection at once, each sending its messages one after the other; the wait is timed from
+    // the 354 (where the gateway starts waiting for a slot) to the reply to the final dot
     await Promise.all(
       Array.from({ length: connections }, async (_, c) => {
+        const dialog = track(await openDialog(gw.relayPort));
         for (let r = 0; r < rounds; r++) {
           const seq = c * rounds + r;
-          const raw = `From: app@example.com\r\nTo: user@example.org\r\nX-Test-Seq: ${seq}\r\nSubject: load ${seq}\r\n\r\nbody\r\n`;
-          results.set(seq, await sendMail(gw.relayPort, { raw, timeoutMs: 30_000 }));
+          expect((await startData(dialog, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
+          const started = performance.now();
+          dialog.write(`From: app@example.com\r\nTo: user@example.org\r\nX-Test-Seq: ${seq}\r\nSubject: load ${seq}\r\n\r\nbody\r\n.\r\n`);
+          const reply = await dialog.reply(30_000);
+          results.set(seq, { code: reply.code, text: reply.text, ms: performance.now() - started });
         }
       }),
     );
@@ -46,7 +51,7 @@ describe('upstream.maxWaitSeconds under overload', () => {
     const accepted = [...results].filter(([, result]) => result.code === 250).map(([seq]) => seq);
     const deferred = replies.filter((result) => result.code === 451);
     expect(accepted.length + deferred.length).toBe(offered);
-    for (const result of deferred) expect(result.response).toMatch(/^451 4\.7\.0 Gateway busy: no upstream send slot in time/);
+    for (const result of deferred) expect(result.text).toMatch(/^451 4\.7\.0 Gateway busy: no upstream send slot in time/);
     const slowest = Math.max(...replies.map((result) => result.ms));
     expect(slowest).toBeLessThanOrEqual((maxWaitSeconds + 1) * 1000);
     // the overload was real: some waited out their bound

@@ -22,6 +22,16 @@ const secretLookups = (cluster: string) =>
     (name) => `kubectl --context ${cluster} --namespace smtp-gateway get secret ${name} --output name`,
   );
 
+/** transport ses: the look-ups before a release's helm upgrade (its Pod Identity association, the SES identity, the configuration set). */
+const sesLookups = (cluster: string, release = 'smtp-gateway') => {
+  const [identity, configurationSet] = cluster.endsWith('-prod') ? ['example.com', 'smtp-gateway-production'] : ['staging.example.com', 'smtp-gateway-staging'];
+  return [
+    `aws eks list-pod-identity-associations --cluster-name ${cluster} --region us-east-1 --namespace smtp-gateway --service-account ${release} --query associations[].associationId --output text`,
+    `aws sesv2 get-email-identity --email-identity ${identity} --region us-east-1 --query VerifiedForSendingStatus --output text`,
+    `aws sesv2 get-configuration-set --configuration-set-name ${configurationSet} --region us-east-1 --query ConfigurationSetName --output text`,
+  ];
+};
+
 /** The commands of a deploy, in order, for a cluster and repository that already exist. */
 function deployCommands(env: 'staging' | 'production', revision: string): string[] {
   const cluster = env === 'staging' ? 'smtp-gateway-staging' : 'smtp-gateway-prod';
@@ -40,6 +50,7 @@ function deployCommands(env: 'staging' | 'production', revision: string): string
     `docker build --file ${box.tree}/gateway/Dockerfile --platform linux/amd64 --build-arg VERSION=0.1.0 --build-arg REVISION=${full} --build-arg SOURCE=https://git.example.test/smtp-gateway --tag ${IMAGE}:${revision} ${box.tree}`,
     `docker push ${IMAGE}:${revision}`,
     ...secretLookups(cluster),
+    ...sesLookups(cluster),
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --atomic --wait --timeout 10m`,
     `helm test smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --logs --timeout 5m`,
     `kubectl --context ${cluster} --namespace smtp-gateway get services --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={range .items[?(@.spec.type=="LoadBalancer")]}{.metadata.name}{"\\t"}{.status.loadBalancer.ingress[*].hostname}{"\\n"}{end}`,
@@ -105,6 +116,28 @@ describe('deploy-aws-staging.sh', () => {
     expect(result.commands.at(-1)).toBe(secretLookups('smtp-gateway-staging')[1]);
   });
 
+  it('transport ses: stops before the release when its ServiceAccount has no Pod Identity association, saying how to create it', () => {
+    const rules = [{ match: '^aws eks list-pod-identity-associations ', stdout: '' }, ...EXISTING];
+    const result = box.run('deploy-aws-staging.sh', [], { rules });
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(
+      `ServiceAccount smtp-gateway/smtp-gateway has no EKS Pod Identity association in smtp-gateway-staging, so its pods cannot sign SES requests; create it with 'eksctl create podidentityassociation --config-file ${box.tree}/eksctl/staging.yaml'`,
+    );
+    expect(result.commands.at(-1)).toBe(sesLookups('smtp-gateway-staging')[0]);
+  });
+
+  it.each([
+    ['not verified', { match: '^aws sesv2 get-email-identity ', stdout: 'False' }, 'is not verified for sending in us-east-1', 1],
+    ['missing', notFound('^aws sesv2 get-email-identity ', 'NotFoundException'), 'does not exist in us-east-1; create and verify it', 1],
+    ['configuration set missing', notFound('^aws sesv2 get-configuration-set ', 'NotFoundException'), 'SES configuration set smtp-gateway-staging (config.upstream.ses.configurationSet in values/staging.yaml) does not exist', 2],
+  ])('transport ses: stops before the release when the SES side is %s', (_what, rule, message, lastLookup) => {
+    const result = box.run('deploy-aws-staging.sh', [], { rules: [rule, ...EXISTING] });
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(message);
+    expect(result.commands.at(-1)).toBe(sesLookups('smtp-gateway-staging')[lastLookup]);
+    expect(result.commands.some((c) => c.startsWith('helm upgrade --install smtp-gateway '))).toBe(false);
+  });
+
   it('stops when the cluster cannot be created, before touching kubeconfig', () => {
     const rules = [{ match: '^eksctl create cluster', exit: 1, stderr: 'Error: creating CloudFormation stack: AlreadyExistsException' }, ...FRESH];
     const result = box.run('deploy-aws-staging.sh', [], { rules });
@@ -145,6 +178,9 @@ describe('deploy-aws-staging.sh', () => {
       'aws ecr get-login-password --region us-east-1 | docker login --username AWS --password-stdin ACCOUNT_ID.dkr.ecr.us-east-1.amazonaws.com',
       'docker build --file',
       'docker push ACCOUNT_ID.dkr.ecr.us-east-1.amazonaws.com/smtp-gateway:',
+      'aws eks list-pod-identity-associations --cluster-name smtp-gateway-staging',
+      'aws sesv2 get-email-identity --email-identity staging.example.com',
+      'aws sesv2 get-configuration-set --configuration-set-name smtp-gateway-staging',
       'helm upgrade --install smtp-gateway ',
       'helm test smtp-gateway',
       'kubectl --context smtp-gateway-staging --namespace smtp-gateway get services',
@@ -242,6 +278,7 @@ describe('rollout: a canary beside the stable release', () => {
       ...all.slice(5, 11),
       'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={.items[0].spec.replicas}',
       ...secretLookups('smtp-gateway-prod'),
+      ...sesLookups('smtp-gateway-prod', 'smtp-gateway-canary'),
       canaryRelease(1),
     ]);
     expect(result.output).toContain('canary share: 1 of 10 pods (10%, asked 10%)');
@@ -295,6 +332,7 @@ describe('rollout: a canary beside the stable release', () => {
     'aws eks update-kubeconfig --name smtp-gateway-prod --region us-east-1 --alias smtp-gateway-prod',
     'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway-canary --output jsonpath={.items[0].spec.template.spec.containers[0].image}',
     ...secretLookups('smtp-gateway-prod'),
+    ...sesLookups('smtp-gateway-prod'),
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${CANARY_TAG} --atomic --wait --timeout 10m`,
     'helm test smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --logs --timeout 5m',
     'helm uninstall smtp-gateway-canary --kube-context smtp-gateway-prod --namespace smtp-gateway --wait',

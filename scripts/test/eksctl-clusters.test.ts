@@ -16,6 +16,7 @@ const SCHEMA_PATH = join(REPO_ROOT, '.tools/schemas/eksctl-clusterconfig.schema.
 const SEED = {
   staging: {
     file: 'eksctl/staging.yaml',
+    overlay: 'values/staging.yaml',
     clusterName: 'smtp-gateway-staging', // Configuration Files: Cluster Name
     region: 'us-east-1', // Switch Between Environments: --region us-east-1
     instanceType: 't3.small', // Compute: Instance Type
@@ -32,6 +33,7 @@ const SEED = {
   },
   production: {
     file: 'eksctl/prod.yaml',
+    overlay: 'values/prod.yaml',
     clusterName: 'smtp-gateway-prod',
     region: 'us-east-1',
     instanceType: 't3.medium',
@@ -48,6 +50,10 @@ const SEED = {
     logRetentionDays: 30,
   },
 } as const;
+
+/** The deploy scripts' namespace and releases; the chart names each release's ServiceAccount after it. */
+const deployName = (name: string) => new RegExp(`^${name}=(\\S+)$`, 'm').exec(readFileSync(join(REPO_ROOT, 'scripts/lib/common.sh'), 'utf8'))?.[1];
+const GATEWAY = { namespace: deployName('NAMESPACE'), serviceAccounts: [deployName('RELEASE'), deployName('CANARY_RELEASE')] };
 
 type ClusterConfig = Record<string, any>;
 
@@ -141,6 +147,26 @@ describe.each(Object.entries(SEED))('eksctl cluster for %s', (_env, seed) => {
     expect(lbc).toMatchObject({ namespace: 'kube-system', wellKnownPolicies: { awsLoadBalancerController: true } });
   });
 
+  it("lets the gateway's ServiceAccounts (stable and canary release) send through SES only, on the overlay's configuration set", () => {
+    const overlay = parse(readFileSync(join(REPO_ROOT, seed.overlay), 'utf8'));
+    const { region, configurationSet } = overlay.config.upstream.ses;
+    expect(overlay.config.upstream.transport).toBe('ses');
+    const gateway = (config.iam.podIdentityAssociations as ClusterConfig[]).filter((a) => a.namespace === GATEWAY.namespace);
+    expect(gateway.map((a) => a.serviceAccountName).sort()).toEqual([...GATEWAY.serviceAccounts].sort());
+    for (const association of gateway) {
+      expect(association.wellKnownPolicies ?? {}, 'no broad managed policy').toEqual({});
+      expect(association.attachPolicyARNs ?? [], 'no attached policy').toEqual([]);
+      const statements: ClusterConfig[] = association.permissionPolicy.Statement;
+      expect(statements).toHaveLength(1);
+      expect(statements[0]).toMatchObject({ Effect: 'Allow', Action: ['ses:SendEmail', 'ses:SendRawEmail'] });
+      const resources: string[] = statements[0].Resource;
+      expect(resources).toHaveLength(2);
+      expect(resources).toContain(`arn:aws:ses:${region}:*:configuration-set/${configurationSet}`);
+      expect(resources.find((arn) => arn.includes(':identity/'))).toMatch(new RegExp(`^arn:aws:ses:${region}:\\*:identity/[a-z0-9.-]+$`));
+      expect(resources.join(' ')).not.toMatch(/identity\/\*|:\*$/);
+    }
+  });
+
   it('runs metrics-server, for the HorizontalPodAutoscaler (production overlay) and kubectl top', () => {
     expect((config.addons as ClusterConfig[]).map((a) => a.name)).toContain('metrics-server');
   });
@@ -160,7 +186,11 @@ describe('staging and production', () => {
       delete copy.metadata.tags.environment;
       delete copy.vpc.cidr;
       delete copy.cloudWatch;
-      delete copy.iam.podIdentityAssociations[0].roleName;
+      for (const association of copy.iam.podIdentityAssociations) {
+        delete association.roleName;
+        // the SES identity and configuration set are the environment's own
+        for (const statement of association.permissionPolicy?.Statement ?? []) delete statement.Resource;
+      }
       const group = copy.managedNodeGroups[0];
       for (const key of ['instanceType', 'minSize', 'desiredCapacity', 'maxSize', 'volumeSize', 'labels']) delete group[key];
       return copy;

@@ -59,6 +59,11 @@ const PROXY_NEEDS_TRUSTED_NETWORKS = `{{- if and .Values.config.proxyProtocol.en
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
 {{- end }}`;
 
+/** With transport ses the pods sign SES requests with their Pod Identity role: an SMTP password would be ignored, so the gateway refuses it. */
+const SES_TAKES_NO_SMTP_PASSWORD = `{{- if and (eq (toString .Values.config.upstream.transport) "ses") .Values.secret.useUpstreamCredentials }}
+{{- fail "secret.useUpstreamCredentials must be false when config.upstream.transport is ses: the pods send with their IAM role (EKS Pod Identity), never an SMTP password" }}
+{{- end }}`;
+
 /** values.yaml / README notes for the config keys the chart sets, by dotted path. */
 export function chartSetConfigNotes(): Record<string, string> {
   const notes: Record<string, string> = {};
@@ -96,7 +101,7 @@ export class GatewayConfig extends Construct {
     );
     helm.define(
       'config',
-      [PROXY_NEEDS_TRUSTED_NETWORKS, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
+      [PROXY_NEEDS_TRUSTED_NETWORKS, SES_TAKES_NO_SMTP_PASSWORD, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
     );
     this.configMap = new kplus.ConfigMap(this, 'configmap', {
       metadata: { name: props.names.fullname(), labels: props.names.labels() },

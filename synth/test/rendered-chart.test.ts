@@ -66,10 +66,13 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
   });
 
   it("writes a config.yaml the gateway's own schema accepts, whose files are all mounted", () => {
-    const all = [...values, valuesFile({ tls: { existingSecret: 't' }, secret: { existingSecret: 's', useUpstreamCredentials: true, useAuthUsers: true } })];
+    const configOf = (docs: Array<Record<string, any>>) => configSchema.parse(YAML.parse(docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml']));
+    // transport ses sends with the pods' IAM role: an SMTP password file is refused there
+    const useUpstreamCredentials = configOf(render({ values })).upstream.transport === 'smtp';
+    const all = [...values, valuesFile({ tls: { existingSecret: 't' }, secret: { existingSecret: 's', useUpstreamCredentials, useAuthUsers: true } })];
     for (const files of [values, all]) {
       const docs = render({ values: files });
-      const config = configSchema.parse(YAML.parse(docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml']));
+      const config = configOf(docs);
       expect(config.listenAddress).toBe('0.0.0.0');
       const volume = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec.volumes.find((v: any) => v.name === 'config');
       const mounted = volume.projected.sources.flatMap((s: any) => (s.configMap ?? s.secret).items.map((i: any) => posix.join(MOUNT_PATHS.configDir, i.path)));
@@ -115,7 +118,9 @@ describe('the overlays follow the seed', () => {
     const docs = render({ values: [OVERLAYS.prod] });
     expect(docs.find((d) => d.kind === 'Secret')).toBeUndefined();
     const overlay = YAML.parse(require('node:fs').readFileSync(OVERLAYS.prod, 'utf8'));
-    expect(overlay.secret).toEqual({ existingSecret: expect.any(String), useUpstreamCredentials: true, useAuthUsers: true });
+    // SES is reached with the pods' IAM role (Pod Identity): the Secret holds only the AUTH users
+    expect(overlay.secret).toEqual({ existingSecret: expect.any(String), useUpstreamCredentials: false, useAuthUsers: true });
+    expect(overlay.config.upstream).toMatchObject({ transport: 'ses', ses: { region: 'us-east-1', configurationSet: expect.any(String) } });
   });
 
   it('the pod can be terminated only after preStop, drain delay and grace have all run', () => {

@@ -89,7 +89,7 @@ export const valuesSchema = z.strictObject({
     .strictObject({
       create: z.boolean().default(true).describe('Create a ServiceAccount for the pods.'),
       name: z.string().default('').describe('Name of the ServiceAccount to use; empty uses the release name when create is true, else "default".'),
-      annotations: stringMap('Annotations, e.g. eks.amazonaws.com/role-arn for an IAM role.'),
+      annotations: stringMap('Annotations. EKS Pod Identity (config.upstream.transport ses) needs none: the cluster maps the ServiceAccount to its IAM role (eksctl/*.yaml, iam.podIdentityAssociations).'),
     })
     .prefault({})
     .describe('The pods\' identity. The gateway calls no Kubernetes API, so no token is mounted.'),
@@ -106,8 +106,14 @@ export const valuesSchema = z.strictObject({
   ),
   secret: z
     .strictObject({
-      existingSecret: z.string().default('').describe(`Name of a Secret holding the keys ${Object.values(SECRET_KEYS).join(', ')}; when set the chart creates no Secret.`),
-      useUpstreamCredentials: z.boolean().default(false).describe(`Log in to the smarthost with the Secret's ${SECRET_KEYS.upstreamUsername} and ${SECRET_KEYS.upstreamPassword}.`),
+      existingSecret: z
+        .string()
+        .default('')
+        .describe(
+          `Name of a Secret holding the keys ${Object.values(SECRET_KEYS).join(', ')}; when set the chart creates no Secret. ` +
+            "The pods' checksum/secret annotation cannot see an existing Secret's content, and does not need to: the gateway reloads the upstream user name, password and CA files and the AUTH users file when they change (new upstream connections use the new values), so a rotation needs no restart.",
+        ),
+      useUpstreamCredentials: z.boolean().default(false).describe(`Log in to the smarthost with the Secret's ${SECRET_KEYS.upstreamUsername} and ${SECRET_KEYS.upstreamPassword} (config.upstream.transport smtp only; ses uses the pods' IAM role).`),
       useAuthUsers: z.boolean().default(false).describe(`Enable SMTP AUTH with the Secret's ${SECRET_KEYS.authUsers} (user:scrypt-hash lines).`),
       upstreamUsername: z.string().default('').describe('Smarthost user name, for a Secret created by the chart (use existingSecret in production).'),
       upstreamPassword: z.string().default('').describe('Smarthost password, for a Secret created by the chart (use existingSecret in production).'),

@@ -64,6 +64,9 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
 {{- end }}
+{{- if and (eq (toString .Values.config.upstream.transport) "ses") .Values.secret.useUpstreamCredentials }}
+{{- fail "secret.useUpstreamCredentials must be false when config.upstream.transport is ses: the pods send with their IAM role (EKS Pod Identity), never an SMTP password" }}
+{{- end }}
 {{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail")) }}
 {{- if .Values.tls.existingSecret }}
 {{- $_ := mustMergeOverwrite $config (dict "tls" (dict "certFile" "/etc/smtp-gateway/tls/tls.crt" "keyFile" "/etc/smtp-gateway/tls/tls.key")) }}

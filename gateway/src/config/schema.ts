@@ -20,15 +20,19 @@ export const SES_LIMITS = { maxRecipients: 50, maxMessageBytes: 40 * 1024 * 1024
 const isLoopbackHost = (host: string) => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
 interface SesSettings {
+  readonly host: string;
   readonly usernameFile: string;
   readonly passwordFile: string;
   readonly ses: { readonly region: string; readonly endpoint: string };
 }
 
-/** transport ses: a region, an https endpoint (http only on loopback), and no SMTP password that would be ignored. */
+/** transport ses: a region, an https endpoint (http only on loopback), and no smarthost or SMTP password that would be ignored. */
 function checkSes(upstream: SesSettings, ctx: z.RefinementCtx): void {
   if (!upstream.ses.region) {
     ctx.addIssue({ code: 'custom', path: ['ses', 'region'], message: 'upstream.transport is ses, so upstream.ses.region must name the SES region, e.g. eu-west-1' });
+  }
+  if (upstream.host) {
+    ctx.addIssue({ code: 'custom', path: ['host'], message: 'upstream.transport is ses, which sends to the SES API of upstream.ses.region: leave upstream.host (the SMTP smarthost) empty' });
   }
   for (const key of ['usernameFile', 'passwordFile'] as const) {
     if (!upstream[key]) continue;
@@ -189,7 +193,11 @@ export const configSchema = z
         passwordFile: z.string().default('').describe('File holding the SMTP password.'),
         maxConnections: z.number().int().min(1).default(5).describe('Pooled connections to the smarthost.'),
         maxMessagesPerConnection: z.number().int().min(1).default(100).describe('Messages sent over one pooled connection before it is renewed.'),
-        messagesPerSecond: z.number().min(0).default(0).describe('Send-rate limit (SES maximum send rate); 0 means none.'),
+        messagesPerSecond: z
+          .number()
+          .min(0)
+          .default(0)
+          .describe("Messages per second this pod sends (the SES maximum send rate, or this pod's share of it); one second's worth may go at once; 0 means no limit."),
         connectionTimeoutMs: z.number().int().min(100).default(10000).describe('Time to establish a connection.'),
         socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
         transport: z

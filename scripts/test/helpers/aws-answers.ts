@@ -22,6 +22,16 @@ export const notFound = (match: string, exception: string): Rule => ({
   stderr: `An error occurred (${exception}) when calling the operation: not found`,
 });
 
+/**
+ * transport ses (both overlays): the release's Pod Identity association, the verified SES identity and the
+ * configuration set exist. eksctl creates the association with the cluster, so a fresh account has it too.
+ */
+export const SES_READY: Rule[] = [
+  { match: '^aws eks list-pod-identity-associations ', stdout: 'a-0123456789abcdef0' },
+  { match: '^aws sesv2 get-email-identity ', stdout: 'True' },
+  { match: '^aws sesv2 get-configuration-set ', stdout: 'smtp-gateway' },
+];
+
 /** A new AWS account: no cluster, no repository, no image. */
 export const FRESH: Rule[] = [
   identity,
@@ -30,6 +40,7 @@ export const FRESH: Rule[] = [
   notFound('^aws ecr describe-repositories', 'RepositoryNotFoundException'),
   loginPassword,
   notFound('^aws ecr describe-images', 'ImageNotFoundException'),
+  ...SES_READY,
 ];
 
 /** A cluster and repository from an earlier deploy; this revision's image not yet pushed. */
@@ -40,6 +51,7 @@ export const EXISTING: Rule[] = [
   { match: '^aws ecr describe-repositories', stdout: '{"repositories":[{"repositoryName":"smtp-gateway"}]}' },
   loginPassword,
   notFound('^aws ecr describe-images', 'ImageNotFoundException'),
+  ...SES_READY,
 ];
 
 /** kubectl's answer for the stable release's Deployment replicas ('' when there is none). */
