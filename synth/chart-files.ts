@@ -98,6 +98,39 @@ helm test smtp-gateway -n smtp-gateway
 The chart is synthesised from TypeScript (synth/); values.schema.json rejects unknown keys and wrong types, so a
 typo in an overlay fails the install with the offending key named.
 
+## Sending through Amazon SES with an IAM role
+
+\`config.upstream.transport: ses\` sends each message with the SES v2 API (SendEmail, raw content, the envelope
+recipients as Destination so Bcc recipients are kept, SES's MessageId in the client's 250). The pods sign the
+requests with the IAM role their ServiceAccount is associated with through EKS Pod Identity; there is no SES
+password in values or Secrets.
+
+1. IAM: a Pod Identity association for the release's ServiceAccount (\`serviceAccount.name\`, by default the
+   release's full name; a canary release has its own) whose role may only \`ses:SendEmail\` and
+   \`ses:SendRawEmail\` on the SES identity and configuration set, and the \`eks-pod-identity-agent\` add-on. The
+   repository's \`eksctl/*.yaml\` define both (\`iam.podIdentityAssociations\`); the ServiceAccount needs no
+   annotation.
+2. SES: a verified identity for the sending domain and the configuration set, in the region of
+   \`config.upstream.ses.region\`.
+3. Values: \`config.upstream.transport: ses\`, \`config.upstream.ses.region\`, \`config.upstream.ses.configurationSet\`,
+   and \`secret.useUpstreamCredentials: false\` (the chart fails the install otherwise, as the gateway would refuse
+   the password file). \`values/staging.yaml\` and \`values/prod.yaml\` do this.
+
+SES errors become SMTP replies from one table (the repository README, "SES errors and the client's reply"):
+throttling, SES trouble, timeouts and credential problems are \`451\`, a rejected message or sender \`5xx\` with
+SES's reason. The gateway never resends a request that may have reached SES. \`config.upstream.messagesPerSecond\`
+and \`config.upstream.maxWaitSeconds\` bound how long a client waits for a send slot; past it, \`451 4.7.0\` with
+nothing sent.
+
+## Secrets and rotation
+
+The pods carry a \`checksum/secret\` annotation of the Secret the chart creates, so changing \`secret.*\` values
+rolls them. A \`secret.existingSecret\` (or \`tls.existingSecret\`) cannot be checksummed by the chart, and needs
+no restart: the gateway reloads the AUTH users file, the TLS certificate and, with \`transport: smtp\`, the
+upstream user name, password and CA files when the kubelet updates them; new upstream connections use the new
+values, and a login the smarthost refuses is answered \`451\` and counted in
+\`smtp_gateway_upstream_credential_failures_total\`.
+
 ## Values
 
 ${table}
