@@ -5,7 +5,11 @@
  * the new values, no message is lost or sent twice, and a login the upstream
  * refuses is logged, counted and answered 451 so the client keeps the message.
  */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { makeTestCertificates } from './helpers/certs';
 import { closeAfterEach } from './helpers/close-after-each';
 import { eventually } from './helpers/eventually';
 import { makeSecretVolume } from './helpers/secret-volume';
@@ -97,5 +101,23 @@ describe('upstream credentials rotate without a restart', () => {
     expect(gw.logText()).toMatch(/upstream\.passwordFile: \\"[^"]+upstream-password\\" is empty/);
     expect((await sendMail(gw.relayPort, { raw: message(0) })).code).toBe(250);
     expect(upstream.messages[0].user).toBe('gateway-v1');
+  });
+
+  it('a rotated CA bundle is used by the next connection: an untrusted smarthost becomes trusted without a restart', async () => {
+    const certs = await makeTestCertificates();
+    const otherCa = await makeTestCertificates(await mkdtemp(join(tmpdir(), 'smtp-gateway-other-ca-')));
+    const upstream = track(await startTestUpstream({ mode: 'accept', tls: certs, implicitTls: true }));
+    const volume = await makeSecretVolume({ 'upstream-ca': otherCa.ca });
+    const gw = track(
+      await startTestGateway({
+        upstream: { host: 'localhost', port: upstream.port, security: 'tls', caFile: volume.path('upstream-ca'), maxMessagesPerConnection: 1 },
+      }),
+    );
+    expect((await sendMail(gw.relayPort, { raw: message(0) })).code).toBe(451);
+    await volume.update({ 'upstream-ca': certs.ca });
+    await eventually(() => gw.logText().includes('upstream credentials reloaded'), 'the gateway to reload the CA bundle');
+    expect((await sendMail(gw.relayPort, { raw: message(0) })).code).toBe(250);
+    expect(upstream.messages).toHaveLength(1);
+    expect(upstream.messages[0].secure).toBe(true);
   });
 });
