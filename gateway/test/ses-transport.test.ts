@@ -12,7 +12,7 @@ import { closeAfterEach } from './helpers/close-after-each';
 import { startRecordingSes, type SesAnswer } from './helpers/recording-ses';
 import { sendMail } from './helpers/send-mail';
 import { openDialog, startData } from './helpers/smtp-dialog';
-import { startSesLocal } from './helpers/ses-local';
+import { SES_LOCAL_START_TIMEOUT_MS, startSesLocal } from './helpers/ses-local';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 
 const track = closeAfterEach();
@@ -65,7 +65,7 @@ describe('transport ses against aws-ses-v2-local', () => {
     // its recipients come from the headers (its limit, see ses-local.ts), the body arrives unstuffed
     expect(emails[0].destination.to).toEqual(['user@example.org']);
     expect(emails[0].body.text).toBe('first line\n.a line that starts with a dot\n');
-  });
+  }, SES_LOCAL_START_TIMEOUT_MS + 30_000);
 });
 
 describe('transport ses: what SES receives', () => {

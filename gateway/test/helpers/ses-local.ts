@@ -11,7 +11,8 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const CLI = resolve(__dirname, '../../../node_modules/aws-ses-v2-local/dist/cli.js');
-const START_TIMEOUT_MS = 15_000;
+// it loads express, mailparser and yargs first: slow on a busy 2-core machine
+export const SES_LOCAL_START_TIMEOUT_MS = 60_000;
 
 export interface StoredEmail {
   readonly messageId: string;
@@ -35,7 +36,7 @@ export async function startSesLocal(): Promise<SesLocal> {
   delete env.SMTP_TRANSPORT;
   const child = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`aws-ses-v2-local did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+    const timer = setTimeout(() => fail(new Error(`aws-ses-v2-local did not start within ${SES_LOCAL_START_TIMEOUT_MS} ms`)), SES_LOCAL_START_TIMEOUT_MS);
     const fail = (error: Error) => {
       clearTimeout(timer);
       child.kill('SIGKILL');
