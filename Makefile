@@ -40,8 +40,8 @@ build: ## Compile the gateway to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: run
-run: ## Run the gateway locally (SMTP 127.0.0.1:2525, ops 127.0.0.1:9090, dev upstream)
-	tsx gateway/src/main.ts
+run: ## Run the gateway locally (SMTP 127.0.0.1:2525, ops 127.0.0.1:9090, dev upstream that delivers nothing)
+	SMTPGW_DEV_UPSTREAM__ENABLED=true tsx gateway/src/main.ts
 
 .PHONY: hash-password
 hash-password: ## Print a users-file line for SMTP AUTH: make hash-password SMTP_USER=app1 (password from stdin)
