@@ -7,6 +7,7 @@
  */
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
+import { makeTestCertificates } from './helpers/certs';
 import { closeAfterEach } from './helpers/close-after-each';
 import { openDialog, startData, type SmtpDialog, type SmtpReplyLine } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGatewayOptions } from './helpers/test-gateway';
@@ -109,6 +110,26 @@ describe('deadlines', () => {
     expect(drop.at - ready).toBeGreaterThan(1900);
     expect(drop.at - ready).toBeLessThan(2000 + SLACK_MS);
     await expectClosed(dialog);
+  });
+
+  it('a client that sends STARTTLS and then dribbles its handshake is cut off by the command deadline', async () => {
+    const certs = await makeTestCertificates();
+    const gw = track(await startTestGateway({ tls: { certFile: certs.certFile, keyFile: certs.keyFile }, deadlines: SHORT }));
+    const dialog = track(await openDialog(gw.relayPort));
+    await dialog.command('EHLO client.test');
+    expect((await dialog.command('STARTTLS')).code).toBe(220);
+    const ready = performance.now();
+    // a TLS handshake record announcing 512 bytes, then its body a byte at a time: TLS waits for the
+    // whole record, so this never fails on its own, and no plaintext reply is possible now
+    dialog.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
+    const timer = setInterval(() => dialog.write(Buffer.from([0x00])), 250);
+    try {
+      await dialog.closed(2000 + SLACK_MS + 1000);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(performance.now() - ready).toBeGreaterThan(1900);
+    expect(await gw.metricsText()).toContain('smtp_gateway_deadlines_expired_total{listener="relay",deadline="command"} 1');
   });
 
   it('NOOPs just inside the command deadline keep a session only until authOrMailSeconds', async () => {
