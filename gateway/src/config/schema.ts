@@ -1,8 +1,9 @@
 /**
  * The gateway's configuration: one zod schema that is at once the type, the
  * defaults, the validation at start-up and (through synth) the JSON schema of the
- * chart's `config` values. Defaults are what `make run` needs with no config at
- * all and are safe: loopback-only relaying, TLS required upstream, no open relay.
+ * chart's `config` values. Defaults are safe (loopback-only relaying, TLS required
+ * upstream, no open relay, deadlines on every session); the one value without a
+ * default is where mail goes: upstream.host, or devUpstream.enabled as `make run` sets.
  */
 import { z } from 'zod';
 import { parseCidr } from './cidr';
