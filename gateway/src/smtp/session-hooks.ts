@@ -4,7 +4,6 @@
  * (metrics, one log line per transaction, drain tracking). The decisions
  * themselves live in session-policy.ts and relay/transaction.ts.
  */
-import type { Headers } from '@zone-eu/mailsplit';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
 import type { DrainController } from '../ops/drain';
@@ -86,8 +85,8 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     });
   };
 
-  const inspectHeaderFrom = (headers: Headers) => {
-    const refusal = policy.checkHeaderFrom(headers);
+  const inspectHeaderFrom = (block: Buffer) => {
+    const refusal = policy.checkHeaderFrom(block);
     return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
   };
 
