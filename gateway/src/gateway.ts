@@ -20,6 +20,7 @@ import { createUpstream, type Upstream } from './relay/upstream';
 import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
+import { EnvelopeExtensions } from './smtp/envelope-extensions';
 import { startListener, type SmtpListener } from './smtp/listeners';
 import { NetworkList } from './smtp/networks';
 import { ConnectionCounter } from './smtp/rate-limiter';
@@ -105,6 +106,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     }
     const auth = users ? createAuthHandler(config.auth, users, metrics, logger) : undefined;
     const policy = new SessionPolicy(config.policy);
+    const extensions = new EnvelopeExtensions(config.upstream.extensions, Boolean(auth));
     const connections = new ConnectionCounter({ max: config.policy.maxConnections, maxPerKey: config.policy.maxConnectionsPerIp });
     const proxyFrom = config.proxyProtocol.enabled ? new NetworkList(config.proxyProtocol.trustedNetworks) : undefined;
 
@@ -114,6 +116,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       const hooks = createSessionHooks({
         listener: name,
         policy,
+        extensions,
         auth,
         relay: {
           upstream,
@@ -138,6 +141,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
         authEnabled: Boolean(auth),
         allowInsecureAuth: config.auth.allowInsecure,
         maxMessageBytes: config.policy.maxMessageBytes,
+        advertised: extensions.advertised,
         proxyFrom,
         connections,
         hooks,
