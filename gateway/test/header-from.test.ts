@@ -32,6 +32,7 @@ const REFUSED: Array<[string, string[], RegExp]> = [
   ['an encoded word that decodes to an address', ['From: =?utf-8?q?evil=40bad=2Eexample?= <app@good.example>'], /display name .* looks like an address/],
   ['a folded From whose second line carries the address', ['From: "App"', ' <evil@bad.example>'], /Header From <evil@bad\.example> is not in an allowed sender domain/],
   ['no From at all', ['To: <user@example.org>'], /no From header/],
+  ['a From longer than the strict parser can read in bounded time', [`From: ${'a '.repeat(300)}<app@good.example>`], /longer than 256 characters/],
 ];
 
 describe('header From, read strictly', () => {
