@@ -23,6 +23,7 @@ async function send(headers: string[]) {
 const REFUSED: Array<[string, string[], RegExp]> = [
   ['an obs-syntax From on the first line (an mbox separator to mailsplit) beside a good one', ['From : <evil@bad.example>', 'From: <app@good.example>'], /2 From headers/],
   ['the same in lower case without a space after the colon', ['from :evil@bad.example', 'From: <app@good.example>'], /2 From headers/],
+  ['a From indented on the first line (no field to fold into) beside a good one', [' From: <evil@bad.example>', 'From: <app@good.example>'], /2 From headers/],
   ['two plain From headers', ['From: <app@good.example>', 'From: <evil@bad.example>'], /2 From headers/],
   ['a quoted-pair that makes the check read good.example', ['From: evil@bad.example\\@good.example'], /not a valid RFC 5322 mailbox list/],
   ['a display name that is itself an address, unquoted', ['From: evil@bad.example <app@good.example>'], /not a valid RFC 5322 mailbox list/],

@@ -30,7 +30,8 @@ export function headerFromValues(block: Buffer): string[] {
   const values: string[] = [];
   for (const field of fields) {
     const colon = field.indexOf(':');
-    if (colon < 0 || field.slice(0, colon).trimEnd().toLowerCase() !== 'from') continue;
+    // trimmed on both sides: a block that starts with whitespace has no field before it to fold into
+    if (colon < 0 || field.slice(0, colon).trim().toLowerCase() !== 'from') continue;
     values.push(Buffer.from(field.slice(colon + 1).replace(/\r\n/g, ''), 'latin1').toString('utf8'));
   }
   return values;
