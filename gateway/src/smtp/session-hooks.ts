@@ -2,7 +2,8 @@
  * The smtp-server hooks of every listener: policy decisions at MAIL FROM and
  * RCPT TO, the relay of the DATA stream, and the bookkeeping around them
  * (metrics, one log line per transaction, drain tracking). The decisions
- * themselves live in session-policy.ts and relay/transaction.ts.
+ * themselves live in session-policy.ts, envelope-extensions.ts and
+ * relay/transaction.ts.
  */
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
