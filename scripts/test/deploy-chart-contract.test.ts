@@ -132,6 +132,16 @@ describe('a production canary', () => {
     expect(canaryDeployment.metadata.name).not.toBe(stableDeployment.metadata.name);
   });
 
+  it("is counted by neither the stable release's HPA (its Deployment's selector) nor its PDB, but covered by its NetworkPolicy", () => {
+    const canaryPods = ofKind(canary, 'Deployment')[0].spec.template.metadata.labels;
+    const [stableDeployment] = ofKind(stable, 'Deployment');
+    const [hpa] = ofKind(stable, 'HorizontalPodAutoscaler');
+    expect(hpa.spec.scaleTargetRef.name).toBe(stableDeployment.metadata.name);
+    expect(matches(stableDeployment.spec.selector.matchLabels, canaryPods)).toBe(false);
+    expect(matches(ofKind(stable, 'PodDisruptionBudget')[0].spec.selector.matchLabels, canaryPods)).toBe(false);
+    expect(matches(ofKind(stable, 'NetworkPolicy')[0].spec.podSelector.matchLabels, canaryPods)).toBe(true);
+  });
+
   it("is found by the script's look-ups: the stable Deployment by instance smtp-gateway, the canary by its release", () => {
     const deployments = [...ofKind(stable, 'Deployment'), ...ofKind(canary, 'Deployment')];
     const byInstance = (instance: string) =>
