@@ -423,6 +423,16 @@ canary_replicas() {
   echo "$n"
 }
 
+# A chart from before the smtp-gateway/stable-release label made Services that select by instance, and
+# they switch only on the stable release's next upgrade (CHANGELOG.md): until then a canary gets no traffic.
+require_stable_services_switched() {
+  local legacy
+  legacy=$(query "" kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get services \
+    --selector "app.kubernetes.io/instance=$RELEASE" --output 'jsonpath={.items[*].spec.selector.app\.kubernetes\.io/instance}')
+  [ -z "$legacy" ] ||
+    die "the Services of $RELEASE still select pods by app.kubernetes.io/instance (made by an earlier chart), so a canary would get no traffic; upgrade the stable release once more first ('$PROG $ENV_NAME deploy', see CHANGELOG.md)"
+}
+
 stable_replicas() {
   local replicas
   replicas=$(query 2 kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get deployments \
@@ -441,7 +451,9 @@ rollout() {
   ensure_cluster false
   TAG=$(image_tag)
   read_canary
-  if [ -n "$CANARY_IMAGE" ]; then
+  if [ -z "$CANARY_IMAGE" ]; then
+    require_stable_services_switched
+  else
     [ "${CANARY_IMAGE##*:}" = "$TAG" ] ||
       die "the canary runs $CANARY_IMAGE, not this revision ($TAG): promote or abort it first, or run this from the revision it runs"
     if [ "$PERCENT" -gt "${CANARY_STEP:-0}" ]; then

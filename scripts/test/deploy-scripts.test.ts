@@ -255,6 +255,7 @@ describe('rollout: a canary beside the stable release', () => {
       all[1],
       all[2],
       canaryLookup,
+      'kubectl --context smtp-gateway-prod --namespace smtp-gateway get services --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={.items[*].spec.selector.app\\.kubernetes\\.io/instance}',
       ...all.slice(7, 13),
       'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={.items[0].spec.replicas}',
       ...secretLookups('smtp-gateway-prod'),
@@ -280,6 +281,16 @@ describe('rollout: a canary beside the stable release', () => {
     const result = box.run('deploy-aws-production.sh', ['rollout', '10', '--canary-replicas', '3', '--yes'], { rules: [stable('2'), ...EXISTING] });
     expect(result.status).toBe(0);
     expect(result.commands.at(-2)).toBe(canaryRelease(3));
+  });
+
+  it('refuses to start a canary while the stable Services still select by instance (an earlier chart), before building', () => {
+    const rules = [{ match: 'get services --selector app.kubernetes.io/instance=smtp-gateway ', stdout: 'smtp-gateway smtp-gateway smtp-gateway' }, stable('2'), ...EXISTING];
+    const result = box.run('deploy-aws-production.sh', ['rollout', '10', '--yes'], { rules });
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(
+      "the Services of smtp-gateway still select pods by app.kubernetes.io/instance (made by an earlier chart), so a canary would get no traffic; upgrade the stable release once more first ('deploy.sh production deploy', see CHANGELOG.md)",
+    );
+    expect(result.commands.some((c) => c.startsWith('docker') || c.startsWith('helm'))).toBe(false);
   });
 
   it('refuses to start a canary when there is no stable release', () => {
