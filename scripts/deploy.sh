@@ -37,15 +37,16 @@ ENVIRONMENT   staging (cluster smtp-gateway-staging) or production (cluster smtp
 COMMAND
   deploy          (default) In order: check the tools and the AWS identity; create the cluster from
                   eksctl/<env>.yaml if it does not exist; install or upgrade the AWS Load Balancer
-                  Controller; create the ECR repository if missing and log in; build and push the image
+                  Controller and check it is ready (Available, webhook endpoints); create the ECR
+                  repository if missing and log in; build and push the image
                   tagged with the git revision; helm upgrade --install --atomic --wait with
                   values/<env>.yaml and that tag; helm test; print the load balancers' host names.
   rollout PERCENT Gradual rollout of this revision: install or resize the canary release
                   ($CANARY_RELEASE) beside the stable one, behind the same Services, with replicas
                   chosen so it gets about PERCENT% of the pods (10, then 50; 100 means promote).
                   Growing a running canary passes the canary gates first.
-  promote         Pass the canary gates, move the stable release to the canary's image, run helm
-                  test, remove the canary.
+  promote         Pass the canary gates, check the AWS Load Balancer Controller, move the stable
+                  release to the canary's image, run helm test, remove the canary.
   abort           Remove the canary release; the stable release takes all traffic again.
   kubeconfig      Point kubectl at the environment's cluster (aws eks update-kubeconfig).
 
@@ -64,8 +65,9 @@ OPTIONS
   -h, --help      Show this help.
 
 CANARY GATES (before a rollout grows a running canary, and before promote)
-  Soak time: each rollout step is recorded on the canary's Deployment (annotation $STEP_STARTED_ANNOTATION);
-  the script refuses to go on before the minimum soak time at the current step has passed.
+  Soak time: each rollout step is recorded on the canary's Deployment (annotation
+  $STEP_STARTED_ANNOTATION); the script refuses to go on before the minimum soak time at the
+  current step has passed, and says how long to wait.
   Analysis: it reads /metrics of every running pod of both releases (through the API server's pod proxy,
   port $OPS_PORT), adds up smtp_gateway_messages_total by outcome and compares the share of answered
   messages each release deferred (4xx) and refused (5xx); it prints both and refuses when the canary's is
