@@ -68,7 +68,7 @@ export class SmtpService extends Construct {
           t.when(listenerEnabled(l), { name: l.portName, port: l.servicePort, targetPort: l.portName, protocol: 'TCP' }),
         ),
       ),
-      JsonPatch.add('/spec/selector', props.names.selectorLabels()),
+      JsonPatch.add('/spec/selector', props.names.serviceSelectorLabels()),
       JsonPatch.add('/spec/loadBalancerSourceRanges', t.yaml(values('loadBalancer.sourceRanges'), { omitEmpty: true, if: isLb })),
     );
   }

@@ -64,7 +64,10 @@ export class TestHook extends Construct {
         name: props.names.component('test'),
         // The instance label without the name label: found with its release, never selected by a Service.
         labels: props.names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': TEST_COMPONENT }),
-        annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
+        // Not hook-succeeded: helm deletes the pod before `helm test --logs` reads its logs, and the command
+        // fails although the test passed (https://github.com/helm/helm/issues/9098). The pod stays, passed
+        // or failed, for its logs, and the next `helm test` replaces it.
+        annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation' },
       },
       restartPolicy: kplus.RestartPolicy.NEVER,
       automountServiceAccountToken: false,

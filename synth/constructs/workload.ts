@@ -23,7 +23,7 @@ import { valueRef } from '../values/ref';
 import { GatewayConfig } from './gateway-config';
 import { GatewaySecret, SECRET_CONDITIONS } from './gateway-secret';
 import { LISTENERS, OPS_PORT_NAME, listenerEnabled } from './listeners';
-import type { ChartNames } from './names';
+import { HPA_ENABLED, type ChartNames } from './names';
 import { restrictedContainerSecurity } from './pod-security';
 
 export interface WorkloadProps {
@@ -64,6 +64,19 @@ export class Workload extends Construct {
         timeoutSeconds: Duration.seconds(t.int(valueRef(`probes.${which}.timeoutSeconds`))),
         failureThreshold: t.int(valueRef(`probes.${which}.failureThreshold`)),
       });
+    // With an HPA: autoscaling.minReplicas on the first install, so it does not start with 1 pod until the
+    // HPA's first sync; on an upgrade the live count (what the HPA chose), kept within min..max. Leaving
+    // replicas out instead would make helm's three-way merge drop the field and reset the Deployment to 1.
+    helm.define(
+      'replicas',
+      `{{- if ${HPA_ENABLED} }}
+{{- $live := include "${helm.chartName}.liveDeployment" . | fromJson }}
+{{- $current := dig "spec" "replicas" ${valueRef('autoscaling.minReplicas')} $live }}
+{{- max ${valueRef('autoscaling.minReplicas')} (min ${valueRef('autoscaling.maxReplicas')} $current) }}
+{{- else }}
+{{- ${valueRef('replicaCount')} }}
+{{- end }}`,
+    );
     const checksum = (file: string) => t.str(`include (print $.Template.BasePath "/${file}") . | sha256sum`);
 
     this.deployment = new kplus.Deployment(this, 'deployment', {
@@ -120,9 +133,9 @@ export class Workload extends Construct {
       apiObject,
       // Set here, not as a prop: cdk8s-plus drops replicas once an HPA targets the Deployment, but
       // whether the HPA exists is only known at install time.
-      JsonPatch.add('/spec/replicas', t.intString(valueRef('replicaCount'), { if: `not ${valueRef('autoscaling.enabled')}` })),
+      JsonPatch.add('/spec/replicas', t.intString(helm.include('replicas'))),
       // Selectors are immutable: name and instance only, never labels that change with a version.
-      JsonPatch.replace('/spec/selector', { matchLabels: names.podSelector() }),
+      JsonPatch.replace('/spec/selector', { matchLabels: names.selectorLabels() }),
       JsonPatch.add(`${CONTAINER}/imagePullPolicy`, t.str(valueRef('image.pullPolicy'))),
       JsonPatch.replace(`${CONTAINER}/ports`, [
         ...LISTENERS.map((l) => t.when(listenerEnabled(l), { name: l.portName, containerPort: l.containerPort, protocol: 'TCP' })),
@@ -148,7 +161,7 @@ export class Workload extends Construct {
             maxSkew: t.int(valueRef('topologySpread.maxSkew')),
             topologyKey: t.str(valueRef('topologySpread.topologyKey')),
             whenUnsatisfiable: t.str(valueRef('topologySpread.whenUnsatisfiable')),
-            labelSelector: { matchLabels: names.podSelector() },
+            labelSelector: { matchLabels: names.selectorLabels() },
           },
         ]),
       ),

@@ -57,13 +57,16 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
     expect(result.status).toBe(0);
   });
 
-  it('selects pods by name and instance only, and names every resource after the release', () => {
+  it('selects its own pods by name and instance, routes by name and stable release, and names every resource after the release', () => {
+    const own = { 'app.kubernetes.io/name': 'smtp-gateway', 'app.kubernetes.io/instance': 'mail' };
+    const serving = { 'app.kubernetes.io/name': 'smtp-gateway', 'smtp-gateway/stable-release': 'mail' };
     for (const doc of render({ values, release: 'mail', namespace: 'apps', withServiceMonitorApi: true })) {
       expect(doc.metadata.name, `${doc.kind} name`).toMatch(/^mail-smtp-gateway(-[a-z]+)?$/);
       expect(doc.metadata.labels['app.kubernetes.io/instance'], `${doc.kind} instance label`).toBe('mail');
-      const selector = doc.spec?.selector?.matchLabels ?? (doc.kind === 'Service' ? doc.spec.selector : undefined);
+      const selector = doc.spec?.selector?.matchLabels ?? doc.spec?.podSelector?.matchLabels ?? (doc.kind === 'Service' ? doc.spec.selector : undefined);
       if (selector && doc.kind !== 'ServiceMonitor') {
-        expect(selector, `${doc.kind} selector`).toEqual({ 'app.kubernetes.io/name': 'smtp-gateway', 'app.kubernetes.io/instance': 'mail' });
+        const routes = doc.kind === 'Service' || doc.kind === 'NetworkPolicy';
+        expect(selector, `${doc.kind} selector`).toEqual(routes ? serving : own);
       }
     }
   });
@@ -109,7 +112,7 @@ describe('the overlays follow the seed', () => {
     expect(kinds(docs)).toContain('PodDisruptionBudget');
     expect(kinds(docs)).toContain('ServiceMonitor');
     const deployment = docs.find((d) => d.kind === 'Deployment')!;
-    expect(deployment.spec).not.toHaveProperty('replicas');
+    expect(deployment.spec.replicas, 'a first install starts at the HPA minimum').toBe(2);
     expect(deployment.spec.template.spec.containers[0].resources).toEqual({ requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '1000m', memory: '1Gi' } });
     expect(deployment.spec.template.spec.topologySpreadConstraints[0]).toMatchObject({ topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule' });
   });

@@ -30,13 +30,37 @@ app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "smtp-gateway.podSelectorLabels" -}}
+{{- define "smtp-gateway.stableRelease" -}}
 {{- if .Values.canary.enabled }}
-app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
-app.kubernetes.io/instance: {{ required "canary.stableRelease must name the stable release when canary.enabled is true" .Values.canary.stableRelease }}
-app.kubernetes.io/track: canary
+{{- $stable := required "canary.stableRelease must name the stable release when canary.enabled is true" .Values.canary.stableRelease }}
+{{- if eq $stable .Release.Name }}
+{{- fail (printf "canary.stableRelease must name another release than the canary itself, got %q" $stable) }}
+{{- end }}
+{{- $stable }}
 {{- else }}
+{{- .Release.Name }}
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.liveDeployment" -}}
+{{- lookup "apps/v1" "Deployment" .Release.Namespace (include "smtp-gateway.fullname" .) | toJson }}
+{{- end }}
+
+{{- define "smtp-gateway.podLabels" -}}
+{{ include "smtp-gateway.selectorLabels" . }}
+smtp-gateway/stable-release: {{ include "smtp-gateway.stableRelease" . }}
+{{- if .Values.canary.enabled }}
+app.kubernetes.io/track: canary
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.serviceSelectorLabels" -}}
+{{- $live := include "smtp-gateway.liveDeployment" . | fromJson }}
+{{- if and $live (not (hasKey (dig "spec" "template" "metadata" "labels" (dict) $live) "smtp-gateway/stable-release")) }}
 {{- include "smtp-gateway.selectorLabels" . }}
+{{- else }}
+app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
+smtp-gateway/stable-release: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
@@ -87,6 +111,16 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
 {{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.replicas" -}}
+{{- if and (not .Values.canary.enabled) .Values.autoscaling.enabled }}
+{{- $live := include "smtp-gateway.liveDeployment" . | fromJson }}
+{{- $current := dig "spec" "replicas" .Values.autoscaling.minReplicas $live }}
+{{- max .Values.autoscaling.minReplicas (min .Values.autoscaling.maxReplicas $current) }}
+{{- else }}
+{{- .Values.replicaCount }}
 {{- end }}
 {{- end }}
 
