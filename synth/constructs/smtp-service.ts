@@ -70,6 +70,8 @@ export class SmtpService extends Construct {
       ),
       JsonPatch.add('/spec/selector', props.names.selectorLabels()),
       JsonPatch.add('/spec/loadBalancerSourceRanges', t.yaml(values('loadBalancer.sourceRanges'), { omitEmpty: true, if: isLb })),
+      JsonPatch.add('/spec/externalTrafficPolicy', t.str(values('externalTrafficPolicy'), { if: isLb })),
+      JsonPatch.add('/spec/loadBalancerClass', t.str(values('loadBalancerClass'), { if: `and (${isLb}) ${values('loadBalancerClass')}` })),
     );
   }
 }

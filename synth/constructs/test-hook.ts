@@ -8,6 +8,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
+import { imageReference } from './image-reference';
 import { LISTENERS, listenerEnabled } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 import { restrictedContainerSecurity } from './pod-security';
@@ -54,10 +55,6 @@ export class TestHook extends Construct {
         `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace ${listener.servicePort} }}`,
     );
     helm.define('testEndpoint', `${branches.join('\n')}\n{{- end }}`);
-    helm.define(
-      'testImage',
-      `{{- printf "%s:%s" ${valueRef('tests.image.repository')} ${valueRef('tests.image.tag')} }}`,
-    );
 
     const pod = new kplus.Pod(this, 'pod', {
       metadata: {
@@ -72,7 +69,7 @@ export class TestHook extends Construct {
       containers: [
         {
           name: 'smtp',
-          image: t.str(helm.include('testImage')),
+          image: t.str(imageReference(helm, { repository: valueRef('tests.image.repository'), tag: valueRef('tests.image.tag') })),
           command: ['sh', '-c', SMTP_TEST_SCRIPT],
           envVariables: {
             SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))),
