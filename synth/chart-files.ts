@@ -30,7 +30,7 @@ function artifactHubAnnotations(): Record<string, string> {
     { name: 'smtp-gateway', image: `${defaults.image.repository}:${version}` },
     { name: 'helm-test', image: `${defaults.tests.image.repository}:${defaults.tests.image.tag}` },
   ];
-  const block = (value: unknown) => YAML.stringify(value, { lineWidth: 0 });
+  const block = (value: unknown) => YAML.stringify(value, { lineWidth: 100 });
   return {
     'artifacthub.io/license': PROJECT.license,
     'artifacthub.io/images': block(images),
