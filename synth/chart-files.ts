@@ -10,7 +10,7 @@ import { CONTAINER_PORTS, OPS_PATHS, SERVICE_PORTS } from '../gateway/src/config
 import { changesOf } from './changelog';
 import { chartReadme } from './chart-readme';
 import { DASHBOARD_SOURCE, GrafanaDashboard } from './constructs/grafana-dashboard';
-import { groupEnabled, listenerEnabled, listenersOf } from './constructs/listeners';
+import { groupEnabled, listenerEnabled, listenersOf, servicePort } from './constructs/listeners';
 import { MONITORING_API } from './constructs/service-monitor';
 import { CHART_NAME, SmtpGatewayChart } from './constructs/smtp-gateway-chart';
 import { PROJECT } from './project';
@@ -66,7 +66,7 @@ function notes(): string {
   const services = (['smtp', 'submission'] as const).map((group) => {
     const svc = `.Values.services.${group}`;
     const ports = listenersOf(group)
-      .map((l) => `{{- if ${listenerEnabled(l)} }} ${l.servicePort} (${l.name}){{ end }}`)
+      .map((l) => `{{- if ${listenerEnabled(l)} }} {{ ${servicePort(l)} }} (${l.name}){{ end }}`)
       .join('');
     return `{{- if and ${svc}.enabled ${groupEnabled(group)} }}
 

@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { imageReference } from './image-reference';
-import { LISTENERS, listenerEnabled } from './listeners';
+import { LISTENERS, listenerEnabled, servicePort } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 import { restrictedContainerSecurity } from './pod-security';
 
@@ -52,7 +52,7 @@ export class TestHook extends Construct {
     const branches = candidates.map(
       ({ listener, condition }, i) =>
         `{{- ${i === 0 ? 'if' : 'else if'} ${condition} }}\n` +
-        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace ${listener.servicePort} }}`,
+        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace (int ${servicePort(listener)}) }}`,
     );
     helm.define('testEndpoint', `${branches.join('\n')}\n{{- end }}`);
 

@@ -144,7 +144,7 @@ describe('validation catches mistakes', () => {
     const result = helmTemplate({ set: ['config.listeners.relay.port=3000'] });
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(
-      'config.listeners.relay.port is set by the chart, not by values (got 3000): the container listens on 2525 and the Service services.smtp publishes it on port 25',
+      'config.listeners.relay.port is set by the chart, not by values (got 3000): the container listens on 2525; set the port clients use with services.smtp.ports.relay (default 25)',
     );
   });
 

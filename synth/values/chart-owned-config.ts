@@ -34,16 +34,16 @@ export const MOUNTED_CONFIG = {
   authUsers: { auth: { usersFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.authUsers) } },
 };
 
-const listenerPort = (listener: keyof typeof POD_CONFIG.listeners, service: string, servicePort: number) =>
-  `the container listens on ${CONTAINER_PORTS[listener]} and the Service ${service} publishes it on port ${servicePort}; ` +
-  `turn the listener on or off with config.listeners.${listener}.enabled`;
+const listenerPort = (listener: keyof typeof POD_CONFIG.listeners, group: string) =>
+  `the container listens on ${CONTAINER_PORTS[listener]}; set the port clients use with services.${group}.ports.${listener} ` +
+  `(default ${SERVICE_PORTS[listener]}), and turn the listener on or off with config.listeners.${listener}.enabled`;
 
 /** Dotted path under config → what the chart sets and which value to use instead. */
 export const CHART_OWNED_CONFIG: Readonly<Record<string, string>> = {
   listenAddress: 'the pod listens on all its addresses; limit who may relay with config.policy.allowedNetworks and who may connect with networkPolicy',
-  'listeners.relay.port': listenerPort('relay', 'services.smtp', SERVICE_PORTS.relay),
-  'listeners.submission.port': listenerPort('submission', 'services.submission', SERVICE_PORTS.submission),
-  'listeners.smtps.port': listenerPort('smtps', 'services.submission', SERVICE_PORTS.smtps),
+  'listeners.relay.port': listenerPort('relay', 'smtp'),
+  'listeners.submission.port': listenerPort('submission', 'submission'),
+  'listeners.smtps.port': listenerPort('smtps', 'submission'),
   'ops.listenAddress': 'the ops server listens on all the pod\'s addresses; limit who may connect with networkPolicy.metricsFrom',
   'ops.port': `the ops server listens on ${CONTAINER_PORTS.ops}, which the probes, the metrics Service and the ServiceMonitor use`,
   'devUpstream.dir': `the development upstream writes to ${POD_CONFIG.devUpstream.dir}, the only writable folder; set config.upstream.host to relay to a smarthost`,

@@ -6,7 +6,7 @@
  * gateway does, less the keys the chart sets itself (refused when set).
  */
 import { z } from 'zod';
-import { SECRET_KEYS } from '../../gateway/src/config/constants';
+import { SECRET_KEYS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
 import { PROJECT } from '../project';
 import { CHART_OWNED_CONFIG, chartConfigSchema } from './chart-owned-config';
 
@@ -50,11 +50,22 @@ const probe = (period: number, failures: number, what: string) =>
     .prefault({})
     .describe(what);
 
+const servicePorts = (listeners: ListenerName[]) =>
+  z
+    .strictObject(
+      Object.fromEntries(
+        listeners.map((l) => [l, z.number().int().min(1).max(65535).default(SERVICE_PORTS[l]).describe(`Port clients reach the ${l} listener on (the container listens on its own fixed port).`)]),
+      ),
+    )
+    .prefault({})
+    .describe('Service ports, by listener.');
+
 /** One load-balanced listener group (the seed runs two AWS NLBs). */
-const service = (what: string) =>
+const service = (what: string, listeners: ListenerName[]) =>
   z
     .strictObject({
       enabled: z.boolean().default(true).describe('Render this Service (it is left out anyway while all its listeners are disabled in config.listeners).'),
+      ports: servicePorts(listeners),
       type: z.enum(['ClusterIP', 'LoadBalancer']).default('ClusterIP').describe('ClusterIP for in-cluster clients; LoadBalancer for an AWS NLB (AWS Load Balancer Controller).'),
       annotations: stringMap('Extra annotations; the NLB annotations the chart sets (from loadBalancer.*) keep their values.'),
       loadBalancer: z
@@ -134,8 +145,8 @@ export const valuesSchema = z.strictObject({
     .describe('Inbound TLS certificate.'),
   services: z
     .strictObject({
-      smtp: service('The relay listener, published on port 25.'),
-      submission: service('The submission (587) and SMTPS (465) listeners.'),
+      smtp: service('The relay listener.', ['relay']),
+      submission: service('The submission and SMTPS listeners.', ['submission', 'smtps']),
     })
     .prefault({})
     .describe('The Services that expose the SMTP listeners.'),

@@ -73,13 +73,13 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- fail (printf "config.listenAddress is set by the chart, not by values (got %s): the pod listens on all its addresses; limit who may relay with config.policy.allowedNetworks and who may connect with networkPolicy" (toJson (index .Values.config "listenAddress"))) }}
 {{- end }}
 {{- if hasKey (dig "listeners" "relay" (dict) .Values.config) "port" }}
-{{- fail (printf "config.listeners.relay.port is set by the chart, not by values (got %s): the container listens on 2525 and the Service services.smtp publishes it on port 25; turn the listener on or off with config.listeners.relay.enabled" (toJson (index (dig "listeners" "relay" (dict) .Values.config) "port"))) }}
+{{- fail (printf "config.listeners.relay.port is set by the chart, not by values (got %s): the container listens on 2525; set the port clients use with services.smtp.ports.relay (default 25), and turn the listener on or off with config.listeners.relay.enabled" (toJson (index (dig "listeners" "relay" (dict) .Values.config) "port"))) }}
 {{- end }}
 {{- if hasKey (dig "listeners" "submission" (dict) .Values.config) "port" }}
-{{- fail (printf "config.listeners.submission.port is set by the chart, not by values (got %s): the container listens on 2587 and the Service services.submission publishes it on port 587; turn the listener on or off with config.listeners.submission.enabled" (toJson (index (dig "listeners" "submission" (dict) .Values.config) "port"))) }}
+{{- fail (printf "config.listeners.submission.port is set by the chart, not by values (got %s): the container listens on 2587; set the port clients use with services.submission.ports.submission (default 587), and turn the listener on or off with config.listeners.submission.enabled" (toJson (index (dig "listeners" "submission" (dict) .Values.config) "port"))) }}
 {{- end }}
 {{- if hasKey (dig "listeners" "smtps" (dict) .Values.config) "port" }}
-{{- fail (printf "config.listeners.smtps.port is set by the chart, not by values (got %s): the container listens on 2465 and the Service services.submission publishes it on port 465; turn the listener on or off with config.listeners.smtps.enabled" (toJson (index (dig "listeners" "smtps" (dict) .Values.config) "port"))) }}
+{{- fail (printf "config.listeners.smtps.port is set by the chart, not by values (got %s): the container listens on 2465; set the port clients use with services.submission.ports.smtps (default 465), and turn the listener on or off with config.listeners.smtps.enabled" (toJson (index (dig "listeners" "smtps" (dict) .Values.config) "port"))) }}
 {{- end }}
 {{- if hasKey (dig "ops" (dict) .Values.config) "listenAddress" }}
 {{- fail (printf "config.ops.listenAddress is set by the chart, not by values (got %s): the ops server listens on all the pod's addresses; limit who may connect with networkPolicy.metricsFrom" (toJson (index (dig "ops" (dict) .Values.config) "listenAddress"))) }}
@@ -155,8 +155,8 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 
 {{- define "smtp-gateway.testEndpoint" -}}
 {{- if and .Values.services.smtp.enabled .Values.config.listeners.relay.enabled }}
-{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "smtp")) .Release.Namespace 25 }}
+{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "smtp")) .Release.Namespace (int .Values.services.smtp.ports.relay) }}
 {{- else if and .Values.services.submission.enabled .Values.config.listeners.submission.enabled }}
-{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "submission")) .Release.Namespace 587 }}
+{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "submission")) .Release.Namespace (int .Values.services.submission.ports.submission) }}
 {{- end }}
 {{- end }}
