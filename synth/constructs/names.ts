@@ -99,13 +99,22 @@ app.kubernetes.io/name: {{ include "${name}.name" . }}
 ${STABLE_RELEASE_LABEL}: {{ .Release.Name }}
 {{- end }}`,
     );
+    // commonLabels may add labels to every object, never replace the chart's own: selectors depend on them.
     helm.define(
       'commonLabels',
       `
 helm.sh/chart: {{ include "${name}.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: {{ include "${name}.name" . }}`,
+app.kubernetes.io/part-of: {{ include "${name}.name" . }}
+{{- with ${valueRef('commonLabels')} }}
+{{ toYaml . }}
+{{- end }}
+{{- range $key, $_ := ${valueRef('commonLabels')} }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) }}
+{{- fail (printf "commonLabels.%s cannot be set: the chart sets the app.kubernetes.io/* and helm.sh/* labels itself (add your own label names)" $key) }}
+{{- end }}
+{{- end }}`,
     );
     helm.define(
       'labels',

@@ -8,7 +8,8 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import { LISTENERS, listenerEnabled } from './listeners';
+import { imageReference } from './image-reference';
+import { LISTENERS, listenerEnabled, servicePort } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 import { restrictedContainerSecurity } from './pod-security';
 
@@ -51,13 +52,9 @@ export class TestHook extends Construct {
     const branches = candidates.map(
       ({ listener, condition }, i) =>
         `{{- ${i === 0 ? 'if' : 'else if'} ${condition} }}\n` +
-        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace ${listener.servicePort} }}`,
+        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace (int ${servicePort(listener)}) }}`,
     );
     helm.define('testEndpoint', `${branches.join('\n')}\n{{- end }}`);
-    helm.define(
-      'testImage',
-      `{{- printf "%s:%s" ${valueRef('tests.image.repository')} ${valueRef('tests.image.tag')} }}`,
-    );
 
     const pod = new kplus.Pod(this, 'pod', {
       metadata: {
@@ -75,7 +72,7 @@ export class TestHook extends Construct {
       containers: [
         {
           name: 'smtp',
-          image: t.str(helm.include('testImage')),
+          image: t.str(imageReference(helm, { repository: valueRef('tests.image.repository'), tag: valueRef('tests.image.tag') })),
           command: ['sh', '-c', SMTP_TEST_SCRIPT],
           envVariables: {
             SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))),

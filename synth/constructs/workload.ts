@@ -22,9 +22,10 @@ import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { GatewayConfig } from './gateway-config';
 import { GatewaySecret, SECRET_CONDITIONS } from './gateway-secret';
+import { imageReference } from './image-reference';
 import { LISTENERS, OPS_PORT_NAME, listenerEnabled } from './listeners';
 import { HPA_ENABLED, type ChartNames } from './names';
-import { restrictedContainerSecurity } from './pod-security';
+import { SecurityContextOverValues, restrictedContainerSecurity } from './pod-security';
 
 export interface WorkloadProps {
   readonly names: ChartNames;
@@ -48,15 +49,11 @@ export class Workload extends Construct {
     const helm = HelmChart.of(this);
     const t = helm.tokens;
     const { names } = props;
-    helm.define(
-      'image',
-      `{{- $tag := default .Chart.AppVersion ${valueRef('image.tag')} }}
-{{- if ${valueRef('image.digest')} }}
-{{- printf "%s@%s" ${valueRef('image.repository')} ${valueRef('image.digest')} }}
-{{- else }}
-{{- printf "%s:%s" ${valueRef('image.repository')} $tag }}
-{{- end }}`,
-    );
+    const image = imageReference(helm, {
+      repository: valueRef('image.repository'),
+      tag: `(default .Chart.AppVersion ${valueRef('image.tag')})`,
+      digest: valueRef('image.digest'),
+    });
     const probe = (path: string, which: 'startup' | 'liveness' | 'readiness') =>
       kplus.Probe.fromHttpGet(path, {
         port: CONTAINER_PORTS.ops,
@@ -114,7 +111,7 @@ export class Workload extends Construct {
       containers: [
         {
           name: 'gateway',
-          image: t.str(helm.include('image')),
+          image: t.str(image),
           portNumber: CONTAINER_PORTS.relay,
           envVariables: { [ENV.configFile]: kplus.EnvValue.fromValue(posix.join(MOUNT_PATHS.configDir, CONFIG_FILE_NAME)) },
           startup: probe(OPS_PATHS.liveness, 'startup'),
@@ -146,6 +143,12 @@ export class Workload extends Construct {
       JsonPatch.add(`${CONTAINER}/volumeMounts/-`, { name: 'config', mountPath: MOUNT_PATHS.configDir, readOnly: true }),
       JsonPatch.add(`${POD}/volumes/-`, this.projectedVolume(helm, names)),
       JsonPatch.add(`${POD}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
+      JsonPatch.add('/spec/revisionHistoryLimit', t.intString(valueRef('revisionHistoryLimit'))),
+      JsonPatch.add(`${POD}/initContainers`, t.yaml(valueRef('initContainers'), { omitEmpty: true })),
+      JsonPatch.add(`${POD}/containers/-`, t.splice(valueRef('extraContainers'), { omitEmpty: true })),
+      JsonPatch.add(`${POD}/volumes/-`, t.splice(valueRef('extraVolumes'), { omitEmpty: true })),
+      JsonPatch.add(`${CONTAINER}/volumeMounts/-`, t.splice(valueRef('extraVolumeMounts'), { omitEmpty: true })),
+      JsonPatch.add(`${CONTAINER}/envFrom`, t.yaml(valueRef('extraEnvFrom'), { omitEmpty: true })),
       // No <SERVICE>_PORT variables: a release named e.g. "smtpgw" would otherwise get SMTPGW_* variables
       // that the gateway reads as config overrides (ENV.overridePrefix).
       JsonPatch.add(`${POD}/enableServiceLinks`, false),
@@ -166,6 +169,14 @@ export class Workload extends Construct {
         ]),
       ),
     );
+    // Last, over the synthesised restricted defaults: the user's fields, each replacing one default.
+    const overValues = new SecurityContextOverValues(helm);
+    helm.transform(apiObject, (manifest) => {
+      const pod = manifest.spec.template.spec;
+      pod.securityContext = t.yaml(overValues.expr(pod.securityContext, 'podSecurityContext'));
+      const gateway = pod.containers[0];
+      gateway.securityContext = t.yaml(overValues.expr(gateway.securityContext, 'containerSecurityContext'));
+    });
   }
 
   /** Config, Secret and TLS certificate as one read-only tree under the config folder. */
