@@ -222,6 +222,19 @@ describe('transport ses: configuration is checked at start-up', () => {
     expect(problems({ ses: { region: 'eu-west-1', endpoint: 'http://127.0.0.1:4566' } })).toBe('');
   });
 
+  it('forwards no ESMTP extension the SES API cannot carry', () => {
+    expect(problems({ ses: { region: 'eu-west-1' }, extensions: ['8BITMIME', 'DSN'] })).toMatch(/upstream\.extensions: got \["8BITMIME","DSN"\]; upstream\.transport is ses, which can forward 8BITMIME only .*remove DSN/);
+  });
+
+  it('is not combined with the development upstream', () => {
+    try {
+      validateConfig({ upstream: { transport: 'ses', ses: { region: 'eu-west-1' } }, devUpstream: { enabled: true } });
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).toMatch(/devUpstream\.enabled: got true; devUpstream\.enabled and upstream\.transport ses exclude each other/);
+    }
+  });
+
   it('keeps policy.maxRecipients within the 50 recipients SES takes per message', () => {
     expect(problems({ ses: { region: 'eu-west-1' } }, { maxRecipients: 100 })).toMatch(/policy\.maxRecipients: got 100; expected at most 50 with upstream\.transport ses/);
   });
