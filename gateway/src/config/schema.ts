@@ -216,7 +216,7 @@ export const configFields = z
       .describe('SMTP AUTH (PLAIN, LOGIN).'),
     upstream: z
       .object({
-        host: z.string().default('').describe('Smarthost, e.g. email-smtp.us-east-1.amazonaws.com; required unless devUpstream.enabled.'),
+        host: z.string().default('').describe('Smarthost, e.g. email-smtp.us-east-1.amazonaws.com; required with transport smtp unless devUpstream.enabled, empty with transport ses.'),
         port: port.default(587).describe('Smarthost port.'),
         security: z
           .enum(['starttls', 'tls', 'none'])
