@@ -325,31 +325,36 @@ require_ses_access() {
   [ -n "$region" ] || die "$VALUES_FILE sets config.upstream.transport ses but no config.upstream.ses.region"
   [ -n "$identity" ] || die "$EKSCTL_FILE lets the gateway's role send from no SES identity (no arn:aws:ses:...:identity/NAME resource)"
   # the chart names the release's ServiceAccount after the release
-  if probe aws eks list-pod-identity-associations --cluster-name "$CLUSTER" --region "$REGION" \
+  local no_association="ServiceAccount $NAMESPACE/$release has no EKS Pod Identity association in $CLUSTER, so its pods cannot sign SES requests; create it with 'eksctl create podidentityassociation --config-file $ROOT/$EKSCTL_FILE', then run again"
+  if aws_lookup "the Pod Identity associations of $CLUSTER" "$no_association" \
+    aws eks list-pod-identity-associations --cluster-name "$CLUSTER" --region "$REGION" \
     --namespace "$NAMESPACE" --service-account "$release" --query 'associations[].associationId' --output text; then
-    [[ -n "$PROBE_OUT" && "$PROBE_OUT" != None ]] ||
-      die "ServiceAccount $NAMESPACE/$release has no EKS Pod Identity association in $CLUSTER, so its pods cannot sign SES requests; create it with 'eksctl create podidentityassociation --config-file $ROOT/$EKSCTL_FILE', then run again"
-  elif ! $DRY_RUN; then
-    die "could not look up the Pod Identity associations of $CLUSTER: $PROBE_OUT"
+    [[ -n "$PROBE_OUT" && "$PROBE_OUT" != None ]] || die "$no_association"
   fi
-  if probe aws sesv2 get-email-identity --email-identity "$identity" --region "$region" \
-    --query VerifiedForSendingStatus --output text; then
+  if aws_lookup "SES identity $identity in $region" \
+    "SES identity $identity (named in $EKSCTL_FILE) does not exist in $region; create and verify it (aws sesv2 create-email-identity), then run again" \
+    aws sesv2 get-email-identity --email-identity "$identity" --region "$region" --query VerifiedForSendingStatus --output text; then
     [ "$PROBE_OUT" = True ] ||
       die "SES identity $identity (named in $EKSCTL_FILE) is not verified for sending in $region; finish its DNS verification, then run again"
-  elif [[ "$PROBE_OUT" == *NotFoundException* ]]; then
-    die "SES identity $identity (named in $EKSCTL_FILE) does not exist in $region; create and verify it (aws sesv2 create-email-identity), then run again"
-  elif ! $DRY_RUN; then
-    die "could not look up SES identity $identity in $region: $PROBE_OUT"
   fi
   [ -n "$config_set" ] || return 0
-  if probe aws sesv2 get-configuration-set --configuration-set-name "$config_set" --region "$region" \
-    --query ConfigurationSetName --output text; then
+  if aws_lookup "SES configuration set $config_set in $region" \
+    "SES configuration set $config_set (config.upstream.ses.configurationSet in $VALUES_FILE) does not exist in $region; create it (aws sesv2 create-configuration-set), then run again" \
+    aws sesv2 get-configuration-set --configuration-set-name "$config_set" --region "$region" --query ConfigurationSetName --output text; then
     say "SES: $NAMESPACE/$release has its Pod Identity role, identity $identity is verified, configuration set $config_set exists"
-  elif [[ "$PROBE_OUT" == *NotFoundException* ]]; then
-    die "SES configuration set $config_set (config.upstream.ses.configurationSet in $VALUES_FILE) does not exist in $region; create it (aws sesv2 create-configuration-set), then run again"
-  elif ! $DRY_RUN; then
-    die "could not look up SES configuration set $config_set in $region: $PROBE_OUT"
   fi
+}
+
+# aws_lookup WHAT NOT_FOUND CMD...: a read-only AWS look-up (answer in PROBE_OUT); true when it answered.
+# Stops with NOT_FOUND when AWS says NotFoundException, and with the tool's message on any other failure
+# except under --dry-run, which only prints the command.
+aws_lookup() {
+  local what=$1 not_found=$2
+  shift 2
+  probe "$@" && return 0
+  [[ "$PROBE_OUT" != *NotFoundException* ]] || die "$not_found"
+  $DRY_RUN || die "could not look up $what: $PROBE_OUT"
+  return 1
 }
 
 # helm_release RELEASE REPOSITORY TAG EXTRA_ARGS...: install or upgrade one release of the chart with the
