@@ -1,6 +1,7 @@
 /**
  * The chart as helm renders it, for the defaults and each overlay: strict
- * Kubernetes 1.28 (and ServiceMonitor CRD) validation, helm lint --strict, the
+ * validation against the Kubernetes schemas of the chart's kubeVersion floor and
+ * of the version the EKS clusters run (and the ServiceMonitor CRD), helm lint --strict, the
  * invariants every release must keep, and clear failures for bad overlays.
  */
 import { posix } from 'node:path';
@@ -8,7 +9,7 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { MOUNT_PATHS } from '../../gateway/src/config/constants';
 import { configSchema } from '../../gateway/src/config/schema';
-import { CHART, OVERLAYS, helmTemplate, kubeconform, render, run, valuesFile } from './support';
+import { CHART, KUBERNETES, OVERLAYS, helmTemplate, kubeconform, render, run, valuesFile } from './support';
 
 /** Every optional resource and field on at once, so strict validation sees every template line. */
 const EVERYTHING = valuesFile({
@@ -46,10 +47,10 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
     expect(result.status).toBe(0);
   });
 
-  it('is valid against the Kubernetes 1.28 and ServiceMonitor schemas in strict mode', () => {
-    const rendered = helmTemplate({ values, withServiceMonitorApi: true });
+  it.each([KUBERNETES.floor, KUBERNETES.cluster])('is valid against the Kubernetes %s and ServiceMonitor schemas in strict mode', (kubeVersion) => {
+    const rendered = helmTemplate({ values, withServiceMonitorApi: true, kubeVersion });
     expect(rendered.stderr).toBe('');
-    const result = kubeconform(rendered.stdout);
+    const result = kubeconform(rendered.stdout, kubeVersion);
     expect(result.stdout).toMatch(/Invalid: 0, Errors: 0, Skipped: 0/);
     expect(result.status).toBe(0);
   });
