@@ -30,7 +30,9 @@ COMMAND
                   eksctl/<env>.yaml if it does not exist; install or upgrade the AWS Load Balancer
                   Controller; create the ECR repository if missing and log in; build and push the image
                   tagged with the git revision; helm upgrade --install --atomic --wait with
-                  values/<env>.yaml and that tag; helm test; print the load balancers' host names.
+                  values/<env>.yaml and that tag; helm test; put the CloudWatch dashboard
+                  (deploy/cloudwatch-dashboard.json, where the cluster runs Container Insights);
+                  print the load balancers' host names.
   rollout PERCENT Gradual rollout of this revision: install or resize the canary release
                   ($CANARY_RELEASE) beside the stable one, behind the same Services, with replicas
                   chosen so it gets about PERCENT% of the pods (10, then 50; 100 means promote).
@@ -222,6 +224,25 @@ helm_test() {
   run helm test "$RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --logs --timeout 5m
 }
 
+runs_container_insights() {
+  local line pattern='^[[:space:]]*-[[:space:]]*name:[[:space:]]*amazon-cloudwatch-observability[[:space:]]*$'
+  while IFS= read -r line; do
+    [[ $line =~ $pattern ]] && return 0
+  done <"$ROOT/$EKSCTL_FILE"
+  return 1
+}
+
+# The CloudWatch dashboard of an environment whose cluster runs Container Insights (the
+# amazon-cloudwatch-observability add-on in its eksctl file): put on every deploy, so the committed JSON
+# is what the console shows.
+put_cloudwatch_dashboard() {
+  runs_container_insights || return 0
+  require_file "$CLOUDWATCH_DASHBOARD" "the dashboard is part of this repository"
+  say "CloudWatch dashboard $CLUSTER"
+  run aws cloudwatch put-dashboard --dashboard-name "$CLUSTER" \
+    --dashboard-body "file://$ROOT/$CLOUDWATCH_DASHBOARD" --region "$REGION" --output text
+}
+
 print_load_balancers() {
   say "load balancers (DNS names can take a few minutes to resolve):"
   run kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get services \
@@ -298,6 +319,7 @@ deploy() {
   say "releasing $IMAGE:$TAG as $RELEASE"
   helm_release "$RELEASE" "$IMAGE" "$TAG"
   helm_test
+  put_cloudwatch_dashboard
   print_load_balancers
 }
 

@@ -4,13 +4,14 @@
 # `set -euo pipefail`.
 # shellcheck disable=SC2034 # the names below are used by the scripts that source this file
 
-# Names the chart, the cluster files and the seed agree on.
+# Names the chart, the cluster files and the README's table of the environments agree on.
 RELEASE=smtp-gateway
 CANARY_RELEASE=smtp-gateway-canary
 NAMESPACE=smtp-gateway
 ECR_REPOSITORY=smtp-gateway
 CHART_DIR=charts/smtp-gateway
 LBC_RELEASE=aws-load-balancer-controller
+CLOUDWATCH_DASHBOARD=deploy/cloudwatch-dashboard.json
 
 DRY_RUN=false
 ASSUME_YES=false
@@ -87,11 +88,17 @@ probe() {
   return "$status"
 }
 
-# require_tools TOOL...: stop naming every missing tool, before anything has been changed.
+# require_tools TOOL...: stop naming every missing tool, before anything has been changed. A dry run
+# calls none of them, so it only says which ones a real run will need.
 require_tools() {
   local missing=() tool
   for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-  [ "${#missing[@]}" -eq 0 ] || die "missing required tool(s): ${missing[*]} (install them and put them on PATH)"
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if $DRY_RUN; then
+    say "dry run: ${missing[*]} not found on PATH; a real run needs them"
+    return 0
+  fi
+  die "missing required tool(s): ${missing[*]} (install them and put them on PATH)"
 }
 
 # require_file FILE HINT: stop naming a missing file the environment needs and how to get it.

@@ -22,6 +22,10 @@ const secretLookups = (cluster: string) =>
     (name) => `kubectl --context ${cluster} --namespace smtp-gateway get secret ${name} --output name`,
   );
 
+/** The committed CloudWatch dashboard put for the cluster. */
+const putDashboard = (cluster: string) =>
+  `aws cloudwatch put-dashboard --dashboard-name ${cluster} --dashboard-body file://${box.tree}/deploy/cloudwatch-dashboard.json --region us-east-1 --output text`;
+
 /** The commands of a deploy, in order, for a cluster and repository that already exist. */
 function deployCommands(env: 'staging' | 'production', revision: string): string[] {
   const cluster = env === 'staging' ? 'smtp-gateway-staging' : 'smtp-gateway-prod';
@@ -42,6 +46,8 @@ function deployCommands(env: 'staging' | 'production', revision: string): string
     ...secretLookups(cluster),
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --atomic --wait --timeout 10m`,
     `helm test smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --logs --timeout 5m`,
+    // production runs Container Insights (eksctl/prod.yaml), so it gets the CloudWatch dashboard
+    ...(env === 'production' ? [putDashboard(cluster)] : []),
     `kubectl --context ${cluster} --namespace smtp-gateway get services --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={range .items[?(@.spec.type=="LoadBalancer")]}{.metadata.name}{"\\t"}{.status.loadBalancer.ingress[*].hostname}{"\\n"}{end}`,
   ];
 }
@@ -150,6 +156,22 @@ describe('deploy-aws-staging.sh', () => {
       'kubectl --context smtp-gateway-staging --namespace smtp-gateway get services',
     ]) {
       expect(printed.some((line) => line.startsWith(prefix)), `dry run prints: ${prefix}`).toBe(true);
+    }
+  });
+
+  it('--dry-run prints the whole plan without aws, eksctl, kubectl, helm or docker installed', () => {
+    const tools = ['aws', 'eksctl', 'kubectl', 'helm', 'docker'] as const;
+    for (const script of ['deploy-aws-staging.sh', 'deploy-aws-production.sh']) {
+      const result = box.run(script, ['--dry-run'], { without: [...tools] });
+      expect(result.status, result.output).toBe(0);
+      expect(result.calls).toEqual([]);
+      expect(result.output).toContain('dry run: aws eksctl kubectl helm docker not found on PATH; a real run needs them');
+      const printed = result.output.split('\n');
+      for (const prefix of ['aws sts get-caller-identity', 'eksctl create cluster --config-file', 'docker build --file', 'helm upgrade --install smtp-gateway ', 'helm test smtp-gateway']) {
+        expect(printed.some((line) => line.startsWith(prefix)), `${script} --dry-run prints: ${prefix}`).toBe(true);
+      }
+      const dashboard = printed.some((line) => line.startsWith('aws cloudwatch put-dashboard --dashboard-name smtp-gateway-prod '));
+      expect(dashboard, `${script} puts the dashboard only where Container Insights runs`).toBe(script === 'deploy-aws-production.sh');
     }
   });
 
@@ -397,6 +419,14 @@ describe('cleanup scripts', () => {
     expect(result.status).toBe(0);
     expect(result.calls).toEqual([]);
     expect(result.output).toContain('eksctl delete cluster --name smtp-gateway-prod --region us-east-1 --wait');
+  });
+
+  it('--dry-run works without aws, eksctl or helm installed', () => {
+    const result = box.run('cleanup-aws-staging.sh', ['--dry-run'], { without: ['aws', 'eksctl', 'kubectl', 'helm', 'docker'] });
+    expect(result.status, result.output).toBe(0);
+    expect(result.calls).toEqual([]);
+    expect(result.output).toContain('a real run needs them');
+    expect(result.output).toContain('eksctl delete cluster --name smtp-gateway-staging --region us-east-1 --wait');
   });
 });
 
