@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deletes an smtp-gateway environment, as the seed's cleanup commands do: the Helm releases first, so the
+# Deletes an smtp-gateway environment: the Helm releases first, so the
 # AWS Load Balancer Controller (still running) deletes the NLBs it made, then the EKS cluster with its VPC.
 # cleanup-aws-staging.sh and cleanup-aws-production.sh are the front doors.
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deploys smtp-gateway to one of its EKS clusters, from this work tree: the cluster (if missing), the AWS
 # Load Balancer Controller, the image in ECR tagged with the git revision, the Helm release, its tests.
-# Also runs the seed's gradual rollout: a canary release beside the stable one, behind the same Services.
+# Also runs a gradual rollout: a canary release beside the stable one, behind the same Services.
 # deploy-aws-staging.sh and deploy-aws-production.sh are the front doors; this is the one implementation.
 set -euo pipefail
 

@@ -1,7 +1,7 @@
 /** The SMTP listeners as the chart publishes them: container port, port name, Service port and Service group. */
 import { CONTAINER_PORTS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
 
-/** A listener group is one Service (one NLB): the seed runs two. */
+/** A listener group is one Service (one NLB): the chart runs two. */
 export type ServiceGroup = 'smtp' | 'submission';
 
 export interface Listener {

@@ -87,7 +87,7 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
   });
 });
 
-describe('the overlays follow the seed', () => {
+describe('the overlays size staging and production as planned', () => {
   const kinds = (docs: Array<Record<string, any>>) => docs.map((d) => d.kind).sort();
 
   it('staging: one replica, no HPA, PDB or ServiceMonitor, 100m-500m CPU and 128Mi-512Mi memory', () => {

@@ -49,7 +49,7 @@ const probe = (period: number, failures: number, what: string) =>
     .prefault({})
     .describe(what);
 
-/** One load-balanced listener group (the seed runs two AWS NLBs). */
+/** One load-balanced listener group (the chart runs two AWS NLBs). */
 const service = (what: string) =>
   z
     .strictObject({
