@@ -146,6 +146,13 @@ const send = (port: number, mail: SendMailOptions, transport: Record<string, unk
     .sendMail({ from: 'app@example.com', to: 'user@example.org', subject: 'metrics', text: 'hello', ...mail })
     .catch((err: Error) => err);
 
+/** Sends each command in turn; the codes of the replies, in order. */
+async function codes(dialog: SmtpDialog, ...lines: string[]): Promise<number[]> {
+  const replies: number[] = [];
+  for (const line of lines) replies.push((await dialog.command(line)).code);
+  return replies;
+}
+
 /** Sessions end in the hooks' onClose, a moment after the client's QUIT. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 150));
 
@@ -173,27 +180,25 @@ async function drivePolicyAuthTls(): Promise<void> {
   await send(relay, { from: 'someone@other.test', envelope: { from: 'app@example.com', to: ['user@example.org'] } }); // header_from
   await send(relay, { text: 'x'.repeat(4096) }); // message_size
 
-  const refusals = await dial(relay);
-  await refusals.command('EHLO client.test');
-  expect((await refusals.command('MAIL FROM:<app@other.test>')).code).toBeGreaterThanOrEqual(500); // sender_domain
-  await refusals.command('QUIT');
-  const recipients = await dial(relay);
-  await recipients.command('EHLO client.test');
-  await recipients.command('MAIL FROM:<app@example.com>');
-  expect((await recipients.command('RCPT TO:<x@denied.example>')).code).toBeGreaterThanOrEqual(500); // recipient_domain
-  await recipients.command('RSET');
-  await recipients.command('MAIL FROM:<app@example.com>'); // ends the refused transaction
-  await recipients.command('RCPT TO:<a@example.org>');
-  await recipients.command('RCPT TO:<b@example.org>');
-  expect((await recipients.command('RCPT TO:<c@example.org>')).code).toBeGreaterThanOrEqual(400); // too_many_recipients
-  await recipients.command('QUIT');
+  const [, senderDomain] = await codes(await dial(relay), 'EHLO client.test', 'MAIL FROM:<app@other.test>', 'QUIT');
+  expect(senderDomain).toBeGreaterThanOrEqual(500);
+  const recipients = await codes(
+    await dial(relay),
+    'EHLO client.test',
+    'MAIL FROM:<app@example.com>',
+    'RCPT TO:<x@denied.example>', // recipient_domain
+    'RSET', // ends the refused transaction at the next MAIL FROM
+    'MAIL FROM:<app@example.com>',
+    'RCPT TO:<a@example.org>',
+    'RCPT TO:<b@example.org>',
+    'RCPT TO:<c@example.org>', // too_many_recipients
+    'QUIT',
+  );
+  expect(recipients[2]).toBeGreaterThanOrEqual(500);
+  expect(recipients[7]).toBeGreaterThanOrEqual(400);
   const resets = await dial(relay);
-  await resets.command('EHLO client.test');
-  await resets.command('MAIL FROM:<app@example.com>');
-  await resets.command('RCPT TO:<a@example.org>');
-  await resets.command('RSET');
-  await resets.command('MAIL FROM:<app@example.com>'); // client_reset
-  await resets.command('RCPT TO:<a@example.org>');
+  // RSET then MAIL FROM: client_reset; the second transaction is left open
+  await codes(resets, 'EHLO client.test', 'MAIL FROM:<app@example.com>', 'RCPT TO:<a@example.org>', 'RSET', 'MAIL FROM:<app@example.com>', 'RCPT TO:<a@example.org>');
   resets.destroy(); // client_disconnect before DATA
   const bare = await dial(relay);
   await startData(bare, 'app@example.com', ['a@example.org']);
