@@ -31,7 +31,7 @@ k8s_schemas_dir() { echo "$SCHEMAS/kubernetes-$1-strict"; }
 
 usage() {
   cat <<USAGE
-Usage: scripts/install-tools.sh [--help]
+Usage: scripts/install-tools.sh [--versions | --help]
 
 Installs into $TOOLS:
   helm           $HELM_VERSION   (go install helm.sh/helm/v3/cmd/helm)
