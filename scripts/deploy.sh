@@ -224,14 +224,6 @@ helm_test() {
   run helm test "$RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --logs --timeout 5m
 }
 
-runs_container_insights() {
-  local line pattern='^[[:space:]]*-[[:space:]]*name:[[:space:]]*amazon-cloudwatch-observability[[:space:]]*$'
-  while IFS= read -r line; do
-    [[ $line =~ $pattern ]] && return 0
-  done <"$ROOT/$EKSCTL_FILE"
-  return 1
-}
-
 # The CloudWatch dashboard of an environment whose cluster runs Container Insights (the
 # amazon-cloudwatch-observability add-on in its eksctl file): put on every deploy, so the committed JSON
 # is what the console shows.

@@ -136,6 +136,16 @@ confirm() {
   [ "$answer" = "$CLUSTER" ] || die "not confirmed (expected '$CLUSTER', got '${answer}'); pass --yes to skip the question"
 }
 
+# runs_container_insights: true when the environment's eksctl file installs the amazon-cloudwatch-observability
+# add-on; such a cluster has the CloudWatch dashboard of $CLOUDWATCH_DASHBOARD, named after the cluster.
+runs_container_insights() {
+  local line pattern='^[[:space:]]*-[[:space:]]*name:[[:space:]]*amazon-cloudwatch-observability[[:space:]]*$'
+  while IFS= read -r line; do
+    [[ $line =~ $pattern ]] && return 0
+  done <"$ROOT/$EKSCTL_FILE"
+  return 1
+}
+
 # update_kubeconfig: point kubectl and helm at the environment's cluster.
 update_kubeconfig() {
   run aws eks update-kubeconfig --name "$CLUSTER" --region "$REGION" --alias "$CLUSTER"

@@ -373,6 +373,13 @@ describe('cleanup scripts', () => {
     `aws eks update-kubeconfig --name ${cluster} --region us-east-1 --alias ${cluster}`,
     `helm uninstall smtp-gateway-canary --kube-context ${cluster} --namespace smtp-gateway --ignore-not-found --wait --timeout 10m`,
     `helm uninstall smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --ignore-not-found --wait --timeout 10m`,
+    // production's dashboard (Container Insights) goes with its cluster
+    ...(cluster === 'smtp-gateway-prod'
+      ? [
+          `aws cloudwatch get-dashboard --dashboard-name ${cluster} --region us-east-1 --query DashboardName --output text`,
+          `aws cloudwatch delete-dashboards --dashboard-names ${cluster} --region us-east-1`,
+        ]
+      : []),
     `eksctl delete cluster --name ${cluster} --region us-east-1 --wait`,
   ];
 
@@ -390,6 +397,15 @@ describe('cleanup scripts', () => {
     expect(result.status).toBe(1);
     expect(result.output).toContain('about to delete the smtp-gateway releases and the cluster smtp-gateway-staging with its VPC');
     expect(result.commands).toEqual(['aws sts get-caller-identity --query Account --output text']);
+  });
+
+  it('a production cleanup whose dashboard is already gone deletes the cluster all the same', () => {
+    const rules = [notFound('^aws cloudwatch get-dashboard', 'ResourceNotFound'), ...EXISTING];
+    const result = box.run('cleanup-aws-production.sh', ['--yes'], { rules });
+    expect(result.status, result.output).toBe(0);
+    expect(result.output).toContain('no CloudWatch dashboard smtp-gateway-prod to delete');
+    expect(result.commands.some((c) => c.startsWith('aws cloudwatch delete-dashboards'))).toBe(false);
+    expect(result.commands.at(-1)).toBe('eksctl delete cluster --name smtp-gateway-prod --region us-east-1 --wait');
   });
 
   it('--keep-cluster removes only the releases', () => {
