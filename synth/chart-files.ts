@@ -69,9 +69,9 @@ Check it:
   kubectl -n {{ .Release.Namespace }} port-forward service/${component('metrics')} ${CONTAINER_PORTS.ops}:${SERVICE_PORTS.ops}
   curl -s localhost:${CONTAINER_PORTS.ops}${OPS_PATHS.readiness}; curl -s localhost:${CONTAINER_PORTS.ops}${OPS_PATHS.metrics} | head
 {{- end }}
-{{- if not .Values.config.upstream.host }}
+{{- if .Values.config.devUpstream.enabled }}
 
-WARNING: config.upstream.host is empty, so mail goes to the embedded development upstream, not to a smarthost.
+WARNING: config.devUpstream.enabled is true: every message gets 250 and is written to the pod's disk, none is delivered.
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) }}
 

@@ -11,6 +11,9 @@ import { MOUNT_PATHS } from '../../gateway/src/config/constants';
 import { configSchema } from '../../gateway/src/config/schema';
 import { CHART, KUBERNETES, OVERLAYS, helmTemplate, kubeconform, render, run, valuesFile } from './support';
 
+/** The one value a release must set: the chart refuses to render without a smarthost. */
+const SMARTHOST = valuesFile({ config: { upstream: { host: 'email-smtp.us-east-1.amazonaws.com' } } });
+
 /** Every optional resource and field on at once, so strict validation sees every template line. */
 const EVERYTHING = valuesFile({
   autoscaling: { enabled: true, targetMemoryUtilizationPercentage: 75 },
@@ -34,10 +37,10 @@ const EVERYTHING = valuesFile({
 });
 
 const CASES = {
-  defaults: [] as string[],
+  defaults: [SMARTHOST],
   staging: [OVERLAYS.staging],
   prod: [OVERLAYS.prod],
-  'everything-on': [EVERYTHING],
+  'everything-on': [SMARTHOST, EVERYTHING],
 };
 
 describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
@@ -131,6 +134,13 @@ describe('the overlays size staging and production as planned', () => {
 });
 
 describe('validation catches mistakes', () => {
+  it('without an upstream host the chart does not render (the gateway would not start), naming the key', () => {
+    const result = helmTemplate();
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain("at '/config/upstream/host': minLength: got 0, want 1");
+    expect(helmTemplate({ set: ['config.devUpstream.enabled=true'] }).status).toBe(0);
+  });
+
   it('a misspelled overlay key fails with the schema message naming it', () => {
     const result = helmTemplate({ values: [OVERLAYS.prod, valuesFile({ autoscaling: { maxReplica: 6 } })] });
     expect(result.status).not.toBe(0);
@@ -144,7 +154,7 @@ describe('validation catches mistakes', () => {
   });
 
   it('kubeconform is strict: a misspelled field in a manifest is an error', () => {
-    const manifest = helmTemplate().stdout.replace('restartPolicy: Always', 'restartPolicy: Always\n      restartPolicyy: Always');
+    const manifest = helmTemplate({ values: [SMARTHOST] }).stdout.replace('restartPolicy: Always', 'restartPolicy: Always\n      restartPolicyy: Always');
     const result = kubeconform(manifest);
     expect(result.status).not.toBe(0);
     expect(result.stdout).toContain("additionalProperties 'restartPolicyy' not allowed");
@@ -165,7 +175,7 @@ describe('validation catches mistakes', () => {
   });
 
   it('a canary needs the stable release name', () => {
-    const result = helmTemplate({ set: ['canary.enabled=true'] });
+    const result = helmTemplate({ values: [SMARTHOST], set: ['canary.enabled=true'] });
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain('canary.stableRelease must name the stable release');
   });

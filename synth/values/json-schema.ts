@@ -25,7 +25,22 @@ export interface JsonSchema {
 /** values.schema.json: the input side of the model, so every key is optional and defaults are documented. */
 export function valuesJsonSchema(): JsonSchema {
   const schema = z.toJSONSchema(valuesSchema, { io: 'input' }) as JsonSchema;
+  const config = schema.properties?.config;
+  if (!config) throw new Error('values model has no config key: requireUpstream() has nothing to apply to');
+  schema.properties = { ...schema.properties, config: { ...config, ...requireUpstream() } };
   return { ...schema, title: 'smtp-gateway chart values' };
+}
+
+/**
+ * The gateway refuses to start without a smarthost unless devUpstream.enabled
+ * (gateway/src/config/schema.ts); JSON Schema from zod leaves that cross-key check
+ * out, so the chart states it itself and refuses to render a release that could not start.
+ */
+function requireUpstream(): JsonSchema {
+  return {
+    if: { properties: { devUpstream: { properties: { enabled: { const: true } }, required: ['enabled'] } }, required: ['devUpstream'] },
+    else: { properties: { upstream: { properties: { host: { minLength: 1 } }, required: ['host'] } }, required: ['upstream'] },
+  };
 }
 
 /** Every default filled in: the content of values.yaml. */

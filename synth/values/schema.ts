@@ -6,7 +6,7 @@
  * gateway does.
  */
 import { z } from 'zod';
-import { configSchema } from '../../gateway/src/config/schema';
+import { configFields } from '../../gateway/src/config/schema';
 import { SECRET_KEYS } from '../../gateway/src/config/constants';
 
 /** A Kubernetes resource quantity such as 500m, 1, 512Mi. */
@@ -100,7 +100,7 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Container resources.'),
-  config: configSchema.prefault({}).describe(
+  config: configFields.prefault({}).describe(
     'The gateway settings (gateway/src/config/schema.ts), written to config.yaml in a ConfigMap. The chart sets the ' +
       'listen addresses and ports, the dev upstream folder and the paths of mounted Secrets itself.',
   ),

@@ -29,6 +29,9 @@ export type ConnectionRefusedReason =
   | 'proxy_timeout'
   | 'internal_error';
 
+/** Which inbound deadline expired (smtp/session-deadlines.ts). */
+export type DeadlineName = 'first_command' | 'command' | 'auth_or_mail' | 'data_rate' | 'data_total' | 'session' | 'commands';
+
 export type MessageOutcome = 'relayed' | 'rejected' | 'deferred' | 'aborted';
 
 /** Permanent refusals (5xx to the client), by us or passed on from the upstream. */
@@ -55,8 +58,8 @@ export type DeferReason =
   | 'internal_error';
 
 /**
- * The transaction ended without a reply to the final dot; nothing was delivered. A client idle past
- * the socket timeout is closed by smtp-server and counts as client_disconnect.
+ * The transaction ended without a reply to the final dot; nothing was delivered. A session a deadline
+ * closed (smtp_gateway_deadlines_expired_total) counts as client_disconnect.
  */
 export type AbortReason = 'client_disconnect' | 'client_reset';
 
@@ -135,6 +138,7 @@ export interface GatewayMetrics {
   connectionsOpen: LabelledGauge<{ listener: ListenerName }>;
   connections: LabelledCounter<{ listener: ListenerName }>;
   connectionsRefused: LabelledCounter<{ listener: ListenerName; reason: ConnectionRefusedReason }>;
+  deadlinesExpired: LabelledCounter<{ listener: ListenerName; deadline: DeadlineName }>;
 
   messages: LabelledCounter<MessageLabels>;
   /** Bytes of message data relayed (counted once the upstream accepted the message). */
@@ -207,6 +211,11 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     'smtp_gateway_connections_refused_total',
     'SMTP connections refused before or at the greeting, by listener and reason.',
     ['listener', 'reason'],
+  );
+  const deadlinesExpired = counter(
+    'smtp_gateway_deadlines_expired_total',
+    'SMTP sessions closed with 421 because a deadline expired, by listener and deadline.',
+    ['listener', 'deadline'],
   );
   const messages = counter(
     'smtp_gateway_messages_total',
@@ -291,6 +300,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     connectionsOpen,
     connections,
     connectionsRefused,
+    deadlinesExpired,
     messages,
     messageBytes,
     messageSize,

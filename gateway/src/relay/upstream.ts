@@ -60,14 +60,18 @@ export function createUpstream(settings: UpstreamSettings): Upstream {
 
 /** Reads a secret file; a missing or empty file is a start-up error that names the key and path. */
 function readSecret(key: string, file: string): string {
-  let value: string;
+  const value = readSetting(key, file).toString('utf8').trim();
+  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
+  return value;
+}
+
+/** Reads the file an upstream.* key names; a start-up error names the key and path. */
+function readSetting(key: string, file: string): Buffer {
   try {
-    value = readFileSync(file, 'utf8').trim();
+    return readFileSync(file);
   } catch (err) {
     throw new Error(`upstream.${key}: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`);
   }
-  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
-  return value;
 }
 
 /** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
@@ -151,7 +155,7 @@ export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & 
     tls: {
       rejectUnauthorized: settings.rejectUnauthorized,
       minVersion: 'TLSv1.2',
-      ca: settings.caFile ? readFileSync(settings.caFile) : undefined,
+      ca: settings.caFile ? readSetting('caFile', settings.caFile) : undefined,
       servername: settings.host,
     },
     connectionTimeout: settings.connectionTimeoutMs,

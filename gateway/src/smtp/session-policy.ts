@@ -8,6 +8,7 @@ import type { Headers } from '@zone-eu/mailsplit';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { GatewayConfig } from '../config/schema';
 import type { DeferReason, RejectReason } from '../ops/metrics';
+import { clientKey, type ClientPrefixLength } from './client-key';
 import { DomainList, domainOf } from './domains';
 import { NetworkList } from './networks';
 import { SlidingWindowLimiter } from './rate-limiter';
@@ -37,6 +38,7 @@ export class SessionPolicy {
   private readonly recipientDeny: DomainList;
   private readonly maxRecipients: number;
   private readonly messageRate?: SlidingWindowLimiter;
+  private readonly prefixLength: ClientPrefixLength;
 
   constructor(policy: GatewayConfig['policy']) {
     this.allowedNetworks = new NetworkList(policy.allowedNetworks);
@@ -44,6 +46,7 @@ export class SessionPolicy {
     this.recipientAllow = new DomainList(policy.recipientDomains.allow);
     this.recipientDeny = new DomainList(policy.recipientDomains.deny);
     this.maxRecipients = policy.maxRecipients;
+    this.prefixLength = policy.clientPrefixLength;
     if (policy.messagesPerMinute > 0) {
       this.messageRate = new SlidingWindowLimiter({ limit: policy.messagesPerMinute, windowMs: 60_000 });
     }
@@ -67,7 +70,7 @@ export class SessionPolicy {
       };
     }
     // counted per message: one hit per MAIL FROM that passed the other checks
-    if (this.messageRate && !this.messageRate.hit(rateKey(session))) {
+    if (this.messageRate && !this.messageRate.hit(rateKey(session, this.prefixLength))) {
       return {
         reply: { code: 451, status: '4.7.1', text: 'Message rate limit exceeded, try again later' },
         reason: 'rate_limited',
@@ -116,9 +119,9 @@ export class SessionPolicy {
   }
 }
 
-/** Rate limits apply per AUTH user when there is one, else per client IP. */
-function rateKey(session: PolicySession): string {
-  return session.user ? `user:${String(session.user)}` : `ip:${session.remoteAddress}`;
+/** Rate limits apply per AUTH user when there is one, else per client (IPv6 by prefix). */
+function rateKey(session: PolicySession, prefixLength: ClientPrefixLength): string {
+  return session.user ? `user:${String(session.user)}` : `ip:${clientKey(session.remoteAddress, prefixLength)}`;
 }
 
 type Parsed = { address?: string; group?: Parsed[] };
