@@ -21,6 +21,7 @@ import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
 import { clientKey } from './smtp/client-key';
+import { EnvelopeExtensions } from './smtp/envelope-extensions';
 import { startListener, type SmtpListener } from './smtp/listeners';
 import { NetworkList } from './smtp/networks';
 import { ConnectionCounter } from './smtp/rate-limiter';
@@ -109,6 +110,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     const keyOf = (ip: string) => clientKey(ip, config.policy.clientPrefixLength);
     const auth = users ? createAuthHandler(config.auth, users, metrics, logger, keyOf) : undefined;
     const policy = new SessionPolicy(config.policy);
+    const extensions = new EnvelopeExtensions(config.upstream.extensions, Boolean(auth));
     const connections = new ConnectionCounter({ max: config.policy.maxConnections, maxPerKey: config.policy.maxConnectionsPerIp });
     const proxyFrom = config.proxyProtocol.enabled ? new NetworkList(config.proxyProtocol.trustedNetworks) : undefined;
 
@@ -118,6 +120,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       const hooks = createSessionHooks({
         listener: name,
         policy,
+        extensions,
         auth,
         relay: {
           upstream,
@@ -142,6 +145,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
         authEnabled: Boolean(auth),
         allowInsecureAuth: config.auth.allowInsecure,
         maxMessageBytes: config.policy.maxMessageBytes,
+        advertised: extensions.advertised,
         proxyFrom,
         connections,
         clientKey: keyOf,

@@ -198,6 +198,18 @@ async function drivePolicyAuthTls(): Promise<void> {
   );
   expect(recipients[2]).toBeGreaterThanOrEqual(500);
   expect(recipients[7]).toBeGreaterThanOrEqual(400);
+  const extensions = await codes(
+    await dial(relay),
+    'EHLO client.test',
+    'MAIL FROM:<app@example.com>',
+    'RCPT TO:<a@example.org> NOTIFY=SUCCESS', // unsupported_parameter: DSN is not offered
+    'RSET',
+    'MAIL FROM:<app@example.com>',
+    'RCPT TO:<jürgen@example.org>', // smtputf8_required: a UTF-8 address without SMTPUTF8
+    'QUIT',
+  );
+  expect(extensions[2]).toBe(555);
+  expect(extensions[5]).toBe(553);
   const resets = await dial(relay);
   // RSET then MAIL FROM: client_reset; the second transaction is left open
   await codes(resets, 'EHLO client.test', 'MAIL FROM:<app@example.com>', 'RCPT TO:<a@example.org>', 'RSET', 'MAIL FROM:<app@example.com>', 'RCPT TO:<a@example.org>');

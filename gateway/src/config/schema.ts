@@ -6,8 +6,9 @@
  * default is where mail goes: upstream.host, or devUpstream.enabled as `make run` sets.
  */
 import { z } from 'zod';
+import { canonicalPattern } from '../smtp/domains';
 import { parseCidr } from './cidr';
-import { CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from './constants';
+import { CONTAINER_PORTS, FORWARDED_EXTENSIONS, MOUNT_PATHS, SECRET_KEYS } from './constants';
 
 const port = z.number().int().min(1).max(65535);
 /** A port to listen on; 0 lets the OS pick a free one (tests, local runs), and the gateway logs the real one. */
@@ -22,11 +23,14 @@ export const cidr = z.string().refine((value) => parseCidr(value) !== undefined,
   message: 'expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8',
 });
 
+const DOMAIN_EXPECTED = 'expected a domain name such as example.com, *.example.com, bücher.example or xn--bcher-kva.example';
+/** Either spelling of an internationalised domain; smtp/domains.ts compares them in one canonical form. */
 const domain = z
   .string()
-  .regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i, {
-    message: 'expected a domain name such as example.com or *.example.com',
-  });
+  // the JSON schema's share of the rule (the chart validates with it); the refine does the rest
+  .regex(/^(\*\.)?[^\s@*[\]]+$/u, { message: DOMAIN_EXPECTED, abort: true })
+  .refine((value) => canonicalPattern(value) !== undefined, { message: DOMAIN_EXPECTED })
+  .overwrite((value) => canonicalPattern(value) ?? value);
 
 const listener = (defaultPort: number, enabled: boolean, what: string) =>
   z
@@ -172,6 +176,12 @@ export const configFields = z
         messagesPerSecond: z.number().min(0).default(0).describe('Send-rate limit (SES maximum send rate); 0 means none.'),
         connectionTimeoutMs: z.number().int().min(100).default(10000).describe('Time to establish a connection.'),
         socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
+        extensions: z
+          .array(z.enum(FORWARDED_EXTENSIONS))
+          .default(['8BITMIME'])
+          .describe(
+            "ESMTP extensions the smarthost offers, which the gateway then advertises to clients and forwards: 8BITMIME (BODY=), SMTPUTF8, DSN (RET, ENVID, NOTIFY, ORCPT). Parameters of extensions not listed are refused (555 5.5.4). List only what the smarthost's EHLO shows (after STARTTLS): a message whose upstream connection turns out not to offer a listed extension it needs gets 451 and is never sent without it.",
+          ),
       })
       .strict()
       .superRefine((upstream, ctx) => {

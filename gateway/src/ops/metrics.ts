@@ -44,6 +44,8 @@ export type RejectReason =
   | 'message_size'
   | 'line_endings'
   | 'invalid_message'
+  | 'unsupported_parameter'
+  | 'smtputf8_required'
   | 'upstream_permanent';
 
 /** Temporary refusals (4xx to the client, which will retry). */

@@ -8,7 +8,6 @@
  * away, never buffered. The result is the client's reply (reply-mapping.ts).
  */
 import type { Readable } from 'node:stream';
-import type { Headers } from '@zone-eu/mailsplit';
 import type { RejectReason } from '../ops/metrics';
 import type { SmtpReply } from '../smtp/smtp-reply';
 import { HeaderRewriter } from './header-rewriter';
@@ -26,8 +25,8 @@ export interface RelayOptions {
   /** Value of the Received header to add. */
   readonly received: string;
   readonly messageIdDomain: string;
-  /** Checks the header block; returns the refusal, if any. */
-  readonly inspectHeaders?: (headers: Headers) => Refusal | undefined;
+  /** Checks the raw header block; returns the refusal, if any. */
+  readonly inspectHeaders?: (block: Buffer) => Refusal | undefined;
   /** Aborted when the gateway gives up on in-flight transactions (end of the drain grace period). */
   readonly shutdown?: AbortSignal;
 }

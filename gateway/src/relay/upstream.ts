@@ -17,12 +17,16 @@ import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { GatewayConfig } from '../config/schema';
 import { installFastDotStuffing } from './dot-stuffing';
 import type { UpstreamError, UpstreamInfo } from './reply-mapping';
+import { type EnvelopeParameters, installEnvelopeParameters, withParameters } from './upstream-parameters';
 
 installFastDotStuffing();
+installEnvelopeParameters();
 
 export interface Envelope {
   readonly from: string;
   readonly to: readonly string[];
+  /** ESMTP parameters to forward (BODY, SMTPUTF8, DSN); the connection sends exactly these or fails the message. */
+  readonly parameters?: EnvelopeParameters;
 }
 
 export interface Upstream {
@@ -86,7 +90,7 @@ function poolMessage(envelope: Envelope, raw: Readable, signal: AbortSignal): Ma
   // a fresh object per attempt: the connection records the replies (mailError,
   // rejected recipients) on the envelope it is given, and a requeued message must
   // not carry the refusals of the connection it was requeued from
-  const smtpEnvelope = (): AttemptEnvelope => ({ from: envelope.from, to: [...envelope.to] });
+  const smtpEnvelope = (): AttemptEnvelope => withParameters({ from: envelope.from, to: [...envelope.to] }, envelope.parameters);
   let attempt: AttemptEnvelope | undefined;
   return {
     data: { envelope: smtpEnvelope(), signal },

@@ -12,6 +12,7 @@ import { AUTH_METHODS, type ListenerName } from '../config/constants';
 import type { ConnectionRefusedReason, GatewayMetrics } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import type { CertificatePair } from './certificate-watcher';
+import type { AdvertisedExtensions } from './envelope-extensions';
 import type { NetworkList } from './networks';
 import { ProxyProtocolError, onUntrustedProxyHeader, readProxyHeader } from './proxy-protocol';
 import type { ConnectionCounter } from './rate-limiter';
@@ -37,6 +38,8 @@ export interface ListenerSettings {
   readonly authEnabled: boolean;
   readonly allowInsecureAuth: boolean;
   readonly maxMessageBytes: number;
+  /** Which of 8BITMIME, SMTPUTF8, DSN, REQUIRETLS the EHLO advertises. */
+  readonly advertised: AdvertisedExtensions;
   /** PROXY headers are read from these peers (and refused from all others); undefined = PROXY protocol off. */
   readonly proxyFrom?: NetworkList;
   readonly proxyTimeoutMs?: number;
@@ -98,6 +101,7 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     authOptional: true,
     allowInsecureAuth: settings.allowInsecureAuth,
     size: settings.maxMessageBytes,
+    ...settings.advertised,
     disableReverseLookup: true,
     // smtp-server's own timer is an idle timer that every byte resets; the deadlines
     // (session-deadlines.ts) bound a session, this only backs them up
