@@ -152,7 +152,7 @@ describe('validation catches mistakes', () => {
   });
 
   it('a config key the chart owns fails with the value to use instead', () => {
-    const result = helmTemplate({ set: ['config.listeners.relay.port=3000'] });
+    const result = helmTemplate({ values: [CI_VALUES.default], set: ['config.listeners.relay.port=3000'] });
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(
       'config.listeners.relay.port is set by the chart, not by values (got 3000): the container listens on 2525; set the port clients use with services.smtp.ports.relay (default 25)',
@@ -160,7 +160,7 @@ describe('validation catches mistakes', () => {
   });
 
   it('accepts any global value, as Helm passes to a subchart', () => {
-    const result = helmTemplate({ set: ['global.x=1', 'global.imageRegistry=mirror.example.com'] });
+    const result = helmTemplate({ values: [CI_VALUES.default], set: ['global.x=1', 'global.imageRegistry=mirror.example.com'] });
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
     expect(result.stdout).toContain('image: "mirror.example.com/example/smtp-gateway:');
