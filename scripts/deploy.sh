@@ -74,7 +74,7 @@ CANARY GATES (before a rollout grows a running canary, and before promote)
   port $OPS_PORT), adds up smtp_gateway_messages_total by outcome and compares the share of answered
   messages each release deferred (4xx) and refused (5xx); it prints both and refuses when the canary's is
   higher by more than the margin, or when either release answered fewer than the minimum (unless --force).
-  Counters run from each pod's start. The seed's plan: rollout 10; rollout 50 after 1 h; promote after 24 h.
+  Counters run from each pod's start. The planned pace: rollout 10; rollout 50 after 1 h; promote after 24 h.
 
 Production refuses a work tree with uncommitted changes. A staging image from a dirty tree is tagged
 <revision>-dirty-<UTC time>. Needs: aws, eksctl, kubectl, helm, docker, git, awk; AWS credentials
