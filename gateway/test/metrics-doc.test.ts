@@ -296,6 +296,11 @@ async function driveUpstreamFailures(): Promise<void> {
   await send(stalled.relayPort, {});
   await scrape(stalled);
 
+  // one message per 2 s and a 1 s bound: of two at once, the second waits out its bound (upstream_wait)
+  const slow = await gateway({ mode: 'accept' }, { upstream: { messagesPerSecond: 0.5, maxWaitSeconds: 1 } });
+  await Promise.all([send(slow.relayPort, {}), send(slow.relayPort, {})]);
+  await scrape(slow);
+
   const closed: Server = createServer();
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
   const closedPort = (closed.address() as AddressInfo).port;
