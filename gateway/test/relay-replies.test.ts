@@ -149,13 +149,17 @@ describe('reply to the final dot', () => {
     expect(upstream.messages).toHaveLength(2);
   });
 
-  it('upstream refuses one of two recipients: 250 naming the refused one; only the other gets it; both logged', async () => {
+  it('upstream refuses one of two recipients: 250 naming the refused one; only the other gets it; the sender gets a DSN; logged', async () => {
     const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
     const reply = await send(gw.relayPort, MESSAGE, ['user@example.org', 'nobody@example.org']);
     expect(reply.code).toBe(250);
-    expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org/);
-    expect(upstream.messages.map((message) => message.to)).toEqual([['user@example.org']]);
-    expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', upstreamRejected: ['nobody@example.org'] });
+    expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org; the sender was sent a delivery status notification/);
+    // the message to the accepted recipient, then the notification (dsn.test.ts reads it in detail)
+    expect(upstream.messages.map((message) => [message.from, message.to])).toEqual([
+      ['app@example.com', ['user@example.org']],
+      ['', ['app@example.com']],
+    ]);
+    expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', upstreamRejected: ['nobody@example.org'], dsn: 'sent' });
     expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
   });
 

@@ -162,11 +162,14 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         const refusedUpstream = result.upstreamRejected?.length ?? 0;
         metrics.recipients.inc({ outcome: result.outcome }, to.length - refusedUpstream);
         if (refusedUpstream) metrics.recipients.inc({ outcome: 'rejected' }, refusedUpstream);
+        if (result.dsn === 'sent' || result.dsn === 'failed') metrics.dsn.inc({ result: result.dsn });
         metrics.transactionLatency.observe({ outcome: result.outcome }, seconds);
         if (result.upstreamLabel) metrics.upstreamReplies.inc({ code: result.upstreamLabel });
         if (record.upstreamSeconds !== undefined) metrics.upstreamLatency.observe(record.upstreamSeconds);
         if (result.outcome === 'relayed') metrics.messageBytes.inc(record.sizeOut);
-        logger.info('transaction', {
+        // a refused recipient whose sender could not be told is the one case needing a person
+        const log = result.dsn === 'failed' ? logger.error.bind(logger) : logger.info.bind(logger);
+        log('transaction', {
           session: session.id,
           transaction: session.transaction,
           listener: deps.listener,
@@ -182,6 +185,9 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           reply: formatReply(result.reply),
           upstreamReply: result.upstreamReply,
           upstreamRejected: result.upstreamRejected,
+          dsn: result.dsn,
+          dsnError: record.dsnError,
+          spilled: record.spilled,
           seconds: Math.round(seconds * 1000) / 1000,
         });
       }

@@ -3,6 +3,9 @@
  * timeouts and no drain delay, relaying to a given upstream port. Its JSON log
  * lines are captured so tests can assert what was (and was not) logged.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { validateConfig } from '../../src/config/load';
@@ -30,7 +33,14 @@ export interface TestGateway {
   logText(): string;
   /** The Prometheus exposition text. */
   metricsText(): Promise<string>;
+  /** Bytes of received messages the gateway holds in its spool now (memory and disk). */
+  spooledBytes(): Promise<number>;
   close(): Promise<void>;
+}
+
+/** A spool folder of its own for each test gateway: a gateway empties its spool folder at start-up. */
+export function testSpoolDir(): string {
+  return mkdtempSync(join(tmpdir(), 'gateway-spool-'));
 }
 
 export function testConfig(options: TestGatewayOptions = {}): GatewayConfig {
@@ -49,6 +59,7 @@ export function testConfig(options: TestGatewayOptions = {}): GatewayConfig {
     },
     drain: { delaySeconds: 0, graceSeconds: 5 },
     log: { level: 'debug' },
+    spool: { dir: overrides.spool?.dir ?? testSpoolDir() },
   };
   const config = validateConfig(merge(base, overrides));
   return config;
@@ -79,7 +90,15 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     },
     logText: () => lines.join('\n'),
     metricsText: () => registry.metrics(),
-    close: () => gateway.close(),
+    spooledBytes: async () => {
+      const lines = (await registry.metrics()).match(/^smtp_gateway_spool_bytes\{[^}]*\} \d+$/gm) ?? [];
+      return lines.reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+    },
+    close: async () => {
+      await gateway.close();
+      // only a folder this helper made: a test that names its own spool checks and removes it itself
+      if (!options.spool?.dir) rmSync(config.spool.dir, { recursive: true, force: true });
+    },
   };
 }
 
