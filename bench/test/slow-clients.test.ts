@@ -12,7 +12,7 @@
  * - 200 clients vanish mid-DATA: zero upstream connections, zero upstream
  *   transactions, and the gateway's spool is empty again.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
 import { bodyForTotal, makeHead } from '../lib/message';
 import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
@@ -23,6 +23,7 @@ const DRIP_MS = 200;
 const SAMPLES = 15;
 const VANISHING = 200;
 const BATCH = 50;
+const VANISH_AFTER_MS = 500;
 const BODY = bodyForTotal(8 * 1024);
 /** Scheduler noise on a shared 2-core machine: a few ms either way on a loopback round trip of a few ms. */
 const NOISE_MS = 15;
@@ -31,14 +32,15 @@ describe('slow and vanishing clients (issue 9 section 2)', () => {
   let upstream: RecordingUpstream;
   let gateway: GatewayProcess;
 
-  beforeAll(async () => {
+  // a gateway and upstream per case, so neither case can inherit the other's stuck connections
+  beforeEach(async () => {
     upstream = await startRecordingUpstream();
     gateway = await startGatewayProcess({
       config: benchGatewayConfig(upstream, { policy: { maxConnectionsPerIp: 1000 } }),
       runtime: 'tsx',
     });
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await gateway?.stop(10_000);
     await upstream?.close();
   });
@@ -112,9 +114,9 @@ describe('slow and vanishing clients (issue 9 section 2)', () => {
         Array.from({ length: BATCH }, async (_, n) => {
           const connection = await connect();
           const message = await startData(connection, `vanish-${start + n}`);
+          // half the message, then a pause long enough for an upstream connection and its MAIL FROM, then gone
           connection.write(message.subarray(0, message.length / 2));
-          // the gateway has read part of the body (a NOOP inside DATA is data, so wait a little)
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await new Promise((resolve) => setTimeout(resolve, VANISH_AFTER_MS));
           connection.destroy();
         }),
       );
