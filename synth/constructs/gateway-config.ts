@@ -23,8 +23,9 @@ const ALWAYS = {
     smtps: { port: CONTAINER_PORTS.smtps },
   },
   ops: { listenAddress: '0.0.0.0', port: CONTAINER_PORTS.ops },
-  // The root filesystem is read-only; only /tmp is writable.
+  // The root filesystem is read-only; only /tmp and the spool volume are writable.
   devUpstream: { dir: posix.join(MOUNT_PATHS.tmpDir, 'dev-mail') },
+  spool: { dir: MOUNT_PATHS.spoolDir },
 };
 
 /** Set when the matching Secret is mounted: the condition, why (for the docs) and the config keys. */
@@ -76,6 +77,18 @@ export function chartSetConfigNotes(): Record<string, string> {
   return notes;
 }
 
+/**
+ * The kubelet evicts a pod whose emptyDir outgrows its sizeLimit: the gateway's own cap on the spool
+ * (a 452 to the client) must come first. spool.sizeLimit is Ki, Mi or Gi (values schema).
+ */
+const SPOOL_FITS_VOLUME = `{{- $limit := toString .Values.spool.sizeLimit }}
+{{- $number := regexFind "^[0-9]+" $limit }}
+{{- $bytes := mul (int64 $number) (get (dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824) (trimPrefix $number $limit)) }}
+{{- $maxBytes := int64 .Values.config.spool.maxBytes }}
+{{- if ge $maxBytes $bytes }}
+{{- fail (printf "config.spool.maxBytes (%d) must be less than spool.sizeLimit (%s, %d bytes): the kubelet evicts a pod whose spool volume outgrows its sizeLimit" $maxBytes $limit $bytes) }}
+{{- end }}`;
+
 export interface GatewayConfigProps {
   readonly names: ChartNames;
 }
@@ -96,7 +109,7 @@ export class GatewayConfig extends Construct {
     );
     helm.define(
       'config',
-      [PROXY_NEEDS_TRUSTED_NETWORKS, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
+      [PROXY_NEEDS_TRUSTED_NETWORKS, SPOOL_FITS_VOLUME, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(ALWAYS)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
     );
     this.configMap = new kplus.ConfigMap(this, 'configmap', {
       metadata: { name: props.names.fullname(), labels: props.names.labels() },

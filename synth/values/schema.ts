@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { configSchema } from '../../gateway/src/config/schema';
-import { SECRET_KEYS } from '../../gateway/src/config/constants';
+import { MOUNT_PATHS, SECRET_KEYS } from '../../gateway/src/config/constants';
 
 /** A Kubernetes resource quantity such as 500m, 1, 512Mi. */
 const quantity = z
@@ -179,6 +179,19 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Probes on the ops port.'),
+  spool: z
+    .strictObject({
+      sizeLimit: z
+        .string()
+        .regex(/^[1-9]\d*(Ki|Mi|Gi)$/, { message: 'expected a size in Ki, Mi or Gi such as 1Gi' })
+        .default('1Gi')
+        .describe(
+          `sizeLimit of the emptyDir at ${MOUNT_PATHS.spoolDir} (config.spool.dir) that holds messages too large for memory until the upstream replies. ` +
+            'Must be more than config.spool.maxBytes (the chart refuses to render otherwise): past it the kubelet evicts the pod.',
+        ),
+    })
+    .prefault({})
+    .describe('The spool volume.'),
   shutdown: z
     .strictObject({
       preStopSeconds: seconds(15, 'Pause before SIGTERM so the NLB deregisters the pod first (the NLB takes 10-15 s).'),

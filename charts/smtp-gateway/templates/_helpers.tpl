@@ -64,7 +64,14 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
 {{- end }}
-{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail")) }}
+{{- $limit := toString .Values.spool.sizeLimit }}
+{{- $number := regexFind "^[0-9]+" $limit }}
+{{- $bytes := mul (int64 $number) (get (dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824) (trimPrefix $number $limit)) }}
+{{- $maxBytes := int64 .Values.config.spool.maxBytes }}
+{{- if ge $maxBytes $bytes }}
+{{- fail (printf "config.spool.maxBytes (%d) must be less than spool.sizeLimit (%s, %d bytes): the kubelet evicts a pod whose spool volume outgrows its sizeLimit" $maxBytes $limit $bytes) }}
+{{- end }}
+{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail") "spool" (dict "dir" "/var/spool/smtp-gateway")) }}
 {{- if .Values.tls.existingSecret }}
 {{- $_ := mustMergeOverwrite $config (dict "tls" (dict "certFile" "/etc/smtp-gateway/tls/tls.crt" "keyFile" "/etc/smtp-gateway/tls/tls.key")) }}
 {{- end }}
