@@ -15,6 +15,7 @@ import { openDialog, startData } from './helpers/smtp-dialog';
 import { startTestGateway, testConfig } from './helpers/test-gateway';
 import { startTestUpstream } from './helpers/test-upstream';
 import { startGateway } from '../src/gateway';
+import { Spool } from '../src/relay/spool';
 
 const track = closeAfterEach();
 const HEAD = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: spooled\r\n\r\n';
@@ -35,6 +36,47 @@ async function sendRaw(port: number, body: string) {
   dialog.write(`${HEAD}${body}.\r\n`);
   return { dialog, reply: dialog.reply(15_000) };
 }
+
+describe('Spool entries', () => {
+  /** 1-byte to 20 KiB chunks, as a dripping client and a fast one write them. */
+  const chunksOf = (total: number) => {
+    const chunks: Buffer[] = [];
+    let seed = 7;
+    for (let written = 0; written < total; ) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const size = Math.min(total - written, seed % 3 === 0 ? 1 + (seed % 7) : 1 + (seed % 20_000));
+      chunks.push(Buffer.alloc(size, written % 251));
+      written += size;
+    }
+    return chunks;
+  };
+
+  for (const [what, threshold] of [
+    ['in memory', 1024 * 1024],
+    ['spilled to a file', 4096],
+  ] as const) {
+    it(`${what}: reads back byte for byte, any number of times, and gives its space back when discarded`, async () => {
+      const { spool } = await Spool.open({ dir: spoolDir(), memoryThresholdBytes: threshold, memoryMaxBytes: 8 * 1024 * 1024, maxBytes: 8 * 1024 * 1024 });
+      const chunks = chunksOf(300_000);
+      const entry = spool.create();
+      for (const chunk of chunks) entry.write(chunk);
+      await new Promise((resolve, reject) => entry.end((err?: Error | null) => (err ? reject(err) : resolve(undefined))));
+      const expected = Buffer.concat(chunks);
+      expect(entry.size).toBe(expected.length);
+      expect(entry.spilled).toBe(threshold < expected.length);
+      expect(spool.usage).toEqual(entry.spilled ? { memory: 0, disk: expected.length } : { memory: expected.length, disk: 0 });
+      for (let read = 0; read < 2; read++) {
+        const streamed: Buffer[] = [];
+        for await (const chunk of entry.open()) streamed.push(chunk as Buffer);
+        expect(Buffer.concat(streamed).equals(expected)).toBe(true);
+      }
+      expect((await entry.buffer()).equals(expected)).toBe(true);
+      await entry.discard();
+      expect(spool.usage).toEqual({ memory: 0, disk: 0 });
+      expect(readdirSync(spool.options.dir)).toEqual([]);
+    });
+  }
+});
 
 describe('spool', () => {
   it('a message over memoryThresholdBytes waits in a 0600 file of spool.dir (0700), deleted once the client has its 250', async () => {

@@ -85,7 +85,7 @@ export class Spool {
 
 /** One message: written once (a Writable), then read as often as needed, then discarded. */
 export class SpoolEntry extends Writable implements SpooledMessage {
-  private chunks: Buffer[] = [];
+  private chunks = new MemoryChunks();
   private bytes = 0;
   private memoryReserved = 0;
   private diskReserved = 0;
@@ -111,7 +111,7 @@ export class SpoolEntry extends Writable implements SpooledMessage {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
     const { memoryThresholdBytes, maxBytes } = this.spool.options;
     if (!this.path && this.bytes + chunk.length <= memoryThresholdBytes && this.spool.reserve('memory', chunk.length)) {
-      this.chunks.push(chunk);
+      this.chunks.add(chunk);
       this.bytes += chunk.length;
       this.memoryReserved += chunk.length;
       return callback();
@@ -138,12 +138,12 @@ export class SpoolEntry extends Writable implements SpooledMessage {
 
   open(): Readable {
     if (this.discarded) throw new Error('spool entry already discarded');
-    return this.path ? createReadStream(this.path) : Readable.from(this.chunks, { objectMode: false });
+    return this.path ? createReadStream(this.path) : Readable.from(this.chunks.list(), { objectMode: false });
   }
 
   async buffer(): Promise<Buffer> {
     if (this.discarded) throw new Error('spool entry already discarded');
-    return this.path ? readFile(this.path) : Buffer.concat(this.chunks, this.bytes);
+    return this.path ? readFile(this.path) : Buffer.concat(this.chunks.list(), this.bytes);
   }
 
   /** Frees the memory and deletes the file; safe at any point and more than once. */
@@ -153,7 +153,7 @@ export class SpoolEntry extends Writable implements SpooledMessage {
       this.destroy();
       this.spool.release('memory', this.memoryReserved);
       this.memoryReserved = 0;
-      this.chunks = [];
+      this.chunks = new MemoryChunks();
       const path = this.path;
       if (path) {
         this.io = this.io
@@ -176,14 +176,54 @@ export class SpoolEntry extends Writable implements SpooledMessage {
 
   /** Moves what is in memory, and `chunk`, to a new file (their disk space is already reserved). */
   private async spill(chunk: Buffer): Promise<void> {
-    const inMemory = this.chunks;
-    this.chunks = [];
+    const inMemory = this.chunks.list();
+    this.chunks = new MemoryChunks();
     this.spool.release('memory', this.memoryReserved);
     this.memoryReserved = 0;
     // set before the open, so a discard during it still deletes the file
     this.path = join(this.spool.options.dir, `spool-${randomUUID()}.eml`);
     this.file = await open(this.path, 'wx', 0o600);
     await this.file.writev([...inMemory, chunk]);
+  }
+}
+
+/** Small chunks are copied into blocks of this size; larger ones are kept as they come. */
+const BLOCK_BYTES = 16 * 1024;
+
+/**
+ * A message's bytes in memory. A client sending a few bytes at a time must cost
+ * those bytes, not a Buffer (and a pinned slice of a socket read) per write.
+ */
+class MemoryChunks {
+  private readonly sealed: Buffer[] = [];
+  private block?: Buffer;
+  private fill = 0;
+
+  add(chunk: Buffer): void {
+    if (chunk.length >= BLOCK_BYTES / 2) {
+      this.seal();
+      this.sealed.push(chunk);
+      return;
+    }
+    if (!this.block || this.fill + chunk.length > this.block.length) {
+      this.seal();
+      this.block = Buffer.allocUnsafe(BLOCK_BYTES);
+    }
+    chunk.copy(this.block, this.fill);
+    this.fill += chunk.length;
+  }
+
+  list(): Buffer[] {
+    return this.block && this.fill ? [...this.sealed, this.block.subarray(0, this.fill)] : [...this.sealed];
+  }
+
+  private seal(): void {
+    if (this.block && this.fill) {
+      // a mostly empty block is copied down so it does not keep its whole allocation
+      this.sealed.push(this.fill < BLOCK_BYTES / 2 ? Buffer.from(this.block.subarray(0, this.fill)) : this.block.subarray(0, this.fill));
+    }
+    this.block = undefined;
+    this.fill = 0;
   }
 }
 
