@@ -8,9 +8,9 @@
  * reaches everyone exactly once.
  */
 import { simpleParser } from 'mailparser';
-import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from './helpers/close-after-each';
+import { sendRaw } from './helpers/send-raw';
 import { openDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGatewayOptions } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
@@ -24,18 +24,7 @@ async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: TestG
   return { upstream, gw };
 }
 
-async function send(port: number, from: string, to: string[]) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true, socketTimeout: 20_000 });
-  try {
-    const info = await client.sendMail({ envelope: { from, to }, raw: MESSAGE });
-    return { code: 250, response: info.response };
-  } catch (err) {
-    const e = err as { responseCode?: number; response?: string; message: string };
-    return { code: e.responseCode ?? 0, response: e.response ?? e.message };
-  } finally {
-    client.close();
-  }
-}
+const send = (port: number, from: string, to: string[]) => sendRaw(port, MESSAGE, { from, to });
 
 describe('recipients the upstream refuses', () => {
   it('permanently, one of three: the others get the message, the sender gets an RFC 3464 DSN naming it, the client 250 says so', async () => {

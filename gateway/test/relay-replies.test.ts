@@ -5,9 +5,9 @@
  */
 import { createServer } from 'node:net';
 import { simpleParser } from 'mailparser';
-import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from './helpers/close-after-each';
+import { sendRaw } from './helpers/send-raw';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
 
@@ -24,18 +24,7 @@ async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: Param
 }
 
 /** Sends with nodemailer; resolves with the final reply line whether accepted or refused. */
-async function send(port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, socketTimeout: 20_000 });
-  try {
-    const info = await client.sendMail({ envelope: { from: 'app@example.com', to }, raw });
-    return { code: 250, response: info.response };
-  } catch (err) {
-    const e = err as { responseCode?: number; response?: string; message: string };
-    return { code: e.responseCode ?? 0, response: e.response ?? e.message };
-  } finally {
-    client.close();
-  }
-}
+const send = (port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) => sendRaw(port, raw, { from: 'app@example.com', to });
 
 describe('reply to the final dot', () => {
   it('upstream 250 → client 250 with the upstream queue id, message delivered with Received, Message-ID and Date added', async () => {
