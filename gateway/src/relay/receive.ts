@@ -46,7 +46,7 @@ export type Reception = { readonly sizeIn: number; readonly sizeOut: number } & 
   | { readonly message?: undefined; readonly failure: TransactionResult }
 );
 
-export const CLIENT_GONE: TransactionResult = {
+const CLIENT_GONE: TransactionResult = {
   reply: { code: 421, status: '4.4.2', text: 'Connection lost during DATA' },
   outcome: 'aborted',
   reason: 'client_disconnect',

@@ -187,8 +187,10 @@ export class SpoolEntry extends Writable implements SpooledMessage {
   }
 }
 
-/** Small chunks are copied into blocks of this size; larger ones are kept as they come. */
+/** Small chunks are copied into blocks of up to this size; larger ones are kept as they come. */
 const BLOCK_BYTES = 16 * 1024;
+/** The first block; each next one doubles, so a short message holds little more than its bytes. */
+const FIRST_BLOCK_BYTES = 1024;
 
 /**
  * A message's bytes in memory. A client sending a few bytes at a time must cost
@@ -198,6 +200,7 @@ class MemoryChunks {
   private readonly sealed: Buffer[] = [];
   private block?: Buffer;
   private fill = 0;
+  private nextBlock = FIRST_BLOCK_BYTES;
 
   add(chunk: Buffer): void {
     if (chunk.length >= BLOCK_BYTES / 2) {
@@ -207,7 +210,8 @@ class MemoryChunks {
     }
     if (!this.block || this.fill + chunk.length > this.block.length) {
       this.seal();
-      this.block = Buffer.allocUnsafe(BLOCK_BYTES);
+      this.block = Buffer.allocUnsafe(Math.max(this.nextBlock, chunk.length));
+      this.nextBlock = Math.min(BLOCK_BYTES, this.nextBlock * 2);
     }
     chunk.copy(this.block, this.fill);
     this.fill += chunk.length;
@@ -220,7 +224,7 @@ class MemoryChunks {
   private seal(): void {
     if (this.block && this.fill) {
       // a mostly empty block is copied down so it does not keep its whole allocation
-      this.sealed.push(this.fill < BLOCK_BYTES / 2 ? Buffer.from(this.block.subarray(0, this.fill)) : this.block.subarray(0, this.fill));
+      this.sealed.push(this.fill < this.block.length / 2 ? Buffer.from(this.block.subarray(0, this.fill)) : this.block.subarray(0, this.fill));
     }
     this.block = undefined;
     this.fill = 0;

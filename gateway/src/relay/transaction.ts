@@ -12,7 +12,7 @@ import { acceptedReply, type DsnOutcome, failedReply, shutdownReply, type Transa
 import { bufferedMessage } from './spool';
 import type { Envelope, SpooledMessage, Upstream, UpstreamAcceptance } from './upstream';
 
-export type { DataStream } from './receive';
+// where the session hooks have always found it
 export { Refusal } from './receive';
 
 export interface RelayOptions extends ReceiveOptions {
