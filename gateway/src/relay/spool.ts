@@ -138,7 +138,7 @@ export class SpoolEntry extends Writable implements SpooledMessage {
 
   open(): Readable {
     if (this.discarded) throw new Error('spool entry already discarded');
-    return this.path ? createReadStream(this.path) : Readable.from(this.chunks.list(), { objectMode: false });
+    return this.path ? createReadStream(this.path) : readableOf(this.chunks.list());
   }
 
   async buffer(): Promise<Buffer> {
@@ -185,6 +185,16 @@ export class SpoolEntry extends Writable implements SpooledMessage {
     this.file = await open(this.path, 'wx', 0o600);
     await this.file.writev([...inMemory, chunk]);
   }
+}
+
+/** A stream over buffers already in memory: pushed at once, without Readable.from's promise per chunk. */
+function readableOf(chunks: readonly Buffer[]): Readable {
+  return new Readable({
+    read() {
+      for (const chunk of chunks) this.push(chunk);
+      this.push(null);
+    },
+  });
 }
 
 /** Small chunks are copied into blocks of up to this size; larger ones are kept as they come. */
@@ -235,7 +245,7 @@ class MemoryChunks {
 export function bufferedMessage(data: Buffer): SpooledMessage {
   return {
     size: data.length,
-    open: () => Readable.from([data], { objectMode: false }),
+    open: () => readableOf([data]),
     buffer: async () => data,
   };
 }
