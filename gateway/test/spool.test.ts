@@ -150,6 +150,18 @@ describe('spool', () => {
     dialog.destroy();
   });
 
+  it('SIZE= at MAIL FROM larger than the spool has room for → 452 4.3.1 before any data (RFC 1870); a size that fits is taken', async () => {
+    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir: spoolDir(), memoryThresholdBytes: 1024, maxBytes: 32 * 1024 } }));
+    const dialog = track(await openDialog(gw.relayPort));
+    await dialog.command('EHLO client.test');
+    const refused = await dialog.command('MAIL FROM:<app@example.com> SIZE=100000');
+    expect(refused.code).toBe(452);
+    expect(refused.text).toMatch(/^452 4\.3\.1 /);
+    expect((await dialog.command('MAIL FROM:<app@example.com> SIZE=20000')).code).toBe(250);
+    expect(upstream.mailFroms).toHaveLength(0);
+  });
+
   it('at start-up, spool files an earlier process left are removed (and logged); other files are left alone', async () => {
     const dir = spoolDir();
     const upstream = track(await startTestUpstream({ mode: 'accept' }));

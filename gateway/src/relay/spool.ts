@@ -59,6 +59,13 @@ export class Spool {
     return { memory: this.memoryBytes, disk: this.diskBytes };
   }
 
+  /** Whether a message of `bytes` would fit now (for SIZE= at MAIL FROM; the data decides in the end). */
+  fits(bytes: number): boolean {
+    const { memoryThresholdBytes, memoryMaxBytes, maxBytes } = this.options;
+    if (bytes <= memoryThresholdBytes && this.memoryBytes + bytes <= memoryMaxBytes) return true;
+    return this.diskBytes + bytes <= maxBytes;
+  }
+
   /** A new entry to write one message into. */
   create(): SpoolEntry {
     return new SpoolEntry(this);

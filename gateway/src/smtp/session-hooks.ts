@@ -11,6 +11,7 @@ import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import { rfc5322Date } from '../relay/header-rewriter';
+import type { Spool } from '../relay/spool';
 import type { TransactionResult } from '../relay/reply-mapping';
 import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
 import type { AuthHandler } from './auth';
@@ -106,7 +107,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         return callback(toError({ code: 530, status: '5.7.0', text: 'Authentication required' }));
       }
       endTransaction(session.id, 'reset'); // one given up without DATA (RSET, EHLO, STARTTLS)
-      const refusal = policy.checkMailFrom(address.address, session);
+      const refusal = policy.checkMailFrom(address.address, session) ?? spoolRefusal(address.args, deps.relay.spool);
       if (refusal) {
         recordRefusal(session, 'MAIL FROM', refusal, address.address);
         return callback(toError(refusal.reply));
@@ -197,6 +198,13 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       endTransaction(session.id, 'closed');
     },
   };
+}
+
+/** RFC 1870 section 6.1: a declared SIZE the spool has no room for now gets 452 4.3.1 before any data. */
+function spoolRefusal(args: unknown, spool: Spool): PolicyRefusal | undefined {
+  const declared = Number((args as { SIZE?: string } | undefined)?.SIZE ?? 0);
+  if (!(declared > 0) || spool.fits(declared)) return undefined;
+  return { reply: { code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, reason: 'spool_full' };
 }
 
 /** The sessions that are not inside a transaction, which a drain may close at once. */
