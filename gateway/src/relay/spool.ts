@@ -126,7 +126,7 @@ export class SpoolEntry extends Writable implements SpooledMessage {
     const needed = this.path ? chunk.length : this.bytes + chunk.length;
     if (!this.spool.reserve('disk', needed)) return callback(new SpoolFullError(needed, maxBytes));
     this.diskReserved += needed;
-    const write = this.file ? this.file.writev([chunk]) : this.spill(chunk);
+    const write = this.file ? this.writeAll([chunk]) : this.spill(chunk);
     this.io = write.then(
       () => {
         this.bytes += chunk.length;
@@ -190,7 +190,14 @@ export class SpoolEntry extends Writable implements SpooledMessage {
     // set before the open, so a discard during it still deletes the file
     this.path = join(this.spool.options.dir, `spool-${randomUUID()}.eml`);
     this.file = await open(this.path, 'wx', 0o600);
-    await this.file.writev([...inMemory, chunk]);
+    await this.writeAll([...inMemory, chunk]);
+  }
+
+  /** A short write (a full disk) must fail the message, never leave it cut off in the spool. */
+  private async writeAll(chunks: Buffer[]): Promise<void> {
+    const expected = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    const { bytesWritten } = await (this.file as FileHandle).writev(chunks);
+    if (bytesWritten !== expected) throw new Error(`short write to ${this.path}: ${bytesWritten} of ${expected} bytes`);
   }
 }
 
