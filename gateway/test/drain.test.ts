@@ -5,7 +5,6 @@
  * SIGTERM after draining.
  */
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -136,7 +135,6 @@ describe('drain', () => {
 
 /** The gateway as its own process (tsx), configured by environment, relaying to `upstreamPort`. */
 async function spawnGateway(upstreamPort: number, env: Record<string, string>) {
-  const spoolDir = testSpoolDir();
   const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'gateway/src/main.ts')], {
     cwd: REPO,
     env: {
@@ -146,7 +144,7 @@ async function spawnGateway(upstreamPort: number, env: Record<string, string>) {
       SMTPGW_UPSTREAM__HOST: '127.0.0.1',
       SMTPGW_UPSTREAM__PORT: String(upstreamPort),
       SMTPGW_UPSTREAM__SECURITY: 'none',
-      SMTPGW_SPOOL__DIR: spoolDir,
+      SMTPGW_SPOOL__DIR: testSpoolDir(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -162,7 +160,6 @@ async function spawnGateway(upstreamPort: number, env: Record<string, string>) {
   });
   const kill = () => {
     if (child.exitCode === null) child.kill('SIGKILL');
-    rmSync(spoolDir, { recursive: true, force: true });
   };
   try {
     await eventually(() => lines.filter((line) => line.msg === 'listening').length >= 2, 'the listening lines', 20_000);

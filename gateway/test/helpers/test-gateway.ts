@@ -3,11 +3,13 @@
  * timeouts and no drain delay, relaying to a given upstream port. Its JSON log
  * lines are captured so tests can assert what was (and was not) logged.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
+import { afterAll } from 'vitest';
 import { validateConfig } from '../../src/config/load';
 import type { GatewayConfig, GatewayConfigInput } from '../../src/config/schema';
 import { startGateway, type Gateway } from '../../src/gateway';
@@ -38,9 +40,15 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** A spool folder of its own for each test gateway: a gateway empties its spool folder at start-up. */
+// one folder per test file (vitest imports this module afresh for each), removed after its last test
+const SPOOL_ROOT = join(tmpdir(), `gateway-spool-${randomUUID()}`);
+let spools = 0;
+afterAll(() => rmSync(SPOOL_ROOT, { recursive: true, force: true }));
+
+/** A spool folder of its own for each test gateway (a gateway empties its spool folder at start-up); the gateway creates it. */
 export function testSpoolDir(): string {
-  return mkdtempSync(join(tmpdir(), 'gateway-spool-'));
+  spools += 1;
+  return join(SPOOL_ROOT, String(spools));
 }
 
 export function testConfig(options: TestGatewayOptions = {}): GatewayConfig {
