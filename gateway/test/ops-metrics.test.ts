@@ -58,6 +58,7 @@ function touchEveryMetric(metrics: GatewayMetrics): void {
   metrics.connectionsRefused.inc({ listener: 'relay', reason: 'max_per_ip' });
   metrics.connectionsRefused.inc({ listener: 'relay', reason: 'proxy_untrusted' });
   metrics.connectionsRefused.inc({ listener: 'submission', reason: 'draining' });
+  metrics.deadlinesExpired.inc({ listener: 'relay', deadline: 'command' });
   metrics.messages.inc({ outcome: 'relayed', reason: 'ok' });
   metrics.messages.inc({ outcome: 'rejected', reason: 'relay_denied' });
   metrics.messages.inc({ outcome: 'rejected', reason: 'upstream_permanent' });
@@ -104,6 +105,7 @@ describe('createMetrics', () => {
       'smtp_gateway_connections_open',
       'smtp_gateway_connections_refused_total',
       'smtp_gateway_connections_total',
+      'smtp_gateway_deadlines_expired_total',
       'smtp_gateway_dsn_total',
       'smtp_gateway_message_size_bytes',
       'smtp_gateway_messages_total',

@@ -10,7 +10,12 @@ CANARY_RELEASE=smtp-gateway-canary
 NAMESPACE=smtp-gateway
 ECR_REPOSITORY=smtp-gateway
 CHART_DIR=charts/smtp-gateway
+# The chart's app.kubernetes.io/name, and the container port of the gateway's /metrics (CONTAINER_PORTS.ops).
+APP_NAME=smtp-gateway
+OPS_PORT=9090
 LBC_RELEASE=aws-load-balancer-controller
+# The Service of the controller's admission webhook (the name its chart gives it).
+LBC_WEBHOOK_SERVICE=aws-load-balancer-webhook-service
 
 DRY_RUN=false
 ASSUME_YES=false
@@ -68,6 +73,13 @@ query() {
     echo "$placeholder"
     return 0
   fi
+  inspect "$@"
+}
+
+# inspect CMD ARGS...: run a read-only command for its output, even under --dry-run: a decision the dry run
+# must show (may the canary go on?) depends on it. Stops the script if it fails.
+inspect() {
+  ! $DRY_RUN || echo "+ $(quote "$@")   # read-only, run for the decision" >&2
   local status=0
   "$@" || status=$?
   [ "$status" -eq 0 ] || die "step failed (exit $status): $(quote "$@")"

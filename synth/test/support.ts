@@ -1,6 +1,6 @@
 /** Shared by the chart suites: the repo's pinned tools (helm, kubeconform) and ways to render the chart. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import YAML from 'yaml';
@@ -8,6 +8,12 @@ import YAML from 'yaml';
 export const ROOT = resolve(__dirname, '..', '..');
 export const CHART = join(ROOT, 'charts', 'smtp-gateway');
 export const OVERLAYS = { staging: join(ROOT, 'values', 'staging.yaml'), prod: join(ROOT, 'values', 'prod.yaml') } as const;
+/** The chart's ci/<name>-values.yaml files (also linted by `make lint-chart`), by name. */
+export const CI_VALUES: Record<string, string> = Object.fromEntries(
+  readdirSync(join(CHART, 'ci'))
+    .filter((file) => file.endsWith('-values.yaml'))
+    .map((file) => [file.replace(/-values\.yaml$/, ''), join(CHART, 'ci', file)]),
+);
 const TOOLS = join(ROOT, '.tools');
 export const K8S_SCHEMAS = join(TOOLS, 'schemas', 'kubernetes-v1.28.15-strict');
 const ENV = { ...process.env, PATH: `${join(TOOLS, 'bin')}:${process.env.PATH}`, HELM_PLUGINS: join(TOOLS, 'helm-plugins') };
@@ -42,6 +48,8 @@ export interface RenderOptions {
   set?: string[];
   /** Pretend the cluster serves the ServiceMonitor API. */
   withServiceMonitorApi?: boolean;
+  /** Further APIs the cluster pretends to serve, e.g. monitoring.coreos.com/v1/PrometheusRule. */
+  apiVersions?: string[];
   chart?: string;
 }
 
@@ -50,6 +58,7 @@ export function helmTemplate(options: RenderOptions = {}): Run {
   for (const file of options.values ?? []) args.push('--values', file);
   for (const pair of options.set ?? []) args.push('--set', pair);
   if (options.withServiceMonitorApi) args.push('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor');
+  for (const api of options.apiVersions ?? []) args.push('--api-versions', api);
   return run('helm', args);
 }
 

@@ -27,6 +27,14 @@ export const SERVICE_PORTS = {
 export type ListenerName = 'relay' | 'submission' | 'smtps';
 export const LISTENER_NAMES: readonly ListenerName[] = ['relay', 'submission', 'smtps'];
 
+/**
+ * ESMTP extensions the gateway can pass through to the upstream (advertised to
+ * clients only when upstream.extensions lists them). REQUIRETLS is not among
+ * them: it is never advertised and its parameter is refused.
+ */
+export const FORWARDED_EXTENSIONS = ['8BITMIME', 'SMTPUTF8', 'DSN'] as const;
+export type ForwardedExtension = (typeof FORWARDED_EXTENSIONS)[number];
+
 /** HTTP paths served on the ops port. */
 export const OPS_PATHS = {
   metrics: '/metrics',

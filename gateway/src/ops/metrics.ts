@@ -27,6 +27,9 @@ export type ConnectionRefusedReason =
   | 'draining'
   | 'internal_error';
 
+/** Which inbound deadline expired (smtp/session-deadlines.ts). */
+export type DeadlineName = 'first_command' | 'command' | 'auth_or_mail' | 'data_rate' | 'data_total' | 'session' | 'commands';
+
 export type MessageOutcome = 'relayed' | 'rejected' | 'deferred' | 'aborted';
 
 /** Permanent refusals (5xx to the client), by us or passed on from the upstream. */
@@ -40,6 +43,8 @@ export type RejectReason =
   | 'message_size'
   | 'line_endings'
   | 'invalid_message'
+  | 'unsupported_parameter'
+  | 'smtputf8_required'
   | 'upstream_permanent';
 
 /** Temporary refusals (4xx to the client, which will retry). */
@@ -131,6 +136,7 @@ export interface GatewayMetrics {
   connectionsOpen: LabelledGauge<{ listener: ListenerName }>;
   connections: LabelledCounter<{ listener: ListenerName }>;
   connectionsRefused: LabelledCounter<{ listener: ListenerName; reason: ConnectionRefusedReason }>;
+  deadlinesExpired: LabelledCounter<{ listener: ListenerName; deadline: DeadlineName }>;
 
   messages: LabelledCounter<MessageLabels>;
   /** Bytes of message data relayed (counted once the upstream accepted the message). */
@@ -206,6 +212,11 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     'smtp_gateway_connections_refused_total',
     'SMTP connections refused before or at the greeting, by listener and reason.',
     ['listener', 'reason'],
+  );
+  const deadlinesExpired = counter(
+    'smtp_gateway_deadlines_expired_total',
+    'SMTP sessions closed with 421 because a deadline expired, by listener and deadline.',
+    ['listener', 'deadline'],
   );
   const messages = counter(
     'smtp_gateway_messages_total',
@@ -308,6 +319,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     connectionsOpen,
     connections,
     connectionsRefused,
+    deadlinesExpired,
     messages,
     messageBytes,
     messageSize,

@@ -7,7 +7,6 @@
  * of the client's data is read and thrown away, never stored.
  */
 import type { Readable } from 'node:stream';
-import type { Headers } from '@zone-eu/mailsplit';
 import type { RejectReason } from '../ops/metrics';
 import type { SmtpReply } from '../smtp/smtp-reply';
 import { HeaderRewriter } from './header-rewriter';
@@ -25,8 +24,8 @@ export interface ReceiveOptions {
   /** Value of the Received header to add. */
   readonly received: string;
   readonly messageIdDomain: string;
-  /** Checks the header block; returns the refusal, if any. */
-  readonly inspectHeaders?: (headers: Headers) => Refusal | undefined;
+  /** Checks the raw header block; returns the refusal, if any. */
+  readonly inspectHeaders?: (block: Buffer) => Refusal | undefined;
   /** Aborted when the gateway gives up on in-flight transactions (end of the drain grace period). */
   readonly shutdown?: AbortSignal;
 }

@@ -20,8 +20,10 @@ import { nodemailerPoolSnapshot } from '../ops/upstream-pool';
 import { installFastDotStuffing } from './dot-stuffing';
 import type { UpstreamError } from './reply-mapping';
 import type { Envelope, RecipientRefusal, SpooledMessage, Upstream, UpstreamAcceptance } from './upstream';
+import { installEnvelopeParameters, withParameters } from './upstream-parameters';
 
 installFastDotStuffing();
+installEnvelopeParameters();
 
 export type UpstreamSettings = GatewayConfig['upstream'] & {
   /** Name used in the EHLO to the upstream. */
@@ -65,14 +67,18 @@ function acceptance(info: PoolInfo | undefined): UpstreamAcceptance {
 
 /** Reads a secret file; a missing or empty file is a start-up error that names the key and path. */
 function readSecret(key: string, file: string): string {
-  let value: string;
+  const value = readSetting(key, file).toString('utf8').trim();
+  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
+  return value;
+}
+
+/** Reads the file an upstream.* key names; a start-up error names the key and path. */
+function readSetting(key: string, file: string): Buffer {
   try {
-    value = readFileSync(file, 'utf8').trim();
+    return readFileSync(file);
   } catch (err) {
     throw new Error(`upstream.${key}: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`);
   }
-  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
-  return value;
 }
 
 /** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
@@ -87,7 +93,7 @@ function poolMessage(envelope: Envelope, spooled: SpooledMessage, signal: AbortS
   // a fresh object per attempt: the connection records the replies (mailError,
   // rejected recipients) on the envelope it is given, and a requeued message must
   // not carry the refusals of the connection it was requeued from
-  const smtpEnvelope = (): AttemptEnvelope => ({ from: envelope.from, to: [...envelope.to] });
+  const smtpEnvelope = (): AttemptEnvelope => withParameters({ from: envelope.from, to: [...envelope.to] }, envelope.parameters);
   let attempt: AttemptEnvelope | undefined;
   return {
     data: { envelope: smtpEnvelope(), signal },
@@ -152,7 +158,7 @@ export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & 
     tls: {
       rejectUnauthorized: settings.rejectUnauthorized,
       minVersion: 'TLSv1.2',
-      ca: settings.caFile ? readFileSync(settings.caFile) : undefined,
+      ca: settings.caFile ? readSetting('caFile', settings.caFile) : undefined,
       servername: settings.host,
     },
     connectionTimeout: settings.connectionTimeoutMs,

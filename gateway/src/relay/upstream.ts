@@ -19,10 +19,13 @@
  */
 import type { Readable } from 'node:stream';
 import type { UpstreamPoolSnapshot } from '../ops/metrics';
+import type { EnvelopeParameters } from './upstream-parameters';
 
 export interface Envelope {
   readonly from: string;
   readonly to: readonly string[];
+  /** ESMTP parameters to forward (BODY, SMTPUTF8, DSN); the connection sends exactly these or fails the message. */
+  readonly parameters?: EnvelopeParameters;
 }
 
 /** A message received whole, as it will be sent (headers already rewritten). */

@@ -2,9 +2,9 @@
  * The smtp-server hooks of every listener: policy decisions at MAIL FROM and
  * RCPT TO, the relay of the DATA stream, and the bookkeeping around them
  * (metrics, one log line per transaction, drain tracking). The decisions
- * themselves live in session-policy.ts and relay/transaction.ts.
+ * themselves live in session-policy.ts, envelope-extensions.ts and
+ * relay/transaction.ts.
  */
-import type { Headers } from '@zone-eu/mailsplit';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
 import type { DrainController } from '../ops/drain';
@@ -15,6 +15,8 @@ import type { Spool } from '../relay/spool';
 import type { TransactionResult } from '../relay/reply-mapping';
 import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
 import type { AuthHandler } from './auth';
+import { canonicalAddress } from './domains';
+import type { EnvelopeExtensions } from './envelope-extensions';
 import type { SessionHooks } from './listeners';
 import type { PolicyRefusal, SessionPolicy } from './session-policy';
 import { formatReply, toError } from './smtp-reply';
@@ -22,6 +24,8 @@ import { formatReply, toError } from './smtp-reply';
 export interface HookDeps {
   readonly listener: ListenerName;
   readonly policy: SessionPolicy;
+  /** ESMTP parameters and internationalised mail (envelope-extensions.ts). */
+  readonly extensions: EnvelopeExtensions;
   readonly auth?: AuthHandler;
   readonly relay: Omit<RelayOptions, 'received' | 'inspectHeaders'>;
   /** Name in the Received header. */
@@ -48,7 +52,7 @@ const refusalLabels = (refusal: PolicyRefusal) =>
 export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
 
 export function createSessionHooks(deps: HookDeps): SessionHooks {
-  const { policy, metrics, logger, drain } = deps;
+  const { policy, extensions, metrics, logger, drain } = deps;
   // The open transaction of each session, by session id. Not by envelope: RSET, EHLO and
   // STARTTLS swap the envelope for a new one without any hook running, and a transaction
   // keyed by the old one would stay "in flight" for ever, holding every drain to its grace.
@@ -87,8 +91,8 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     });
   };
 
-  const inspectHeaderFrom = (headers: Headers) => {
-    const refusal = policy.checkHeaderFrom(headers);
+  const inspectHeaders = (block: Buffer) => {
+    const refusal = policy.checkHeaderFrom(block) ?? extensions.checkHeaders(block);
     return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
   };
 
@@ -107,9 +111,10 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         return callback(toError({ code: 530, status: '5.7.0', text: 'Authentication required' }));
       }
       endTransaction(session.id, 'reset'); // one given up without DATA (RSET, EHLO, STARTTLS)
-      const refusal = policy.checkMailFrom(address.address, session) ?? spoolRefusal(address.args, deps.relay.spool);
+      const mailFrom = canonicalAddress(address.address);
+      const refusal = extensions.checkMailFrom(address) ?? policy.checkMailFrom(mailFrom, session) ?? spoolRefusal(address.args, deps.relay.spool);
       if (refusal) {
-        recordRefusal(session, 'MAIL FROM', refusal, address.address);
+        recordRefusal(session, 'MAIL FROM', refusal, mailFrom);
         return callback(toError(refusal.reply));
       }
       transactions.set(session.id, { started: performance.now(), leave: drain.enter() });
@@ -117,9 +122,10 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     },
 
     onRcptTo(address, session, callback) {
-      const refusal = policy.checkRcptTo(address.address, session);
+      const rcptTo = canonicalAddress(address.address);
+      const refusal = policy.checkRcptTo(rcptTo, session) ?? extensions.checkRcptTo(address, session.envelope);
       if (refusal) {
-        recordRefusal(session, 'RCPT TO', refusal, address.address);
+        recordRefusal(session, 'RCPT TO', refusal, rcptTo);
         return callback(toError(refusal.reply));
       }
       callback();
@@ -128,14 +134,15 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     onData(stream: SMTPServerDataStream, session, callback) {
       const envelope = session.envelope;
       const state = transactions.get(session.id);
-      const from = envelope.mailFrom ? envelope.mailFrom.address : '';
-      const to = envelope.rcptTo.map((rcpt) => rcpt.address);
+      // domains go upstream in their canonical ASCII form, whatever smtp-server decoded them to
+      const from = envelope.mailFrom ? canonicalAddress(envelope.mailFrom.address) : '';
+      const to = envelope.rcptTo.map((rcpt) => canonicalAddress(rcpt.address));
       const relay: RelayOptions = {
         ...deps.relay,
         received: receivedHeader(session, deps.hostname),
-        inspectHeaders: policy.checksHeaderFrom ? inspectHeaderFrom : undefined,
+        inspectHeaders: policy.checksHeaderFrom || extensions.checksHeaders ? inspectHeaders : undefined,
       };
-      relayMessage(stream, { from, to }, relay)
+      relayMessage(stream, { from, to, parameters: extensions.forwarded(envelope) }, relay)
         .then((record) => {
           try {
             record_(record);

@@ -36,6 +36,8 @@ export interface TestUpstreamOptions {
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Queue id in the 250 reply. @default 'TESTQ<n>' */
   readonly queueId?: (n: number) => string;
+  /** Which extensions the EHLO hides (smtp-server offers 8BITMIME and SMTPUTF8, hides DSN by default). */
+  readonly ehlo?: Pick<SMTPServerOptions, 'hide8BITMIME' | 'hideSMTPUTF8' | 'hideDSN'>;
 }
 
 export interface ReceivedMessage {
@@ -44,6 +46,9 @@ export interface ReceivedMessage {
   readonly raw: Buffer;
   readonly secure: boolean;
   readonly user?: string;
+  /** The MAIL FROM parameters, and each recipient's RCPT TO parameters (xtext decoded), as received. */
+  readonly mailArgs: Record<string, string | true>;
+  readonly rcptArgs: Array<Record<string, string | true>>;
 }
 
 export interface DataAttempt {
@@ -95,6 +100,7 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
     name: 'test-upstream.localhost',
     logger: false,
     disableReverseLookup: true,
+    ...options.ehlo,
     ...(options.tls
       ? { key: options.tls.key, cert: options.tls.cert, secure: options.implicitTls ?? false }
       : { hideSTARTTLS: true, disabledCommands: ['STARTTLS'] }),
@@ -164,6 +170,8 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
           raw: Buffer.concat(chunks),
           secure: session.secure,
           user: session.user as string | undefined,
+          mailArgs: (session.envelope.mailFrom && session.envelope.mailFrom.args) || {},
+          rcptArgs: session.envelope.rcptTo.map((rcpt) => rcpt.args || {}),
         });
         accepted++;
         callback(null, `Ok: queued as ${options.queueId ? options.queueId(accepted) : `TESTQ${accepted}`}`);
