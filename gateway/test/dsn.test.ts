@@ -87,6 +87,45 @@ describe('recipients the upstream refuses', () => {
     expect(perRecipient.every((group) => group.action === 'failed' && group.status === '5.1.1')).toBe(true);
   });
 
+  it('honours the client\'s DSN parameters (RFC 3461): NOTIFY=NEVER gets none, ORCPT and ENVID are echoed', async () => {
+    const { upstream, gw } = await setup(
+      { mode: 'accept', rejectRecipient: ['quiet@example.org', 'gone@example.org'], ehlo: { hideDSN: false } },
+      { upstream: { extensions: ['8BITMIME', 'DSN'] } },
+    );
+    const dialog = track(await openDialog(gw.relayPort));
+    await dialog.command('EHLO client.test');
+    expect((await dialog.command('MAIL FROM:<app@example.com> ENVID=batch-42')).code).toBe(250);
+    expect((await dialog.command('RCPT TO:<user@example.org>')).code).toBe(250);
+    expect((await dialog.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER')).code).toBe(250);
+    expect((await dialog.command('RCPT TO:<gone@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Gone@Example.org')).code).toBe(250);
+    expect((await dialog.command('DATA')).code).toBe(354);
+    dialog.write(`${MESSAGE}.\r\n`);
+    const reply = await dialog.reply(15_000);
+    expect(reply.code).toBe(250);
+    expect(reply.text).toMatch(/upstream refused 2 recipient\(s\): quiet@example\.org, gone@example\.org; the sender was sent a delivery status notification/);
+    expect(upstream.messages.map((message) => message.to)).toEqual([['user@example.org'], ['app@example.com']]);
+    const parsed = await simpleParser(upstream.messages[1].raw, { keepDeliveryStatus: true });
+    const status = parsed.attachments.find((part) => part.contentType === 'message/delivery-status');
+    const [perMessage, ...perRecipient] = status!.content.toString('latin1').trim().split(/\r?\n\r?\n/).map(fields);
+    expect(perMessage['original-envelope-id']).toBe('batch-42');
+    expect(perRecipient).toHaveLength(1);
+    expect(perRecipient[0]).toMatchObject({ 'original-recipient': 'rfc822;Gone@Example.org', 'final-recipient': 'rfc822; gone@example.org', action: 'failed' });
+  });
+
+  it('every refused recipient said NOTIFY=NEVER: no DSN, and the 250 says why', async () => {
+    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'quiet@example.org', ehlo: { hideDSN: false } }, { upstream: { extensions: ['8BITMIME', 'DSN'] } });
+    const dialog = track(await openDialog(gw.relayPort));
+    await dialog.command('EHLO client.test');
+    await dialog.command('MAIL FROM:<app@example.com>');
+    await dialog.command('RCPT TO:<user@example.org>');
+    await dialog.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER');
+    await dialog.command('DATA');
+    dialog.write(`${MESSAGE}.\r\n`);
+    const reply = await dialog.reply(15_000);
+    expect(reply.text).toMatch(/^250 .*; the sender asked for no delivery status notification \(NOTIFY\)$/);
+    expect(upstream.messages).toHaveLength(1);
+  });
+
   it('the sender is the null reverse-path: no DSN (never a bounce about a bounce); the 250 says so', async () => {
     const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
     const reply = await send(gw.relayPort, '', ['user@example.org', 'nobody@example.org']);

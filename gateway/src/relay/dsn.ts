@@ -20,7 +20,9 @@ export interface DsnInput {
   readonly from: string;
   /** The envelope sender of the original message; the notification goes to it. */
   readonly sender: string;
-  readonly refusals: readonly RecipientRefusal[];
+  readonly refusals: ReadonlyArray<RecipientRefusal & { readonly orcpt?: string }>;
+  /** RFC 3461 ENVID the client gave, echoed as Original-Envelope-Id. */
+  readonly envid?: string;
   /** The original message's header block. */
   readonly headers: Buffer;
   readonly arrivalDate: Date;
@@ -43,6 +45,8 @@ export function buildDsn(input: DsnInput): Buffer {
   const perRecipient = input.refusals
     .map((refusal) =>
       [
+        // RFC 3464 2.3.1: the ORCPT the client gave, as it gave it
+        ...(refusal.orcpt ? [`Original-Recipient: ${oneLine(refusal.orcpt)}`] : []),
         `Final-Recipient: ${addressType(refusal.address)}; ${refusal.address}`,
         'Action: failed',
         `Status: ${status(refusal)}`,
@@ -72,6 +76,7 @@ export function buildDsn(input: DsnInput): Buffer {
     `--${boundary}`,
     'Content-Type: message/delivery-status',
     '',
+    ...(input.envid ? [`Original-Envelope-Id: ${oneLine(input.envid)}`] : []),
     `Reporting-MTA: dns; ${input.reportingMta}`,
     `Arrival-Date: ${date}`,
     '',

@@ -63,12 +63,13 @@ export function queueId(text: string): string {
 }
 
 /** What became of the delivery status notification for recipients the upstream refused. */
-export type DsnOutcome = 'sent' | 'failed' | 'null_sender';
+export type DsnOutcome = 'sent' | 'failed' | 'null_sender' | 'not_requested';
 
 const DSN_TEXT: Record<DsnOutcome, string> = {
   sent: 'the sender was sent a delivery status notification',
   failed: 'the delivery status notification to the sender could not be sent',
   null_sender: 'no delivery status notification for a null sender',
+  not_requested: 'the sender asked for no delivery status notification (NOTIFY)',
 };
 
 /**

@@ -81,13 +81,20 @@ async function notifySender(
 ): Promise<{ outcome: DsnOutcome; error?: string }> {
   // RFC 5321 section 4.5.5: never a notification about a notification
   if (!envelope.from) return { outcome: 'null_sender' };
+  // RFC 3461 section 4.1: a recipient given NOTIFY without FAILURE (or NEVER) gets no failure notice
+  const dsnOf = (address: string) => envelope.parameters?.recipients?.get(address);
+  const refusals = acceptance.rejected
+    .filter((refusal) => !dsnOf(refusal.address)?.notify || /\bFAILURE\b/.test(dsnOf(refusal.address)?.notify ?? ''))
+    .map((refusal) => ({ ...refusal, orcpt: dsnOf(refusal.address)?.orcpt }));
+  if (!refusals.length) return { outcome: 'not_requested' };
   try {
     const dsn = buildDsn({
       reportingMta: options.messageIdDomain,
       remoteMta: options.upstream.remoteName,
       from: options.dsnFrom,
       sender: envelope.from,
-      refusals: acceptance.rejected,
+      refusals,
+      envid: envelope.parameters?.envid,
       headers: await headerBlock(message),
       arrivalDate,
     });
