@@ -90,7 +90,8 @@ test-faults: ## Fault injection under load: each scenario 10 s+ at C >= 20 (not 
 	tsx bench/faults.ts
 
 .PHONY: bench
-bench: build ## Throughput benchmark against smtp-sink: the matrix, median of 3 runs (not part of make test)
+bench: build ## Throughput benchmark against smtp-sink, Haraka side by side: the matrix, median of 3 runs (not part of make test)
+	scripts/install-haraka.sh
 	tsx bench/run.ts --runs=3
 
 .PHONY: package

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deploys smtp-gateway to one of its EKS clusters, from this work tree: the cluster (if missing), the AWS
 # Load Balancer Controller, the image in ECR tagged with the git revision, the Helm release, its tests.
-# Also runs the seed's gradual rollout: a canary release beside the stable one, behind the same Services.
+# Also runs a gradual rollout: a canary release beside the stable one, behind the same Services.
 # deploy-aws-staging.sh and deploy-aws-production.sh are the front doors; this is the one implementation.
 set -euo pipefail
 
@@ -40,7 +40,9 @@ COMMAND
                   Controller and check it is ready (Available, webhook endpoints); create the ECR
                   repository if missing and log in; build and push the image
                   tagged with the git revision; helm upgrade --install --atomic --wait with
-                  values/<env>.yaml and that tag; helm test; print the load balancers' host names.
+                  values/<env>.yaml and that tag; helm test; put the CloudWatch dashboard
+                  (deploy/cloudwatch-dashboard.json, where the cluster runs Container Insights);
+                  print the load balancers' host names.
   rollout PERCENT Gradual rollout of this revision: install or resize the canary release
                   ($CANARY_RELEASE) beside the stable one, behind the same Services, with replicas
                   chosen so it gets about PERCENT% of the pods (10, then 50; 100 means promote).
@@ -72,7 +74,7 @@ CANARY GATES (before a rollout grows a running canary, and before promote)
   port $OPS_PORT), adds up smtp_gateway_messages_total by outcome and compares the share of answered
   messages each release deferred (4xx) and refused (5xx); it prints both and refuses when the canary's is
   higher by more than the margin, or when either release answered fewer than the minimum (unless --force).
-  Counters run from each pod's start. The seed's plan: rollout 10; rollout 50 after 1 h; promote after 24 h.
+  Counters run from each pod's start. The planned pace: rollout 10; rollout 50 after 1 h; promote after 24 h.
 
 Production refuses a work tree with uncommitted changes. A staging image from a dirty tree is tagged
 <revision>-dirty-<UTC time>. Needs: aws, eksctl, kubectl, helm, docker, git, awk; AWS credentials
@@ -320,6 +322,17 @@ helm_test() {
   run helm test "$RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --logs --timeout 5m
 }
 
+# The CloudWatch dashboard of an environment whose cluster runs Container Insights (the
+# amazon-cloudwatch-observability add-on in its eksctl file): put on every deploy, so the committed JSON
+# is what the console shows.
+put_cloudwatch_dashboard() {
+  runs_container_insights || return 0
+  require_file "$CLOUDWATCH_DASHBOARD" "the dashboard is part of this repository"
+  say "CloudWatch dashboard $CLUSTER"
+  run aws cloudwatch put-dashboard --dashboard-name "$CLUSTER" \
+    --dashboard-body "file://$ROOT/$CLOUDWATCH_DASHBOARD" --region "$REGION" --output text
+}
+
 print_load_balancers() {
   say "load balancers (DNS names can take a few minutes to resolve):"
   run kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get services \
@@ -506,6 +519,7 @@ deploy() {
   say "releasing $IMAGE:$TAG as $RELEASE"
   helm_release "$RELEASE" "$IMAGE" "$TAG"
   helm_test
+  put_cloudwatch_dashboard
   print_load_balancers
 }
 

@@ -26,10 +26,11 @@ const message = (mail: string, rcpts: string[], headers: string[] = ['From: <app
 
 describe('one canonical form for every domain', () => {
   it('config takes Unicode or A-labels, any case, a trailing dot, and stores the canonical A-label form', () => {
-    const config = validateConfig({ policy: { senderDomains: ['München.Example.', 'xn--mnchen-3ya.example'], recipientDomains: { deny: ['*.Bücher.example'] } } });
+    const upstream = { host: 'smtp.example.com' };
+    const config = validateConfig({ upstream, policy: { senderDomains: ['München.Example.', 'xn--mnchen-3ya.example'], recipientDomains: { deny: ['*.Bücher.example'] } } });
     expect(config.policy.senderDomains).toEqual(['xn--mnchen-3ya.example', 'xn--mnchen-3ya.example']);
     expect(config.policy.recipientDomains.deny).toEqual(['*.xn--bcher-kva.example']);
-    expect(() => validateConfig({ policy: { senderDomains: ['bad..example'] } })).toThrow(/policy\.senderDomains\.0: got "bad\.\.example"; expected a domain name/);
+    expect(() => validateConfig({ upstream, policy: { senderDomains: ['bad..example'] } })).toThrow(/policy\.senderDomains\.0: got "bad\.\.example"; expected a domain name/);
   });
 
   it('recipientDomains.deny as an A-label stops RCPT TO in either spelling (550 5.7.1); nothing relayed', async () => {

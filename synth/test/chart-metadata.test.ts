@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { changesOf } from '../changelog';
-import { CHART, ROOT, render } from './support';
+import { CHART, CI_VALUES, ROOT, render } from './support';
 
 const chart = YAML.parse(readFileSync(join(CHART, 'Chart.yaml'), 'utf8'));
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -36,7 +36,7 @@ describe('Chart.yaml', () => {
   });
 
   it('lists exactly the images a default install runs', () => {
-    const docs = render();
+    const docs = render({ values: [CI_VALUES.default] });
     const containers = docs.flatMap((d) => (d.kind === 'Pod' ? d.spec.containers : d.spec?.template?.spec?.containers ?? []));
     const images = (annotation('images') as Array<{ image: string }>).map((i) => i.image).sort();
     expect(images).toEqual([...new Set(containers.map((c: { image: string }) => c.image))].sort());

@@ -12,7 +12,7 @@ import { OPS_PATHS } from '../../gateway/src/config/constants';
 import { startTestGateway, type TestGateway } from '../../gateway/test/helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from '../../gateway/test/helpers/test-upstream';
 import { DASHBOARD_SOURCE, GrafanaDashboard } from '../constructs/grafana-dashboard';
-import { render } from './support';
+import { CI_VALUES, render } from './support';
 
 interface Panel {
   id: number;
@@ -136,7 +136,7 @@ describe('the Grafana dashboard', () => {
   });
 
   it('is shipped by the chart byte for byte', () => {
-    const docs = render({ set: ['metrics.grafanaDashboard.enabled=true'] });
+    const docs = render({ values: [CI_VALUES.default], set: ['metrics.grafanaDashboard.enabled=true'] });
     const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.labels?.grafana_dashboard === '1');
     expect(configMap?.data[GrafanaDashboard.KEY]).toBe(readFileSync(DASHBOARD_SOURCE, 'utf8').trimEnd());
   });

@@ -10,14 +10,14 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { RULES_FILE, alertGroups } from '../constructs/prometheus-rule';
 import { defaultValues } from '../values/json-schema';
-import { ROOT, render, run, tempDir } from './support';
+import { CI_VALUES, ROOT, render, run, tempDir } from './support';
 
 const RULE_TESTS = join(ROOT, 'synth', 'monitoring', 'prometheus-rules.test.yaml');
 const RUNBOOKS = join(ROOT, 'docs', 'runbooks');
 const API = 'monitoring.coreos.com/v1/PrometheusRule';
 
 function renderedRule(set: string[] = []): Record<string, any> {
-  const docs = render({ set: ['metrics.prometheusRule.enabled=true', ...set], apiVersions: [API] });
+  const docs = render({ values: [CI_VALUES.default], set: ['metrics.prometheusRule.enabled=true', ...set], apiVersions: [API] });
   const rule = docs.find((d) => d.kind === 'PrometheusRule');
   if (!rule) throw new Error('the chart rendered no PrometheusRule');
   return rule;

@@ -37,7 +37,7 @@ describe('values model', () => {
     const chartLeaves = leaves(chartConfig);
     expect(chartLeaves.filter((p) => gatewayLeaves.includes(p))).toEqual(gatewayLeaves.filter((p) => !owned.includes(p)));
     // Objects whose every key is the chart's stay, as {}, so `config.ops.port` is refused with its message.
-    expect(chartLeaves.filter((p) => !gatewayLeaves.includes(p))).toEqual(['devUpstream', 'ops']);
+    expect(chartLeaves.filter((p) => !gatewayLeaves.includes(p))).toEqual(['ops']);
   });
 
   it('marks each key the chart owns readOnly, leaves it out of values.yaml and the README table, and documents it', () => {
