@@ -12,13 +12,14 @@ import { LISTENER_NAMES } from './config/constants';
 import type { GatewayConfig } from './config/schema';
 import { DrainController } from './ops/drain';
 import { createLogger, type Logger } from './ops/logger';
-import { createMetrics, type GatewayMetrics, type UpstreamPoolSnapshot } from './ops/metrics';
+import { createMetrics, type GatewayMetrics } from './ops/metrics';
 import { startOpsServer, type OpsServer } from './ops/ops-server';
-import { nodemailerPoolSnapshot } from './ops/upstream-pool';
 import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
 import { SendSlots, withSendSlots } from './relay/send-slots';
 import { createSesUpstream } from './relay/ses-upstream';
-import { createUpstream, type Upstream, type UpstreamHooks, type UpstreamSettings } from './relay/upstream';
+import { createSmtpUpstream, type UpstreamSettings } from './relay/smtp-upstream';
+import { Spool } from './relay/spool';
+import type { Upstream, UpstreamHooks } from './relay/upstream';
 import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
@@ -83,7 +84,10 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     }
     const upstream = createRelayUpstream({ ...upstreamSettings, clientName: hostname }, metrics, logger);
     cleanups.push(() => upstream.close(true));
-    metrics.setUpstreamPoolSource(() => poolSnapshot(upstream));
+    metrics.setUpstreamPoolSource(() => upstream.poolSnapshot());
+    const { spool, leftovers } = await naming(`spool.dir ${JSON.stringify(config.spool.dir)}`, () => Spool.open(config.spool));
+    if (leftovers) logger.warn('removed messages an earlier process left in the spool (their clients never got a 250)', { dir: config.spool.dir, files: leftovers });
+    metrics.setSpoolSource(() => spool.usage);
 
     const listeners: SmtpListener[] = [];
     let certificates: CertificateWatch | undefined;
@@ -126,6 +130,8 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
         auth,
         relay: {
           upstream,
+          spool,
+          dsnFrom: config.dsn.from || `MAILER-DAEMON@${hostname}`,
           lineEndings: config.policy.lineEndings,
           maxMessageBytes: config.policy.maxMessageBytes,
           messageIdDomain: hostname,
@@ -238,7 +244,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
  * The one place the upstream is built: the configured transport, behind the
  * send slots that apply upstream.messagesPerSecond and bound the wait.
  */
-function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics, logger: Logger): Upstream & { readonly slots: SendSlots } {
+function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics, logger: Logger): Upstream {
   const log = logger.child({ component: 'upstream' });
   const hooks: UpstreamHooks = {
     onCredentialFailure: (err) => {
@@ -248,19 +254,9 @@ function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics
     onCredentialsReloaded: () => log.info('upstream credentials reloaded', { usernameFile: settings.usernameFile, passwordFile: settings.passwordFile, caFile: settings.caFile }),
     onCredentialsError: (err) => log.error('upstream credentials reload failed, keeping the values in use', { err: err.message }),
   };
-  const transport = settings.transport === 'ses' ? createSesUpstream(settings, hooks) : createUpstream(settings, hooks);
+  const transport = settings.transport === 'ses' ? createSesUpstream(settings, hooks) : createSmtpUpstream(settings, hooks);
   const slots = new SendSlots({ rate: settings.messagesPerSecond, maxConcurrent: settings.maxConnections, maxWaitMs: settings.maxWaitSeconds * 1000 });
-  return Object.assign(withSendSlots(transport, slots), { slots });
-}
-
-/** Messages waiting for a send slot are the queue; the SMTP pool tells its connections, the API has none to tell. */
-function poolSnapshot(upstream: Upstream & { readonly slots: SendSlots }): UpstreamPoolSnapshot {
-  const pool = nodemailerPoolSnapshot(upstream.transport);
-  return {
-    active: pool?.active ?? upstream.slots.sending,
-    idle: pool?.idle ?? 0,
-    queued: upstream.slots.waiting + (pool?.queued ?? 0),
-  };
+  return withSendSlots(transport, slots);
 }
 
 /**

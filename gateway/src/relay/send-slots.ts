@@ -8,6 +8,7 @@
  * client hears back while its own timeout is still far away and its retry
  * cannot duplicate a message the gateway still delivers later.
  */
+import type { UpstreamPoolSnapshot } from '../ops/metrics';
 import type { Upstream } from './upstream';
 
 export interface SendSlotsOptions {
@@ -151,14 +152,19 @@ export class SendSlots {
 /** `upstream` with every send first waiting (boundedly) for a slot of `slots`. */
 export function withSendSlots(upstream: Upstream, slots: SendSlots): Upstream {
   return {
-    transport: upstream.transport,
-    async send(envelope, raw, signal) {
+    remoteName: upstream.remoteName,
+    async send(envelope, message, signal) {
       const release = await slots.acquire(signal);
       try {
-        return await upstream.send(envelope, raw, signal);
+        return await upstream.send(envelope, message, signal);
       } finally {
         release();
       }
+    },
+    // messages waiting for a slot are the queue; a transport without a pool (the API) counts as its slots
+    poolSnapshot(): UpstreamPoolSnapshot {
+      const pool = upstream.poolSnapshot();
+      return { active: pool?.active ?? slots.sending, idle: pool?.idle ?? 0, queued: slots.waiting + (pool?.queued ?? 0) };
     },
     close(force) {
       slots.close();

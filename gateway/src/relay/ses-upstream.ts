@@ -9,19 +9,13 @@
  * sending it again could deliver the message twice, so a failure goes back to
  * the client as 451 and the client's retry is the only retry.
  */
-import type { Readable } from 'node:stream';
 import { SESv2Client, SendEmailCommand } from '@aws-sdk/client-sesv2';
 import { SES_LIMITS } from '../config/schema';
 import { sesFailure, smtpFailure } from './ses-errors';
-import type { UpstreamInfo } from './reply-mapping';
-import type { Envelope, Upstream, UpstreamSettings } from './upstream';
+import type { UpstreamSettings } from './smtp-upstream';
+import type { Envelope, SpooledMessage, Upstream, UpstreamAcceptance, UpstreamHooks } from './upstream';
 
-export interface SesUpstreamHooks {
-  /** SES refused the pod's AWS credentials (or there were none). */
-  readonly onCredentialFailure?: (error: Error) => void;
-}
-
-export function createSesUpstream(settings: UpstreamSettings, hooks: SesUpstreamHooks = {}): Upstream {
+export function createSesUpstream(settings: UpstreamSettings, hooks: UpstreamHooks = {}): Upstream {
   const { region, endpoint, configurationSet, requestTimeoutMs } = settings.ses;
   const client = new SESv2Client({
     region,
@@ -36,10 +30,10 @@ export function createSesUpstream(settings: UpstreamSettings, hooks: SesUpstream
     },
   });
   return {
-    transport: undefined,
-    async send(envelope, raw, signal) {
+    remoteName: endpoint ? new URL(endpoint).host : `email.${region}.amazonaws.com`,
+    async send(envelope, message, signal) {
       checkRecipients(envelope);
-      const data = await readWhole(raw, signal);
+      const data = await wholeMessage(message);
       try {
         const output = await client.send(
           new SendEmailCommand({
@@ -52,13 +46,16 @@ export function createSesUpstream(settings: UpstreamSettings, hooks: SesUpstream
           }),
           { abortSignal: signal },
         );
-        return { response: `250 Ok ${output.MessageId ?? 'unknown'}` } satisfies UpstreamInfo;
+        // SES takes the message for every recipient or refuses it whole
+        return { response: `250 Ok ${output.MessageId ?? 'unknown'}`, rejected: [] } satisfies UpstreamAcceptance;
       } catch (error) {
         const failure = sesFailure(error);
         if (failure.code === 'EAUTH') hooks.onCredentialFailure?.(failure);
         throw failure;
       }
     },
+    // no connection pool to report: the send slots count the requests in flight
+    poolSnapshot: () => undefined,
     close() {
       client.destroy();
     },
@@ -72,32 +69,9 @@ function checkRecipients(envelope: Envelope): void {
 }
 
 /** The whole message: the API takes it in one request. Refused past SES's size limit, before anything is sent. */
-function readWhole(raw: Readable, signal: AbortSignal): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = (error?: Error) => {
-      signal.removeEventListener('abort', onAbort);
-      raw.removeListener('data', onData);
-      raw.removeListener('end', onEnd);
-      raw.removeListener('error', finish);
-      if (error) {
-        raw.destroy();
-        reject(error);
-      } else resolve(Buffer.concat(chunks, size));
-    };
-    const onAbort = () => finish(Object.assign(new Error('transaction aborted before the message was sent to SES'), { name: 'AbortError' }));
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > SES_LIMITS.maxMessageBytes) {
-        finish(smtpFailure(552, '5.3.4', `Message exceeds SES's maximum size of ${SES_LIMITS.maxMessageBytes} bytes`));
-      } else chunks.push(chunk);
-    };
-    const onEnd = () => finish();
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    raw.on('data', onData);
-    raw.once('end', onEnd);
-    raw.once('error', finish);
-  });
+function wholeMessage(message: SpooledMessage): Promise<Buffer> {
+  if (message.size > SES_LIMITS.maxMessageBytes) {
+    return Promise.reject(smtpFailure(552, '5.3.4', `Message exceeds SES's maximum size of ${SES_LIMITS.maxMessageBytes} bytes`));
+  }
+  return message.buffer();
 }
