@@ -37,20 +37,21 @@ const SES_TAKES_NO_SMTP_PASSWORD = `{{- if and (eq (toString .Values.config.upst
 {{- end }}`;
 
 /**
- * A shared account rate counted from DNS: the pods resolve this release's headless Service of ready pods
- * (peers-service.ts) unless values name another, and until the first answer assume the most pods the release
- * may run, so a new pod never starts with more than its share.
+ * A shared account rate counted from DNS: the pods resolve their stable release's headless Service of ready
+ * pods (peers-service.ts; a canary's pods are in it too, so a canary resolves the stable release's: its name
+ * as the stable release, whose fullnameOverride cannot be the canary's, would make it) unless values name
+ * another, and until the first answer assume the most pods the release may run, so a new pod never starts
+ * with more than its share.
  */
 function accountSharePeers(helm: HelmChart): string {
-  const serviceName = helm.include('componentName', `(dict "root" . "component" "${PeersService.COMPONENT}")`);
+  const stableRoot = `(dict "Release" (dict "Name" (${helm.include('stableRelease')})) "Chart" .Chart "Values" (omit .Values "fullnameOverride"))`;
+  const root = `(ternary ${stableRoot} . .Values.canary.enabled)`;
+  const serviceName = helm.include('componentName', `(dict "root" ${root} "component" "${PeersService.COMPONENT}")`);
   return `{{- if and ${ACCOUNT_SHARE_ENABLED} (eq (toString (dig "upstream" "accountShare" "source" "dns" $config)) "dns") }}
-{{- $dnsName := dig "upstream" "accountShare" "dnsName" "" $config }}
-{{- if and (not $dnsName) .Values.canary.enabled }}
-{{- fail "config.upstream.accountShare.dnsName must name the stable release's peers Service (<stable fullname>-${PeersService.COMPONENT}.<namespace>.svc.cluster.local.) when canary.enabled and config.upstream.accountMaxSendRate are set: a canary renders no Service of its own" }}
-{{- end }}
 {{- $most := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
 {{- $peers := max 1 (int $most) (int (dig "upstream" "accountShare" "peers" 1 $config)) }}
-{{- $_ := mustMergeOverwrite $config (dict "upstream" (dict "accountShare" (dict "dnsName" (default (printf "%s.%s.svc.cluster.local." (${serviceName}) .Release.Namespace) $dnsName) "peers" $peers))) }}
+{{- $dnsName := default (printf "%s.%s.svc.cluster.local." (${serviceName}) .Release.Namespace) (dig "upstream" "accountShare" "dnsName" "" $config) }}
+{{- $_ := mustMergeOverwrite $config (dict "upstream" (dict "accountShare" (dict "dnsName" $dnsName "peers" $peers))) }}
 {{- end }}`;
 }
 

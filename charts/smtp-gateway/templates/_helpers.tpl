@@ -146,13 +146,10 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- $_ := mustMergeOverwrite $config (dict "auth" (dict "usersFile" "/etc/smtp-gateway/secrets/auth-users")) }}
 {{- end }}
 {{- if and (gt (float64 (dig "upstream" "accountMaxSendRate" 0 (default (dict) .Values.config))) 0.0) (eq (toString (dig "upstream" "accountShare" "source" "dns" $config)) "dns") }}
-{{- $dnsName := dig "upstream" "accountShare" "dnsName" "" $config }}
-{{- if and (not $dnsName) .Values.canary.enabled }}
-{{- fail "config.upstream.accountShare.dnsName must name the stable release's peers Service (<stable fullname>-peers.<namespace>.svc.cluster.local.) when canary.enabled and config.upstream.accountMaxSendRate are set: a canary renders no Service of its own" }}
-{{- end }}
 {{- $most := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
 {{- $peers := max 1 (int $most) (int (dig "upstream" "accountShare" "peers" 1 $config)) }}
-{{- $_ := mustMergeOverwrite $config (dict "upstream" (dict "accountShare" (dict "dnsName" (default (printf "%s.%s.svc.cluster.local." (include "smtp-gateway.componentName" (dict "root" . "component" "peers")) .Release.Namespace) $dnsName) "peers" $peers))) }}
+{{- $dnsName := default (printf "%s.%s.svc.cluster.local." (include "smtp-gateway.componentName" (dict "root" (ternary (dict "Release" (dict "Name" (include "smtp-gateway.stableRelease" .)) "Chart" .Chart "Values" (omit .Values "fullnameOverride")) . .Values.canary.enabled) "component" "peers")) .Release.Namespace) (dig "upstream" "accountShare" "dnsName" "" $config) }}
+{{- $_ := mustMergeOverwrite $config (dict "upstream" (dict "accountShare" (dict "dnsName" $dnsName "peers" $peers))) }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}

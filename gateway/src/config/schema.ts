@@ -275,6 +275,10 @@ export const configFields = z
               .default('dns')
               .describe("Where the number of ready pods comes from: dns (the A/AAAA records of dnsName, the chart's headless Service of ready pods), file (a whole number in file) or static (peers)."),
             dnsName: z.string().default('').describe('Headless Service name whose records are the ready gateway pods (source dns); the chart sets it.'),
+            dnsServers: z
+              .array(z.string())
+              .default([])
+              .describe('DNS servers to ask (address or address:port, source dns); empty uses the pod\'s own resolv.conf (the cluster DNS). Set only for tests.'),
             file: z.string().default('').describe('File holding the number of gateway pods (source file).'),
             peers: z
               .number()

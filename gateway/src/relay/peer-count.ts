@@ -68,7 +68,9 @@ function peerLookup(settings: AccountShareSettings): () => Promise<number> {
     case 'dns': {
       // its own resolver, so a lookup is bounded however the host's resolver is set up
       const resolver = new Resolver({ timeout: 2000, tries: 2 });
+      if (settings.dnsServers.length) resolver.setServers(settings.dnsServers);
       return async () => {
+        // a fully qualified name (the chart's ends in a dot): resolve4 applies no search domains
         const [v4, v6] = await Promise.all([records(() => resolver.resolve4(settings.dnsName)), records(() => resolver.resolve6(settings.dnsName))]);
         return new Set([...v4, ...v6]).size;
       };
