@@ -86,11 +86,14 @@ export class SendRate {
 
 /** SES over SMTP: "454 Throttling failure: Maximum sending rate exceeded."; the API's TooManyRequests maps to the same (ses-errors.ts). */
 const THROTTLING = /throttling failure|maximum sending rate exceeded/i;
+/** SES says "454 Throttling failure: Daily message quota exceeded." too: no slower rate fixes that one. */
+const DAILY_QUOTA = /daily message quota/i;
 
-/** Whether a failed send was the upstream refusing our rate (not the daily quota, which no slower rate fixes). */
+/** Whether a failed send was the upstream refusing our rate. */
 export function isThrottling(err: UpstreamError): boolean {
   const code = err.responseCode ?? 0;
-  return code >= 400 && code <= 499 && THROTTLING.test(`${err.response ?? ''} ${err.message ?? ''}`);
+  const text = `${err.response ?? ''} ${err.message ?? ''}`;
+  return code >= 400 && code <= 499 && THROTTLING.test(text) && !DAILY_QUOTA.test(text);
 }
 
 /** `upstream` with every throttling reply reported to `onThrottled` (the reply itself goes on to the client unchanged). */
