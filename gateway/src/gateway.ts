@@ -282,9 +282,11 @@ async function startSendRate(settings: GatewayConfig['upstream'], slots: SendSlo
   let rate: SendRate | undefined;
   const peers = await watchPeerCount(share, {
     onChange: (count) => {
+      // the first answer comes before the rate exists, which then starts from it
+      if (!rate) return;
+      rate.setPeers(count);
       metrics.accountSharePeers.set(count);
-      rate?.setPeers(count);
-      log.info('ready gateway pods changed', { peers: count, messagesPerSecond: rate ? round(rate.current) : undefined });
+      log.info('ready gateway pods changed', { peers: count, messagesPerSecond: round(rate.current) });
     },
     onError: (err) => {
       metrics.accountSharePeerErrors.inc();

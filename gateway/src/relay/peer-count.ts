@@ -16,7 +16,7 @@ import type { GatewayConfig } from '../config/schema';
 export type AccountShareSettings = GatewayConfig['upstream']['accountShare'];
 
 export interface PeerCountHooks {
-  /** The count changed (also called once with the first answer). */
+  /** The count changed (also for a first answer other than `peers`). */
   readonly onChange: (peers: number) => void;
   /** A lookup failed; the last count stays. */
   readonly onError: (error: Error) => void;
@@ -38,7 +38,11 @@ const NO_RECORDS = new Set(['ENOTFOUND', 'ENODATA']);
 export async function watchPeerCount(settings: AccountShareSettings, hooks: PeerCountHooks): Promise<PeerCount> {
   let current = settings.peers;
   const lookup = peerLookup(settings);
+  let looking = false;
   const refresh = async () => {
+    // a slow lookup (DNS retries) must not be overtaken by the next one and then overwrite its newer answer
+    if (looking) return;
+    looking = true;
     try {
       const next = Math.max(1, await lookup());
       if (next === current) return;
@@ -46,6 +50,8 @@ export async function watchPeerCount(settings: AccountShareSettings, hooks: Peer
       hooks.onChange(next);
     } catch (err) {
       hooks.onError(err as Error);
+    } finally {
+      looking = false;
     }
   };
   if (settings.source !== 'static') await refresh();
