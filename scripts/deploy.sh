@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deploys smtp-gateway to one of its EKS clusters, from this work tree: the cluster (if missing), the AWS
 # Load Balancer Controller, the image in ECR tagged with the git revision, the Helm release, its tests.
-# Also runs the seed's gradual rollout: a canary release beside the stable one, behind the same Services.
+# Also runs a gradual rollout: a canary release beside the stable one, behind the same Services.
 # deploy-aws-staging.sh and deploy-aws-production.sh are the front doors; this is the one implementation.
 set -euo pipefail
 
@@ -40,7 +40,9 @@ COMMAND
                   Controller and check it is ready (Available, webhook endpoints); create the ECR
                   repository if missing and log in; build and push the image
                   tagged with the git revision; helm upgrade --install --atomic --wait with
-                  values/<env>.yaml and that tag; helm test; print the load balancers' host names.
+                  values/<env>.yaml and that tag; helm test; put the CloudWatch dashboard
+                  (deploy/cloudwatch-dashboard.json, where the cluster runs Container Insights);
+                  print the load balancers' host names.
   rollout PERCENT Gradual rollout of this revision: install or resize the canary release
                   ($CANARY_RELEASE) beside the stable one, behind the same Services, with replicas
                   chosen so it gets about PERCENT% of the pods (10, then 50; 100 means promote).
@@ -78,7 +80,7 @@ CANARY GATES (before a rollout grows a running canary, and before promote)
   port $OPS_PORT), adds up smtp_gateway_messages_total by outcome and compares the share of answered
   messages each release deferred (4xx) and refused (5xx); it prints both and refuses when the canary's is
   higher by more than the margin, or when either release answered fewer than the minimum (unless --force).
-  Counters run from each pod's start. The seed's plan: rollout 10; rollout 50 after 1 h; promote after 24 h.
+  Counters run from each pod's start. The planned pace: rollout 10; rollout 50 after 1 h; promote after 24 h.
 
 Production refuses a work tree with uncommitted changes. A staging image from a dirty tree is tagged
 <revision>-dirty-<UTC time>. Needs: aws, eksctl, kubectl, helm, docker, git, awk; AWS credentials
@@ -325,31 +327,36 @@ require_ses_access() {
   [ -n "$region" ] || die "$VALUES_FILE sets config.upstream.transport ses but no config.upstream.ses.region"
   [ -n "$identity" ] || die "$EKSCTL_FILE lets the gateway's role send from no SES identity (no arn:aws:ses:...:identity/NAME resource)"
   # the chart names the release's ServiceAccount after the release
-  if probe aws eks list-pod-identity-associations --cluster-name "$CLUSTER" --region "$REGION" \
+  local no_association="ServiceAccount $NAMESPACE/$release has no EKS Pod Identity association in $CLUSTER, so its pods cannot sign SES requests; create it with 'eksctl create podidentityassociation --config-file $ROOT/$EKSCTL_FILE', then run again"
+  if aws_lookup "the Pod Identity associations of $CLUSTER" "$no_association" \
+    aws eks list-pod-identity-associations --cluster-name "$CLUSTER" --region "$REGION" \
     --namespace "$NAMESPACE" --service-account "$release" --query 'associations[].associationId' --output text; then
-    [[ -n "$PROBE_OUT" && "$PROBE_OUT" != None ]] ||
-      die "ServiceAccount $NAMESPACE/$release has no EKS Pod Identity association in $CLUSTER, so its pods cannot sign SES requests; create it with 'eksctl create podidentityassociation --config-file $ROOT/$EKSCTL_FILE', then run again"
-  elif ! $DRY_RUN; then
-    die "could not look up the Pod Identity associations of $CLUSTER: $PROBE_OUT"
+    [[ -n "$PROBE_OUT" && "$PROBE_OUT" != None ]] || die "$no_association"
   fi
-  if probe aws sesv2 get-email-identity --email-identity "$identity" --region "$region" \
-    --query VerifiedForSendingStatus --output text; then
+  if aws_lookup "SES identity $identity in $region" \
+    "SES identity $identity (named in $EKSCTL_FILE) does not exist in $region; create and verify it (aws sesv2 create-email-identity), then run again" \
+    aws sesv2 get-email-identity --email-identity "$identity" --region "$region" --query VerifiedForSendingStatus --output text; then
     [ "$PROBE_OUT" = True ] ||
       die "SES identity $identity (named in $EKSCTL_FILE) is not verified for sending in $region; finish its DNS verification, then run again"
-  elif [[ "$PROBE_OUT" == *NotFoundException* ]]; then
-    die "SES identity $identity (named in $EKSCTL_FILE) does not exist in $region; create and verify it (aws sesv2 create-email-identity), then run again"
-  elif ! $DRY_RUN; then
-    die "could not look up SES identity $identity in $region: $PROBE_OUT"
   fi
   [ -n "$config_set" ] || return 0
-  if probe aws sesv2 get-configuration-set --configuration-set-name "$config_set" --region "$region" \
-    --query ConfigurationSetName --output text; then
+  if aws_lookup "SES configuration set $config_set in $region" \
+    "SES configuration set $config_set (config.upstream.ses.configurationSet in $VALUES_FILE) does not exist in $region; create it (aws sesv2 create-configuration-set), then run again" \
+    aws sesv2 get-configuration-set --configuration-set-name "$config_set" --region "$region" --query ConfigurationSetName --output text; then
     say "SES: $NAMESPACE/$release has its Pod Identity role, identity $identity is verified, configuration set $config_set exists"
-  elif [[ "$PROBE_OUT" == *NotFoundException* ]]; then
-    die "SES configuration set $config_set (config.upstream.ses.configurationSet in $VALUES_FILE) does not exist in $region; create it (aws sesv2 create-configuration-set), then run again"
-  elif ! $DRY_RUN; then
-    die "could not look up SES configuration set $config_set in $region: $PROBE_OUT"
   fi
+}
+
+# aws_lookup WHAT NOT_FOUND CMD...: a read-only AWS look-up (answer in PROBE_OUT); true when it answered.
+# Stops with NOT_FOUND when AWS says NotFoundException, and with the tool's message on any other failure
+# except under --dry-run, which only prints the command.
+aws_lookup() {
+  local what=$1 not_found=$2
+  shift 2
+  probe "$@" && return 0
+  [[ "$PROBE_OUT" != *NotFoundException* ]] || die "$not_found"
+  $DRY_RUN || die "could not look up $what: $PROBE_OUT"
+  return 1
 }
 
 # helm_release RELEASE REPOSITORY TAG EXTRA_ARGS...: install or upgrade one release of the chart with the
@@ -370,6 +377,17 @@ helm_release() {
 
 helm_test() {
   run helm test "$RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --logs --timeout 5m
+}
+
+# The CloudWatch dashboard of an environment whose cluster runs Container Insights (the
+# amazon-cloudwatch-observability add-on in its eksctl file): put on every deploy, so the committed JSON
+# is what the console shows.
+put_cloudwatch_dashboard() {
+  runs_container_insights || return 0
+  require_file "$CLOUDWATCH_DASHBOARD" "the dashboard is part of this repository"
+  say "CloudWatch dashboard $CLUSTER"
+  run aws cloudwatch put-dashboard --dashboard-name "$CLUSTER" \
+    --dashboard-body "file://$ROOT/$CLOUDWATCH_DASHBOARD" --region "$REGION" --output text
 }
 
 print_load_balancers() {
@@ -558,6 +576,7 @@ deploy() {
   say "releasing $IMAGE:$TAG as $RELEASE"
   helm_release "$RELEASE" "$IMAGE" "$TAG"
   helm_test
+  put_cloudwatch_dashboard
   print_load_balancers
 }
 

@@ -1,5 +1,5 @@
 /**
- * The reply rules of ARCHITECTURE.md end to end: a real client, the gateway,
+ * The reply rules of relay/reply-mapping.ts end to end: a real client, the gateway,
  * and a real upstream that accepts, refuses, stalls or drops. Every case
  * asserts both the client's reply and what the upstream received.
  */

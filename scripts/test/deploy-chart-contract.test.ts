@@ -66,7 +66,7 @@ describe.each([
   it('renders the LoadBalancer Services the script lists host names of, and a helm test to run', () => {
     const objects = render(helmUpgrades(script, [])[1], env);
     const balancers = ofKind(objects, 'Service').filter((s) => s.spec.type === 'LoadBalancer');
-    expect(balancers.length).toBe(2); // the seed's two NLBs
+    expect(balancers.length).toBe(2); // two NLBs: relay, and submission + SMTPS
     for (const service of balancers) expect(service.metadata.labels['app.kubernetes.io/instance']).toBe('smtp-gateway');
     const tests = objects.filter((o) => o.metadata?.annotations?.['helm.sh/hook'] === 'test');
     expect(tests.length).toBeGreaterThan(0);

@@ -33,6 +33,10 @@ const sesLookups = (cluster: string, release = 'smtp-gateway') => {
   ];
 };
 
+/** The committed CloudWatch dashboard put for the cluster. */
+const putDashboard = (cluster: string) =>
+  `aws cloudwatch put-dashboard --dashboard-name ${cluster} --dashboard-body file://${box.tree}/deploy/cloudwatch-dashboard.json --region us-east-1 --output text`;
+
 /** The look-ups that the AWS Load Balancer Controller is ready, before a release with LoadBalancer Services. */
 const controllerChecks = (cluster: string) => [
   `kubectl --context ${cluster} --namespace kube-system get deployment aws-load-balancer-controller --output jsonpath={.status.conditions[?(@.type=="Available")].status}`,
@@ -61,6 +65,8 @@ function deployCommands(env: 'staging' | 'production', revision: string): string
     ...sesLookups(cluster),
     `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --atomic --wait --timeout 10m`,
     `helm test smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --logs --timeout 5m`,
+    // production runs Container Insights (eksctl/prod.yaml), so it gets the CloudWatch dashboard
+    ...(env === 'production' ? [putDashboard(cluster)] : []),
     `kubectl --context ${cluster} --namespace smtp-gateway get services --selector app.kubernetes.io/instance=smtp-gateway --output jsonpath={range .items[?(@.spec.type=="LoadBalancer")]}{.metadata.name}{"\\t"}{.status.loadBalancer.ingress[*].hostname}{"\\n"}{end}`,
   ];
 }
@@ -194,6 +200,22 @@ describe('deploy-aws-staging.sh', () => {
       'kubectl --context smtp-gateway-staging --namespace smtp-gateway get services',
     ]) {
       expect(printed.some((line) => line.startsWith(prefix)), `dry run prints: ${prefix}`).toBe(true);
+    }
+  });
+
+  it('--dry-run prints the whole plan without aws, eksctl, kubectl, helm or docker installed', () => {
+    const tools = ['aws', 'eksctl', 'kubectl', 'helm', 'docker'] as const;
+    for (const script of ['deploy-aws-staging.sh', 'deploy-aws-production.sh']) {
+      const result = box.run(script, ['--dry-run'], { without: [...tools] });
+      expect(result.status, result.output).toBe(0);
+      expect(result.calls).toEqual([]);
+      expect(result.output).toContain('dry run: aws eksctl kubectl helm docker not found on PATH; a real run needs them');
+      const printed = result.output.split('\n');
+      for (const prefix of ['aws sts get-caller-identity', 'eksctl create cluster --config-file', 'docker build --file', 'helm upgrade --install smtp-gateway ', 'helm test smtp-gateway']) {
+        expect(printed.some((line) => line.startsWith(prefix)), `${script} --dry-run prints: ${prefix}`).toBe(true);
+      }
+      const dashboard = printed.some((line) => line.startsWith('aws cloudwatch put-dashboard --dashboard-name smtp-gateway-prod '));
+      expect(dashboard, `${script} puts the dashboard only where Container Insights runs`).toBe(script === 'deploy-aws-production.sh');
     }
   });
 
@@ -610,6 +632,13 @@ describe('cleanup scripts', () => {
     `aws eks update-kubeconfig --name ${cluster} --region us-east-1 --alias ${cluster}`,
     `helm uninstall smtp-gateway-canary --kube-context ${cluster} --namespace smtp-gateway --ignore-not-found --wait --timeout 10m`,
     `helm uninstall smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --ignore-not-found --wait --timeout 10m`,
+    // production's dashboard (Container Insights) goes with its cluster
+    ...(cluster === 'smtp-gateway-prod'
+      ? [
+          `aws cloudwatch get-dashboard --dashboard-name ${cluster} --region us-east-1 --query DashboardName --output text`,
+          `aws cloudwatch delete-dashboards --dashboard-names ${cluster} --region us-east-1`,
+        ]
+      : []),
     `eksctl delete cluster --name ${cluster} --region us-east-1 --wait`,
   ];
 
@@ -627,6 +656,15 @@ describe('cleanup scripts', () => {
     expect(result.status).toBe(1);
     expect(result.output).toContain('about to delete the smtp-gateway releases and the cluster smtp-gateway-staging with its VPC');
     expect(result.commands).toEqual(['aws sts get-caller-identity --query Account --output text']);
+  });
+
+  it('a production cleanup whose dashboard is already gone deletes the cluster all the same', () => {
+    const rules = [notFound('^aws cloudwatch get-dashboard', 'ResourceNotFound'), ...EXISTING];
+    const result = box.run('cleanup-aws-production.sh', ['--yes'], { rules });
+    expect(result.status, result.output).toBe(0);
+    expect(result.output).toContain('no CloudWatch dashboard smtp-gateway-prod to delete');
+    expect(result.commands.some((c) => c.startsWith('aws cloudwatch delete-dashboards'))).toBe(false);
+    expect(result.commands.at(-1)).toBe('eksctl delete cluster --name smtp-gateway-prod --region us-east-1 --wait');
   });
 
   it('--keep-cluster removes only the releases', () => {
@@ -656,6 +694,14 @@ describe('cleanup scripts', () => {
     expect(result.status).toBe(0);
     expect(result.calls).toEqual([]);
     expect(result.output).toContain('eksctl delete cluster --name smtp-gateway-prod --region us-east-1 --wait');
+  });
+
+  it('--dry-run works without aws, eksctl or helm installed', () => {
+    const result = box.run('cleanup-aws-staging.sh', ['--dry-run'], { without: ['aws', 'eksctl', 'kubectl', 'helm', 'docker'] });
+    expect(result.status, result.output).toBe(0);
+    expect(result.calls).toEqual([]);
+    expect(result.output).toContain('a real run needs them');
+    expect(result.output).toContain('eksctl delete cluster --name smtp-gateway-staging --region us-east-1 --wait');
   });
 });
 

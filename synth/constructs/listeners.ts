@@ -2,7 +2,7 @@
 import { CONTAINER_PORTS, type ListenerName } from '../../gateway/src/config/constants';
 import { valueRef } from '../values/ref';
 
-/** A listener group is one Service (one NLB): the seed runs two. */
+/** A listener group is one Service (one NLB): the chart runs two. */
 export type ServiceGroup = 'smtp' | 'submission';
 
 export interface Listener {

@@ -60,7 +60,7 @@ const servicePorts = (listeners: ListenerName[]) =>
     .prefault({})
     .describe('Service ports, by listener.');
 
-/** One load-balanced listener group (the seed runs two AWS NLBs). */
+/** One load-balanced listener group (the chart runs two AWS NLBs). */
 const service = (what: string, listeners: ListenerName[]) =>
   z
     .strictObject({

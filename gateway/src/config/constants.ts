@@ -27,6 +27,9 @@ export const SERVICE_PORTS = {
 export type ListenerName = 'relay' | 'submission' | 'smtps';
 export const LISTENER_NAMES: readonly ListenerName[] = ['relay', 'submission', 'smtps'];
 
+/** The SMTP AUTH mechanisms the listeners offer; smtp-server refuses any other before the gateway sees it. */
+export const AUTH_METHODS = ['PLAIN', 'LOGIN'] as const;
+
 /**
  * ESMTP extensions the gateway can pass through to the upstream (advertised to
  * clients only when upstream.extensions lists them). REQUIRETLS is not among

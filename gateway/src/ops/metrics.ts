@@ -12,19 +12,21 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import { LISTENER_NAMES, type ListenerName } from '../config/constants';
+import { AUTH_METHODS, LISTENER_NAMES, type ListenerName } from '../config/constants';
 import { gatewayVersion } from './version';
 
 export type { ListenerName };
 
-/** Why a connection was closed before the greeting. */
+/**
+ * Why a connection was closed before the greeting. (A draining gateway refuses none: its listeners
+ * stop accepting, so the kernel turns new connections away before the gateway sees them.)
+ */
 export type ConnectionRefusedReason =
   | 'max_connections'
   | 'max_per_ip'
   | 'proxy_untrusted'
   | 'proxy_invalid'
   | 'proxy_timeout'
-  | 'draining'
   | 'internal_error';
 
 /** Which inbound deadline expired (smtp/session-deadlines.ts). */
@@ -39,7 +41,6 @@ export type RejectReason =
   | 'sender_domain'
   | 'header_from'
   | 'recipient_domain'
-  | 'too_many_recipients'
   | 'message_size'
   | 'line_endings'
   | 'invalid_message'
@@ -51,14 +52,19 @@ export type RejectReason =
 export type DeferReason =
   | 'rate_limited'
   | 'upstream_wait'
+  /** 452 to a recipient past policy.maxRecipients: the client sends it in another transaction. */
+  | 'too_many_recipients'
   | 'upstream_temporary'
   | 'upstream_timeout'
   | 'upstream_connection'
   | 'shutdown'
   | 'internal_error';
 
-/** The transaction ended without a reply to the final dot; nothing was delivered. */
-export type AbortReason = 'client_disconnect' | 'client_timeout' | 'client_reset';
+/**
+ * The transaction ended without a reply to the final dot; nothing was delivered. A session a deadline
+ * closed (smtp_gateway_deadlines_expired_total) counts as client_disconnect.
+ */
+export type AbortReason = 'client_disconnect' | 'client_reset';
 
 /** The labels of smtp_gateway_messages_total: each outcome only with its own reasons. */
 export type MessageLabels =
@@ -69,8 +75,13 @@ export type MessageLabels =
 
 export type MessageReason = MessageLabels['reason'];
 
-export type AuthMechanism = 'plain' | 'login' | 'xoauth2' | 'cram-md5' | 'other';
-export type AuthResult = 'success' | 'failure' | 'rate_limited' | 'refused_insecure';
+/** The mechanisms the listeners offer (AUTH_METHODS); 'other' only if smtp-server ever passed another. */
+export type AuthMechanism = 'plain' | 'login' | 'other';
+/**
+ * An AUTH the gateway checked or refused. AUTH before TLS never reaches it: the listeners do not
+ * offer AUTH until STARTTLS (unless auth.allowInsecure), and smtp-server answers such a command itself.
+ */
+export type AuthResult = 'success' | 'failure' | 'rate_limited';
 
 export type TlsHandshakeResult = 'success' | 'failure';
 
@@ -204,7 +215,11 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     new Histogram<L>({ name, help, labelNames, buckets: [...buckets], registers });
 
   const connectionsOpen = gauge('smtp_gateway_connections_open', 'SMTP connections open now, by listener.', ['listener']);
-  const connections = counter('smtp_gateway_connections_total', 'SMTP connections accepted, by listener.', ['listener']);
+  const connections = counter(
+    'smtp_gateway_connections_total',
+    'TCP connections the SMTP listener accepted, by listener; those then refused are also in smtp_gateway_connections_refused_total.',
+    ['listener'],
+  );
   const connectionsRefused = counter(
     'smtp_gateway_connections_refused_total',
     'SMTP connections refused before or at the greeting, by listener and reason.',
@@ -345,7 +360,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   };
 }
 
-const AUTH_MECHANISMS: ReadonlySet<string> = new Set(['plain', 'login', 'xoauth2', 'cram-md5']);
+const AUTH_MECHANISMS: ReadonlySet<string> = new Set(AUTH_METHODS.map((method) => method.toLowerCase()));
 
 /** smtp-server's `auth.method` ("PLAIN", "LOGIN", …) as a label value. */
 export function authMechanismLabel(method: string | undefined): AuthMechanism {

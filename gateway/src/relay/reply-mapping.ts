@@ -1,6 +1,6 @@
 /**
  * The reply to the client's final dot, decided by what the upstream did with the
- * same message (see ARCHITECTURE.md, "The message path"):
+ * same message:
  * upstream 250 → 250 with the upstream's queue id; upstream 5xx → 5xx with its
  * reason; anything temporary or unknown → 451, so the client retries.
  */

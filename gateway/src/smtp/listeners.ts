@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import type { ListenerName } from '../config/constants';
+import { AUTH_METHODS, type ListenerName } from '../config/constants';
 import type { ConnectionRefusedReason, GatewayMetrics } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import type { CertificatePair } from './certificate-watcher';
@@ -95,9 +95,10 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     disabledCommands,
     ...(settings.tls ? { key: settings.tls.key, cert: settings.tls.cert } : {}),
     minVersion: settings.minTlsVersion,
-    authMethods: ['PLAIN', 'LOGIN'],
-    // submission always requires AUTH; relay and smtps accept allowed networks without it
-    authOptional: name !== 'submission',
+    authMethods: [...AUTH_METHODS],
+    // submission always requires AUTH, but the hooks' MAIL FROM says so (530, counted), before and after
+    // STARTTLS alike; smtp-server's own check would answer without the gateway seeing it
+    authOptional: true,
     allowInsecureAuth: settings.allowInsecureAuth,
     size: settings.maxMessageBytes,
     ...settings.advertised,

@@ -47,6 +47,9 @@ interface TransactionState {
 const refusalLabels = (refusal: PolicyRefusal) =>
   ({ outcome: refusal.reply.code >= 500 ? 'rejected' : 'deferred', reason: refusal.reason }) as MessageLabels;
 
+/** The submission listener's answer to MAIL FROM before AUTH. */
+const AUTH_REQUIRED: PolicyRefusal = { reply: { code: 530, status: '5.7.0', text: 'Authentication required' }, reason: 'auth_required' };
+
 /** The 421 a drain sends: to idle sessions, to new transactions, and to sessions after their last one. */
 export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
 
@@ -105,9 +108,10 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
 
     onMailFrom(address, session, callback) {
       if (deps.stopping()) return callback(toError(SHUTTING_DOWN));
-      // smtp-server enforces this only while AUTH is advertised, which it is not before STARTTLS
+      // the listeners leave this to the hooks (authOptional), so it is counted like any refusal
       if (deps.listener === 'submission' && !session.user) {
-        return callback(toError({ code: 530, status: '5.7.0', text: 'Authentication required' }));
+        recordRefusal(session, 'MAIL FROM', AUTH_REQUIRED, address.address);
+        return callback(toError(AUTH_REQUIRED.reply));
       }
       endTransaction(session.id, 'reset'); // one given up without DATA (RSET, EHLO, STARTTLS)
       const mailFrom = canonicalAddress(address.address);

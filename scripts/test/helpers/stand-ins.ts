@@ -58,7 +58,7 @@ export interface RunResult {
 const US = '\x1f';
 
 /** Files the scripts read from a work tree. */
-const COPIED = ['scripts/deploy.sh', 'scripts/cleanup.sh', 'scripts/lib', 'eksctl', 'gateway/Dockerfile', 'package.json'];
+const COPIED = ['scripts/deploy.sh', 'scripts/cleanup.sh', 'scripts/lib', 'eksctl', 'deploy/cloudwatch-dashboard.json', 'gateway/Dockerfile', 'package.json'];
 const WRAPPERS = ['deploy-aws-staging.sh', 'deploy-aws-production.sh', 'cleanup-aws-staging.sh', 'cleanup-aws-production.sh'];
 
 export class ScriptSandbox {
