@@ -260,7 +260,7 @@ export const configFields = z
           .number()
           .min(0)
           .default(0)
-          .describe("Messages per second this pod sends (the SES maximum send rate, or this pod's share of it); one second's worth may go at once; 0 means no limit."),
+          .describe("Messages per second this pod sends at most, whatever the other pods do; one second's worth may go at once; 0 means no limit. To share the SES account's rate among the pods, set accountMaxSendRate instead."),
         accountMaxSendRate: z
           .number()
           .min(0)
@@ -274,7 +274,10 @@ export const configFields = z
               .enum(PEER_COUNT_SOURCES)
               .default('dns')
               .describe("Where the number of ready pods comes from: dns (the A/AAAA records of dnsName, the chart's headless Service of ready pods), file (a whole number in file) or static (peers)."),
-            dnsName: z.string().default('').describe('Headless Service name whose records are the ready gateway pods (source dns); the chart sets it.'),
+            dnsName: z
+              .string()
+              .default('')
+              .describe("Fully qualified name of the headless Service whose records are the ready gateway pods (source dns); left empty, the chart sets its own <fullname>-peers Service (a canary: its stable release's)."),
             dnsServers: z
               .array(z.string())
               .default([])
