@@ -112,9 +112,15 @@ password in values or Secrets.
 
 SES errors become SMTP replies from one table (the repository README, "SES errors and the client's reply"):
 throttling, SES trouble, timeouts and credential problems are \`451\`, a rejected message or sender \`5xx\` with
-SES's reason. The gateway never resends a request that may have reached SES. \`config.upstream.messagesPerSecond\`
-and \`config.upstream.maxWaitSeconds\` bound how long a client waits for a send slot; past it, \`451 4.7.0\` with
-nothing sent.
+SES's reason. The gateway never resends a request that may have reached SES. \`config.upstream.maxWaitSeconds\`
+bounds how long a client waits for a send slot; past it, \`451 4.7.0\` with nothing sent.
+
+Set \`config.upstream.accountMaxSendRate\` to the account's maximum send rate: the chart then creates a headless
+Service of the release's ready pods (\`<fullname>-peers\`, \`publishNotReadyAddresses: false\`), each pod resolves
+it every \`config.upstream.accountShare.refreshSeconds\` and sends at most its share (the rate divided by the
+ready pods), so the release never exceeds the account's rate however many pods the HPA runs. A throttling reply
+halves a pod's rate at once, and it recovers over \`accountShare.recoverySeconds\`
+(\`smtp_gateway_upstream_throttled_total\`, alert \`SmtpGatewayUpstreamThrottled\`).
 
 ## Secrets and rotation
 

@@ -31,6 +31,8 @@ export interface UpstreamBehaviour {
   readonly dropAfterDotRate?: number;
   /** Fraction of RCPT commands answered 451 (a recipient deferred, the others taken). @default 0 */
   readonly rcptTempFailRate?: number;
+  /** Fraction of messages answered as SES answers a rate overrun: "454 4.7.0 Throttling failure: Maximum sending rate exceeded.". @default 0 */
+  readonly throttleRate?: number;
 }
 
 export interface RecordingUpstreamOptions extends UpstreamBehaviour {
@@ -49,6 +51,8 @@ export interface RecordingUpstream {
   readonly port: number;
   /** Times each id was answered 250. */
   readonly deliveries: Map<string, number>;
+  /** performance.now() of every 250, in order (send rates over time windows). */
+  readonly deliveredAt: number[];
   /** Times each id was received whole but never answered (dropAfterDotRate). */
   readonly unanswered: Map<string, number>;
   /** Every recipient each id was answered 250 for, over all its deliveries. */
@@ -57,7 +61,7 @@ export interface RecordingUpstream {
    * Connections and MAIL FROM commands seen (every upstream transaction, whether it reached DATA or not);
    * then transactions that reached DATA, by what was done with them.
    */
-  readonly counts: { connections: number; transactions: number; accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number; rcptDeferred: number };
+  readonly counts: { connections: number; transactions: number; accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number; rcptDeferred: number; throttled: number };
   /** Changes how the next messages are treated. */
   setBehaviour(behaviour: UpstreamBehaviour): void;
   close(): Promise<void>;
@@ -69,7 +73,8 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
   const deliveries = new Map<string, number>();
   const unanswered = new Map<string, number>();
   const recipients = new Map<string, Set<string>>();
-  const counts = { connections: 0, transactions: 0, accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0, rcptDeferred: 0 };
+  const counts = { connections: 0, transactions: 0, accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0, rcptDeferred: 0, throttled: 0 };
+  const deliveredAt: number[] = [];
   let sequence = 0;
 
   const server: SMTPServer = new SMTPServer({
@@ -123,6 +128,10 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
           counts.permFailed += 1;
           return callback(Object.assign(new Error('5.7.1 Message rejected'), { responseCode: 554 }));
         }
+        if (random() < (behaviour.throttleRate ?? 0)) {
+          counts.throttled += 1;
+          return callback(Object.assign(new Error('4.7.0 Throttling failure: Maximum sending rate exceeded.'), { responseCode: 454 }));
+        }
         const id = findId(head) ?? `no-id-${++sequence}`;
         if (roll < dropRate + stallRate + tempFailRate + permFailRate + dropAfterDotRate) {
           counts.droppedAfterDot += 1;
@@ -133,6 +142,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
         // Recorded before the 250 is written: a kill between the two can only
         // ever show up as an unacknowledged delivery, never hide a lost one.
         deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
+        deliveredAt.push(performance.now());
         const taken = recipients.get(id) ?? new Set<string>();
         for (const rcpt of session.envelope.rcptTo) taken.add(rcpt.address);
         recipients.set(id, taken);
@@ -152,6 +162,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     host: address.address,
     port: address.port,
     deliveries,
+    deliveredAt,
     unanswered,
     recipients,
     counts,

@@ -15,6 +15,8 @@ import { createLogger, type Logger } from './ops/logger';
 import { createMetrics, type GatewayMetrics } from './ops/metrics';
 import { startOpsServer, type OpsServer } from './ops/ops-server';
 import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
+import { watchPeerCount } from './relay/peer-count';
+import { SendRate, withThrottleFeedback } from './relay/send-rate';
 import { SendSlots, withSendSlots } from './relay/send-slots';
 import { createSesUpstream } from './relay/ses-upstream';
 import { createSmtpUpstream, type UpstreamSettings } from './relay/smtp-upstream';
@@ -82,8 +84,15 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       upstreamSettings = { ...config.upstream, host: devUpstream.host, port: devUpstream.port, security: 'none', usernameFile: '', passwordFile: '' };
       logger.warn('devUpstream.enabled: relaying to the development upstream, nothing is delivered', { dir: devUpstream.dir });
     }
-    const upstream = createRelayUpstream({ ...upstreamSettings, clientName: hostname }, metrics, logger);
+    let sendRate: SendRate | undefined;
+    const upstream = createRelayUpstream({ ...upstreamSettings, clientName: hostname }, metrics, logger, () => {
+      metrics.upstreamThrottled.inc();
+      if (sendRate?.throttled()) logger.warn('upstream throttled: send rate lowered', { component: 'upstream', messagesPerSecond: round(sendRate.current) });
+    });
     cleanups.push(() => upstream.close(true));
+    const shared = await startSendRate(config.upstream, upstream.slots, metrics, logger);
+    sendRate = shared.rate;
+    cleanups.push(() => shared.close());
     metrics.setUpstreamPoolSource(() => upstream.poolSnapshot());
     const { spool, leftovers } = await naming(`spool.dir ${JSON.stringify(config.spool.dir)}`, () => Spool.open(config.spool));
     if (leftovers) logger.warn('removed messages an earlier process left in the spool (their clients never got a 250)', { dir: config.spool.dir, files: leftovers });
@@ -244,7 +253,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
  * The one place the upstream is built: the configured transport, behind the
  * send slots that apply upstream.messagesPerSecond and bound the wait.
  */
-function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics, logger: Logger): Upstream {
+function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics, logger: Logger, onThrottled: () => void): RelayUpstream {
   const log = logger.child({ component: 'upstream' });
   const hooks: UpstreamHooks = {
     onCredentialFailure: (err) => {
@@ -255,9 +264,55 @@ function createRelayUpstream(settings: UpstreamSettings, metrics: GatewayMetrics
     onCredentialsError: (err) => log.error('upstream credentials reload failed, keeping the values in use', { err: err.message }),
   };
   const transport = settings.transport === 'ses' ? createSesUpstream(settings, hooks) : createSmtpUpstream(settings, hooks);
-  const slots = new SendSlots({ rate: settings.messagesPerSecond, maxConcurrent: settings.maxConnections, maxWaitMs: settings.maxWaitSeconds * 1000 });
-  return withSendSlots(transport, slots);
+  // a shared account rate allows no burst: the pods' saved-up seconds would add up past the account's rate
+  const burst = settings.accountMaxSendRate > 0 ? 1 : undefined;
+  const slots = new SendSlots({ rate: settings.messagesPerSecond, maxConcurrent: settings.maxConnections, maxWaitMs: settings.maxWaitSeconds * 1000, burst });
+  return Object.assign(withThrottleFeedback(withSendSlots(transport, slots), onThrottled), { slots });
 }
+
+type RelayUpstream = Upstream & { readonly slots: SendSlots };
+
+/** The slots' rate: this pod's share of the account rate, following the ready pods, lowered after throttling. */
+async function startSendRate(settings: GatewayConfig['upstream'], slots: SendSlots, metrics: GatewayMetrics, logger: Logger): Promise<{ rate: SendRate; close(): void }> {
+  const log = logger.child({ component: 'account-share' });
+  const apply = (perSecond: number) => {
+    slots.setRate(perSecond);
+    metrics.upstreamSendRate.set(perSecond);
+  };
+  if (settings.accountMaxSendRate === 0) {
+    const rate = new SendRate({ ...settings, ...settings.accountShare, peers: 1, apply });
+    return { rate, close: () => rate.close() };
+  }
+  const share = settings.accountShare;
+  const where = share.source === 'dns' ? { dnsName: share.dnsName } : share.source === 'file' ? { file: share.file } : {};
+  let rate: SendRate | undefined;
+  const peers = await watchPeerCount(share, {
+    onChange: (count) => {
+      // the first answer comes before the rate exists, which then starts from it
+      if (!rate) return;
+      rate.setPeers(count);
+      metrics.accountSharePeers.set(count);
+      log.info('ready gateway pods changed', { peers: count, messagesPerSecond: round(rate.current) });
+    },
+    onError: (err) => {
+      metrics.accountSharePeerErrors.inc();
+      log.error('cannot count the ready gateway pods, keeping the last count', { source: share.source, ...where, peers: rate?.peers ?? share.peers, err: err.message });
+    },
+  });
+  rate = new SendRate({ ...settings, ...share, peers: peers.current, apply });
+  metrics.accountSharePeers.set(peers.current);
+  log.info('sharing the account send rate', { accountMaxSendRate: settings.accountMaxSendRate, source: share.source, ...where, peers: peers.current, messagesPerSecond: round(rate.current) });
+  const started = rate;
+  return {
+    rate: started,
+    close: () => {
+      peers.close();
+      started.close();
+    },
+  };
+}
+
+const round = (value: number) => Math.round(value * 1000) / 1000;
 
 /**
  * Runs a start-up step that reads what one setting names (a file, an address), so

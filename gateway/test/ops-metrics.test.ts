@@ -99,6 +99,8 @@ describe('createMetrics', () => {
     const found = families(body);
     const gatewayFamilies = [...found].filter(([name]) => name.startsWith('smtp_gateway_'));
     expect(gatewayFamilies.map(([name]) => name).sort()).toEqual([
+      'smtp_gateway_account_share_peer_errors_total',
+      'smtp_gateway_account_share_peers',
       'smtp_gateway_auth_attempts_total',
       'smtp_gateway_build_info',
       'smtp_gateway_connections_open',
@@ -118,6 +120,8 @@ describe('createMetrics', () => {
       'smtp_gateway_upstream_duration_seconds',
       'smtp_gateway_upstream_pool',
       'smtp_gateway_upstream_replies_total',
+      'smtp_gateway_upstream_send_rate',
+      'smtp_gateway_upstream_throttled_total',
     ]);
     for (const [name, family] of gatewayFamilies) expect(family.samples, name).toBeGreaterThan(0);
     // Node's default process metrics are there too.

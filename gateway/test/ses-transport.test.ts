@@ -239,3 +239,34 @@ describe('transport ses: configuration is checked at start-up', () => {
     expect(problems({ ses: { region: 'eu-west-1' } }, { maxRecipients: 100 })).toMatch(/policy\.maxRecipients: got 100; expected at most 50 with upstream\.transport ses/);
   });
 });
+
+describe('transport ses: TooManyRequests and the account share', () => {
+  it('HTTP 429 "Maximum sending rate exceeded.": 451 to the client, counted, and the pod\'s share halves at once', async () => {
+    const ses = track(await startRecordingSes());
+    const gw = track(
+      await startTestGateway({
+        upstream: {
+          transport: 'ses',
+          host: '',
+          security: 'starttls',
+          ses: { region: 'eu-west-1', endpoint: ses.endpoint },
+          accountMaxSendRate: 14,
+          accountShare: { source: 'static', peers: 2 },
+        },
+      }),
+    );
+    const rate = async () => Number(/^smtp_gateway_upstream_send_rate (\S+)$/m.exec(await gw.metricsText())?.[1]);
+    expect(await rate()).toBe(7);
+    ses.answer = { kind: 'error', status: 429, type: 'TooManyRequestsException', message: 'Maximum sending rate exceeded.' };
+    const reply = await sendMail(gw.relayPort, { raw: MESSAGE });
+    expect(reply.code).toBe(451);
+    expect(reply.response).toMatch(/^451 4\.7\.0 .*Throttling failure: Maximum sending rate exceeded\./);
+    expect(await gw.metricsText()).toMatch(/^smtp_gateway_upstream_throttled_total 1$/m);
+    expect(await rate()).toBe(3.5);
+    // the daily quota is no rate problem: no slower rate would help, so it is not counted as throttling
+    ses.answer = { kind: 'error', status: 400, type: 'LimitExceededException', message: 'Daily message quota exceeded.' };
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect((await sendMail(gw.relayPort, { raw: MESSAGE })).response).toMatch(/^451 4\.7\.0 .*Sending quota exceeded: Daily message quota exceeded\./);
+    expect(await gw.metricsText()).toMatch(/^smtp_gateway_upstream_throttled_total 1$/m);
+  });
+});

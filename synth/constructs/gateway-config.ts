@@ -13,6 +13,7 @@ import { HelmChart } from '../helm/helm-chart';
 import { CHART_OWNED_CONFIG, MOUNTED_CONFIG, POD_CONFIG } from '../values/chart-owned-config';
 import { valueRef } from '../values/ref';
 import { SECRET_CONDITIONS } from './gateway-secret';
+import { ACCOUNT_SHARE_ENABLED, PeersService } from './peers-service';
 import type { ChartNames } from './names';
 
 /** Set when the matching Secret is mounted: the condition and the config keys. */
@@ -34,6 +35,25 @@ const PROXY_NEEDS_TRUSTED_NETWORKS = `{{- if and .Values.config.proxyProtocol.en
 const SES_TAKES_NO_SMTP_PASSWORD = `{{- if and (eq (toString .Values.config.upstream.transport) "ses") .Values.secret.useUpstreamCredentials }}
 {{- fail "secret.useUpstreamCredentials must be false when config.upstream.transport is ses: the pods send with their IAM role (EKS Pod Identity), never an SMTP password" }}
 {{- end }}`;
+
+/**
+ * A shared account rate counted from DNS: the pods resolve their stable release's headless Service of ready
+ * pods (peers-service.ts; a canary's pods are in it too, so a canary resolves the stable release's: its name
+ * as the stable release, whose fullnameOverride cannot be the canary's, would make it) unless values name
+ * another, and until the first answer assume the most pods the release may run, so a new pod never starts
+ * with more than its share.
+ */
+function accountSharePeers(helm: HelmChart): string {
+  const stableRoot = `(dict "Release" (dict "Name" (${helm.include('stableRelease')})) "Chart" .Chart "Values" (omit .Values "fullnameOverride"))`;
+  const root = `(ternary ${stableRoot} . .Values.canary.enabled)`;
+  const serviceName = helm.include('componentName', `(dict "root" ${root} "component" "${PeersService.COMPONENT}")`);
+  return `{{- if and ${ACCOUNT_SHARE_ENABLED} (eq (toString (dig "upstream" "accountShare" "source" "dns" $config)) "dns") }}
+{{- $most := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
+{{- $peers := max 1 (int $most) (int (dig "upstream" "accountShare" "peers" 1 $config)) }}
+{{- $dnsName := default (printf "%s.%s.svc.cluster.local." (${serviceName}) .Release.Namespace) (dig "upstream" "accountShare" "dnsName" "" $config) }}
+{{- $_ := mustMergeOverwrite $config (dict "upstream" (dict "accountShare" (dict "dnsName" $dnsName "peers" $peers))) }}
+{{- end }}`;
+}
 
 /** Fails the render when a values file sets a key the chart owns, naming the value to use instead. */
 function refuseChartOwnedKeys(): string {
@@ -80,7 +100,7 @@ export class GatewayConfig extends Construct {
     );
     helm.define(
       'config',
-      [refuseChartOwnedKeys(), PROXY_NEEDS_TRUSTED_NETWORKS, SPOOL_FITS_VOLUME, SES_TAKES_NO_SMTP_PASSWORD, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(POD_CONFIG)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
+      [refuseChartOwnedKeys(), PROXY_NEEDS_TRUSTED_NETWORKS, SPOOL_FITS_VOLUME, SES_TAKES_NO_SMTP_PASSWORD, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(POD_CONFIG)} }}`, ...merges, accountSharePeers(helm), '{{- toYaml $config }}'].join('\n'),
     );
     this.configMap = new kplus.ConfigMap(this, 'configmap', {
       metadata: { name: props.names.fullname(), labels: props.names.labels() },

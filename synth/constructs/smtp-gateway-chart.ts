@@ -9,6 +9,7 @@ import { GatewayConfig } from './gateway-config';
 import { GatewaySecret } from './gateway-secret';
 import { GrafanaDashboard } from './grafana-dashboard';
 import { MetricsService } from './metrics-service';
+import { PeersService } from './peers-service';
 import { ChartNames } from './names';
 import { GatewayNetworkPolicy } from './network-policy';
 import { PrometheusRule } from './prometheus-rule';
@@ -31,6 +32,7 @@ export class SmtpGatewayChart extends HelmChart {
     new SmtpService(this, 'smtp', { names, group: 'smtp' });
     new SmtpService(this, 'submission', { names, group: 'submission' });
     new MetricsService(this, 'metrics', { names });
+    new PeersService(this, 'peers', { names });
     new ServiceMonitor(this, 'servicemonitor', { names });
     new Autoscaling(this, 'autoscaling', { names, deployment });
     new DisruptionBudget(this, 'pdb', { names });

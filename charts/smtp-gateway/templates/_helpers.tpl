@@ -155,6 +155,12 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if .Values.secret.useAuthUsers }}
 {{- $_ := mustMergeOverwrite $config (dict "auth" (dict "usersFile" "/etc/smtp-gateway/secrets/auth-users")) }}
 {{- end }}
+{{- if and (gt (float64 (dig "upstream" "accountMaxSendRate" 0 (default (dict) .Values.config))) 0.0) (eq (toString (dig "upstream" "accountShare" "source" "dns" $config)) "dns") }}
+{{- $most := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
+{{- $peers := max 1 (int $most) (int (dig "upstream" "accountShare" "peers" 1 $config)) }}
+{{- $dnsName := default (printf "%s.%s.svc.cluster.local." (include "smtp-gateway.componentName" (dict "root" (ternary (dict "Release" (dict "Name" (include "smtp-gateway.stableRelease" .)) "Chart" .Chart "Values" (omit .Values "fullnameOverride")) . .Values.canary.enabled) "component" "peers")) .Release.Namespace) (dig "upstream" "accountShare" "dnsName" "" $config) }}
+{{- $_ := mustMergeOverwrite $config (dict "upstream" (dict "accountShare" (dict "dnsName" $dnsName "peers" $peers))) }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 

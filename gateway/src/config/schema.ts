@@ -16,12 +16,40 @@ const listenPort = z.number().int().min(0).max(65535);
 
 export const UPSTREAM_TRANSPORTS = ['smtp', 'ses'] as const;
 
+/** Where the number of ready gateway pods comes from (relay/peer-count.ts). */
+export const PEER_COUNT_SOURCES = ['dns', 'file', 'static'] as const;
+
 /** What one SES SendEmail request may carry. */
 export const SES_LIMITS = { maxRecipients: 50, maxMessageBytes: 40 * 1024 * 1024 } as const;
 
 const seconds = (value: number, description: string) => z.number().int().min(1).default(value).describe(description);
 
 const isLoopbackHost = (host: string) => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+
+interface AccountShareSettings {
+  readonly accountMaxSendRate: number;
+  readonly accountShare: { readonly source: (typeof PEER_COUNT_SOURCES)[number]; readonly dnsName: string; readonly file: string };
+}
+
+/** A shared account rate needs the source of the pod count it is divided by. */
+function checkAccountShare(upstream: AccountShareSettings, ctx: z.RefinementCtx): void {
+  if (upstream.accountMaxSendRate === 0) return;
+  const { source, dnsName, file } = upstream.accountShare;
+  if (source === 'dns' && !dnsName) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['accountShare', 'dnsName'],
+      message: `upstream.accountMaxSendRate is ${upstream.accountMaxSendRate} and upstream.accountShare.source is dns, so upstream.accountShare.dnsName must name the headless Service listing the ready gateway pods`,
+    });
+  }
+  if (source === 'file' && !file) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['accountShare', 'file'],
+      message: `upstream.accountMaxSendRate is ${upstream.accountMaxSendRate} and upstream.accountShare.source is file, so upstream.accountShare.file must name the file holding the number of gateway pods`,
+    });
+  }
+}
 
 interface SesSettings {
   readonly host: string;
@@ -232,7 +260,45 @@ export const configFields = z
           .number()
           .min(0)
           .default(0)
-          .describe("Messages per second this pod sends (the SES maximum send rate, or this pod's share of it); one second's worth may go at once; 0 means no limit."),
+          .describe("Messages per second this pod sends at most, whatever the other pods do; one second's worth may go at once; 0 means no limit. To share the SES account's rate among the pods, set accountMaxSendRate instead."),
+        accountMaxSendRate: z
+          .number()
+          .min(0)
+          .default(0)
+          .describe(
+            "The SES account's maximum send rate (messages per second), shared by every ready pod of the release: each sends accountMaxSendRate / ready pods (accountShare), at most messagesPerSecond if that is set too; 0 means no shared rate.",
+          ),
+        accountShare: z
+          .object({
+            source: z
+              .enum(PEER_COUNT_SOURCES)
+              .default('dns')
+              .describe("Where the number of ready pods comes from: dns (the A/AAAA records of dnsName, the chart's headless Service of ready pods), file (a whole number in file) or static (peers)."),
+            dnsName: z
+              .string()
+              .default('')
+              .describe("Fully qualified name of the headless Service whose records are the ready gateway pods (source dns); left empty, the chart sets its own <fullname>-peers Service (a canary: its stable release's)."),
+            dnsServers: z
+              .array(z.string())
+              .default([])
+              .describe('DNS servers to ask (address or address:port, source dns); empty uses the pod\'s own resolv.conf (the cluster DNS). Set only for tests.'),
+            file: z.string().default('').describe('File holding the number of gateway pods (source file).'),
+            peers: z
+              .number()
+              .int()
+              .min(1)
+              .default(1)
+              .describe('The number of pods with source static; with dns or file, the number assumed until the first answer and kept while lookups fail (the chart sets the most pods it may run).'),
+            refreshSeconds: z.number().int().min(1).max(30).default(10).describe('How often dns or file is read again: a scale-up or scale-down reaches every pod\'s share within this plus the DNS TTL.'),
+            recoverySeconds: z
+              .number()
+              .min(1)
+              .default(30)
+              .describe('After a throttling reply halves the pod\'s rate, the time its rate takes to grow back linearly from 0 to the full share.'),
+          })
+          .strict()
+          .prefault({})
+          .describe('How a pod finds its share of accountMaxSendRate.'),
         connectionTimeoutMs: z.number().int().min(100).default(10000).describe('Time to establish a connection.'),
         socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
         transport: z
@@ -264,6 +330,7 @@ export const configFields = z
       })
       .strict()
       .superRefine((upstream, ctx) => {
+        checkAccountShare(upstream, ctx);
         if (upstream.transport === 'ses') return checkSes(upstream, ctx);
         if (upstream.security !== 'none' || !upstream.host || isLoopbackHost(upstream.host)) return;
         ctx.addIssue({

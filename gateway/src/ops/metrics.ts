@@ -172,6 +172,14 @@ export interface GatewayMetrics {
   spoolBytes: LabelledGauge<{ medium: SpoolMedium }>;
   /** Delivery status notifications for recipients the upstream refused after taking the message. */
   dsn: LabelledCounter<{ result: DsnResult }>;
+  /** Throttling replies from the upstream (SES's maximum send rate exceeded). */
+  upstreamThrottled: Counter;
+  /** Messages per second this pod may send now (0: unlimited). */
+  upstreamSendRate: Gauge;
+  /** Ready gateway pods the account's send rate is divided by. */
+  accountSharePeers: Gauge;
+  /** Failed lookups of the ready pods (the last count stays in use). */
+  accountSharePeerErrors: Counter;
 
   /** 1 while accepting mail, 0 before the listeners are up and while draining. */
   ready: Gauge;
@@ -276,6 +284,17 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     "Messages the upstream could not take because it refused the gateway's own credentials (SMTP AUTH login, or the AWS credentials for SES).",
   );
 
+  const upstreamThrottled = counter(
+    'smtp_gateway_upstream_throttled_total',
+    'Messages the upstream refused for going over its send rate (SES "454 Throttling failure", API TooManyRequests); each lowers the pod\'s send rate for a while.',
+  );
+  const upstreamSendRate = gauge('smtp_gateway_upstream_send_rate', 'Messages per second this pod may send upstream now (0: unlimited): its share of the account rate, lowered after throttling.');
+  const accountSharePeers = gauge('smtp_gateway_account_share_peers', 'Ready gateway pods the account\'s maximum send rate is divided by (upstream.accountShare).');
+  const accountSharePeerErrors = counter(
+    'smtp_gateway_account_share_peer_errors_total',
+    'Failed lookups of the ready gateway pods (upstream.accountShare); the last count stays in use.',
+  );
+
   let poolSource: (() => UpstreamPoolSnapshot | undefined) | undefined;
   const upstreamPool = new Gauge({
     name: 'smtp_gateway_upstream_pool',
@@ -333,6 +352,9 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   messageBytes.inc(0);
   upstreamCredentialFailures.inc(0);
   for (const result of ['sent', 'failed'] as const) dsn.inc({ result }, 0);
+  upstreamThrottled.inc(0);
+  accountSharePeerErrors.inc(0);
+  accountSharePeers.set(1);
   for (const listener of options.listeners ?? LISTENER_NAMES) {
     connectionsOpen.set({ listener }, 0);
     connections.inc({ listener }, 0);
@@ -357,6 +379,10 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     upstreamCredentialFailures,
     spoolBytes,
     dsn,
+    upstreamThrottled,
+    upstreamSendRate,
+    accountSharePeers,
+    accountSharePeerErrors,
     ready,
     buildInfo,
     setUpstreamPoolSource(source) {

@@ -18,6 +18,11 @@ export interface SendSlotsOptions {
   readonly maxConcurrent: number;
   /** Longest wait for a slot. */
   readonly maxWaitMs: number;
+  /**
+   * Most tokens saved up while idle, i.e. messages that may go at once.
+   * @default one second's worth (at least 1)
+   */
+  readonly burst?: number;
 }
 
 /** The refusal of a message whose wait for a slot ran out (reply-mapping.ts answers it 451 4.7.0). */
@@ -110,9 +115,8 @@ export class SendSlots {
     for (const waiter of this.waiters.slice()) waiter.cancel();
   }
 
-  /** One second's worth of messages may go at once (at least one). */
   private get capacity(): number {
-    return Math.max(1, this.perSecond);
+    return this.options.burst ?? Math.max(1, this.perSecond);
   }
 
   private refill(): void {
