@@ -17,6 +17,8 @@ import { startOpsServer, type OpsServer } from './ops/ops-server';
 import { nodemailerPoolSnapshot } from './ops/upstream-pool';
 import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
 import { createUpstream, type Upstream } from './relay/upstream';
+import { watchApplicationFile, type ApplicationFile } from './smtp/application-file';
+import { ApplicationPolicy } from './smtp/application-policy';
 import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
@@ -110,6 +112,26 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     const keyOf = (ip: string) => clientKey(ip, config.policy.clientPrefixLength);
     const auth = users ? createAuthHandler(config.auth, users, metrics, logger, keyOf) : undefined;
     const policy = new SessionPolicy(config.policy);
+    let applicationFile: ApplicationFile = { applications: [] };
+    if (config.applications.file) {
+      const watch = await naming(`applications.file ${JSON.stringify(config.applications.file)}`, () =>
+        watchApplicationFile(config.applications.file, {
+          onChange: (file) => {
+            applications.update(file);
+            metrics.applicationReloads.inc({ result: 'success' });
+            logger.info('applications file reloaded', { file: config.applications.file, applications: applications.names });
+          },
+          onError: (err) => {
+            metrics.applicationReloads.inc({ result: 'failure' });
+            logger.error('applications file reload failed', { err: err.message });
+          },
+        }),
+      );
+      cleanups.push(() => watch.close());
+      applicationFile = watch.current;
+    }
+    const applications = new ApplicationPolicy(config.applications.unmatched, applicationFile);
+    if (config.applications.file) logger.info('applications loaded', { file: config.applications.file, applications: applications.names, unmatched: config.applications.unmatched });
     const extensions = new EnvelopeExtensions(config.upstream.extensions, Boolean(auth));
     const connections = new ConnectionCounter({ max: config.policy.maxConnections, maxPerKey: config.policy.maxConnectionsPerIp });
     const proxyFrom = config.proxyProtocol.enabled ? new NetworkList(config.proxyProtocol.trustedNetworks) : undefined;
@@ -120,6 +142,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       const hooks = createSessionHooks({
         listener: name,
         policy,
+        applications,
         extensions,
         auth,
         relay: {

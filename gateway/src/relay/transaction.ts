@@ -13,6 +13,7 @@ import type { SmtpReply } from '../smtp/smtp-reply';
 import { HeaderRewriter } from './header-rewriter';
 import { LineEndingGuard, type LineEndingMode } from './line-endings';
 import { acceptedReply, failedReply, shutdownReply, type TransactionResult } from './reply-mapping';
+import { sesHeaders } from './ses-headers';
 import type { Envelope, Upstream } from './upstream';
 
 /** smtp-server's DATA stream (the fields used here). */
@@ -57,6 +58,7 @@ export function relayMessage(stream: DataStream, envelope: Envelope, options: Re
     const guard = new LineEndingGuard({ mode: options.lineEndings });
     const rewriter = new HeaderRewriter({
       received: options.received,
+      added: options.upstream.applicationHeaders ? sesHeaders(envelope.application) : [],
       messageIdDomain: options.messageIdDomain,
       inspect: options.inspectHeaders,
     });

@@ -22,16 +22,39 @@ import { type EnvelopeParameters, installEnvelopeParameters, withParameters } fr
 installFastDotStuffing();
 installEnvelopeParameters();
 
+/**
+ * The application a message was sent by (smtp/application-policy.ts), as every
+ * transport receives it: the SES API sends `configurationSet` and `tags` as
+ * ConfigurationSetName and EmailTags; SES over SMTP takes them as headers
+ * (relay/ses-headers.ts), added when the upstream says `applicationHeaders`.
+ */
+export interface ApplicationContext {
+  /** The application's name in the applications file (also the metrics label). */
+  readonly name: string;
+  /** SES configuration set for its messages; absent leaves the transport's own default. */
+  readonly configurationSet?: string;
+  /** SES message tags (name → value), for attributing sends, bounces and complaints. */
+  readonly tags?: Readonly<Record<string, string>>;
+}
+
 export interface Envelope {
   readonly from: string;
   readonly to: readonly string[];
   /** ESMTP parameters to forward (BODY, SMTPUTF8, DSN); the connection sends exactly these or fails the message. */
   readonly parameters?: EnvelopeParameters;
+  /** The sending application, when the applications file names one for the session. */
+  readonly application?: ApplicationContext;
 }
 
 export interface Upstream {
   /** Sends one message; resolves with the upstream's reply to the final dot. */
   send(envelope: Envelope, raw: Readable, signal: AbortSignal): Promise<UpstreamInfo>;
+  /**
+   * True when the upstream takes the application's configuration set and tags
+   * as X-SES-* headers in the message (SES over SMTP); false when it reads
+   * `envelope.application` itself (the SES API).
+   */
+  readonly applicationHeaders: boolean;
   /** The nodemailer transporter (for the pool metrics). */
   readonly transport: unknown;
   /** Closes idle connections; `force` also drops connections in the middle of a message. */
@@ -47,6 +70,7 @@ export function createUpstream(settings: UpstreamSettings): Upstream {
   const transport = new SMTPPool(transportOptions(settings));
   transport.on('error', () => undefined);
   return {
+    applicationHeaders: true,
     transport,
     send(envelope, raw, signal) {
       return new Promise<UpstreamInfo>((resolve, reject) => {
