@@ -129,8 +129,21 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if hasKey (dig "auth" (dict) .Values.config) "usersFile" }}
 {{- fail (printf "config.auth.usersFile is set by the chart, not by values (got %s): set secret.useAuthUsers (and secret.existingSecret): the chart mounts its auth-users" (toJson (index (dig "auth" (dict) .Values.config) "usersFile"))) }}
 {{- end }}
+{{- if hasKey (dig "applications" (dict) .Values.config) "file" }}
+{{- fail (printf "config.applications.file is set by the chart, not by values (got %s): set applications.existingSecret, applications.existingConfigMap or applications.inline: the chart mounts its applications.yaml" (toJson (index (dig "applications" (dict) .Values.config) "file"))) }}
+{{- end }}
 {{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
+{{- end }}
+{{- $applicationSources := list }}
+{{- if .Values.applications.existingSecret }}{{- $applicationSources = append $applicationSources "applications.existingSecret" }}{{- end }}
+{{- if .Values.applications.existingConfigMap }}{{- $applicationSources = append $applicationSources "applications.existingConfigMap" }}{{- end }}
+{{- if .Values.applications.inline }}{{- $applicationSources = append $applicationSources "applications.inline" }}{{- end }}
+{{- if gt (len $applicationSources) 1 }}
+{{- fail (printf "set at most one of applications.existingSecret, applications.existingConfigMap and applications.inline (got %s)" (join ", " $applicationSources)) }}
+{{- end }}
+{{- if and (eq (dig "applications" "unmatched" "global" (default (dict) .Values.config)) "refuse") (not $applicationSources) }}
+{{- fail "config.applications.unmatched is refuse, so set applications.existingSecret, applications.existingConfigMap or applications.inline: without applications every client would be refused" }}
 {{- end }}
 {{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail")) }}
 {{- if .Values.tls.existingSecret }}
@@ -141,6 +154,9 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- end }}
 {{- if .Values.secret.useAuthUsers }}
 {{- $_ := mustMergeOverwrite $config (dict "auth" (dict "usersFile" "/etc/smtp-gateway/secrets/auth-users")) }}
+{{- end }}
+{{- if (or .Values.applications.existingSecret .Values.applications.existingConfigMap .Values.applications.inline) }}
+{{- $_ := mustMergeOverwrite $config (dict "applications" (dict "file" "/etc/smtp-gateway/applications/applications.yaml")) }}
 {{- end }}
 {{- toYaml $config }}
 {{- end }}

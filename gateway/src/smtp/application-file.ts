@@ -25,38 +25,42 @@ const sender = z.union([
   z
     .string()
     .regex(/^[^\s@<>]+@[^\s@<>]+$/, { message: 'expected an address such as noreply@example.com or a domain such as example.com' })
-    .transform((value) => canonicalAddress(value).toLowerCase()),
+    .overwrite((value) => canonicalAddress(value).toLowerCase()),
   domain,
 ]);
 
-const application = z
+/** One application; also the chart's `applications.inline` items (synth/values/schema.ts). */
+export const applicationSchema = z
   .object({
     name: z
       .string()
       .regex(/^[a-z0-9]([a-z0-9_-]{0,62})$/, { message: 'expected 1-63 lower-case letters, digits, "_" or "-", starting with a letter or digit (it is a metrics label value)' })
-      .refine((name) => name !== UNMATCHED_APPLICATION, { message: `"${UNMATCHED_APPLICATION}" is the label of sessions that match no application` }),
+      .refine((name) => name !== UNMATCHED_APPLICATION, { message: `"${UNMATCHED_APPLICATION}" is the label of sessions that match no application` })
+      .describe('The application, in logs and as the metrics label value.'),
     match: z
       .object({
-        users: z.array(z.string().min(1)).default([]),
-        networks: z.array(cidr).default([]),
+        users: z.array(z.string().min(1)).default([]).describe('AUTH users of the application; an authenticated session is its user\'s application.'),
+        networks: z.array(cidr).default([]).describe('Client networks of the application, for sessions without AUTH; the longest prefix wins.'),
       })
       .strict()
-      .refine((match) => match.users.length + match.networks.length > 0, { message: 'expected at least one of users or networks' }),
-    senders: z.array(sender).default([]),
-    messagesPerMinute: z.number().int().min(0).default(0),
-    maxRecipients: z.number().int().min(1).max(1000).optional(),
+      .refine((match) => match.users.length + match.networks.length > 0, { message: 'expected at least one of users or networks' })
+      .describe('Which sessions are this application.'),
+    senders: z.array(sender).default([]).describe('Addresses (noreply@example.com) and domains (example.com, *.example.com) allowed in MAIL FROM and the header From; empty leaves the global policy alone.'),
+    messagesPerMinute: z.number().int().min(0).default(0).describe('Messages per minute of the application in each pod, all its clients together; 0 means no limit of its own.'),
+    maxRecipients: z.number().int().min(1).max(1000).optional().describe('Recipients per message, within policy.maxRecipients.'),
     ses: z
       .object({
-        configurationSet: sesName(64).optional(),
-        tags: z.record(sesName(256), sesName(256)).default({}),
+        configurationSet: sesName(64).optional().describe('SES configuration set of its messages (its event destinations receive the sends, bounces and complaints).'),
+        tags: z.record(sesName(256), sesName(256)).default({}).describe('SES message tags (name: value), e.g. app: billing, passed to the event destinations.'),
       })
       .strict()
-      .prefault({}),
+      .prefault({})
+      .describe('How SES attributes its messages.'),
   })
   .strict();
 
 export const applicationFileSchema = z
-  .object({ applications: z.array(application).default([]) })
+  .object({ applications: z.array(applicationSchema).default([]) })
   .strict()
   .superRefine((file, ctx) => {
     // one user or network in two applications would make "which one" depend on the order
