@@ -17,7 +17,7 @@ import { hashPassword } from '../src/smtp/auth-users';
 import { closeAfterEach } from './helpers/close-after-each';
 import { eventually } from './helpers/eventually';
 import { makeSecretVolume, type SecretVolume } from './helpers/secret-volume';
-import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
+import { openDialog, sendMessage, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
@@ -76,16 +76,8 @@ async function dial(gw: TestGateway, localAddress: string): Promise<SmtpDialog> 
   return dialog;
 }
 
-async function relay(dialog: SmtpDialog, from: string, to: string[], headers = `From: <${from}>\r\n`) {
-  const mail = await dialog.command(`MAIL FROM:<${from}>`);
-  if (mail.code !== 250) return mail;
-  for (const rcpt of to) {
-    const reply = await dialog.command(`RCPT TO:<${rcpt}>`);
-    if (reply.code !== 250) return reply;
-  }
-  await dialog.command('DATA');
-  dialog.write(`${headers}Subject: t\r\n\r\nhi\r\n.\r\n`);
-  return dialog.reply();
+function relay(dialog: SmtpDialog, from: string, to: string[], headers = `From: <${from}>\r\n`) {
+  return sendMessage(dialog, from, to, `${headers}Subject: t\r\n\r\nhi\r\n.\r\n`);
 }
 
 const headerOf = (raw: Buffer, name: string) =>
