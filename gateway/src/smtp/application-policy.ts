@@ -13,7 +13,7 @@ import type { GatewayConfig } from '../config/schema';
 import type { ApplicationContext } from '../relay/upstream';
 import { UNMATCHED_APPLICATION, type ApplicationFile, type ApplicationSettings } from './application-file';
 import { DomainList, domainOf } from './domains';
-import { NetworkList } from './networks';
+import { NetworkList, unmapAddress } from './networks';
 import { SlidingWindowLimiter } from './rate-limiter';
 import { checkHeaderFromAddresses, type PolicyRefusal, type PolicySession } from './session-policy';
 
@@ -82,7 +82,7 @@ export class ApplicationPolicy {
     this.byUser = new Map(this.all.flatMap((app) => app.settings.match.users.map((user) => [user, app] as const)));
     this.byNetwork = this.all
       .flatMap((application) =>
-        application.settings.match.networks.map((network) => ({ networks: new NetworkList([network]), prefix: parseCidr(network)?.prefix ?? 0, application })),
+        application.settings.match.networks.map((network) => ({ networks: new NetworkList([network]), prefix: matchedPrefix(network), application })),
       )
       .sort((a, b) => b.prefix - a.prefix);
   }
@@ -154,6 +154,13 @@ export class ApplicationPolicy {
     if (!application?.checksSenders) return undefined;
     return checkHeaderFromAddresses(block, (address) => application.allowsSender(address), `allowed for application ${application.name}`);
   }
+}
+
+/** The prefix length as NetworkList matches it: ::ffff:10.0.0.0/104 is 10.0.0.0/8. */
+function matchedPrefix(network: string): number {
+  const parsed = parseCidr(network);
+  if (!parsed) return 0;
+  return parsed.family === 6 && unmapAddress(parsed.address) !== parsed.address && parsed.prefix >= 96 ? parsed.prefix - 96 : parsed.prefix;
 }
 
 /** The metrics label of a session's application. */
