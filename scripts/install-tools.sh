@@ -19,10 +19,10 @@ EKSCTL_VERSION=v0.230.0
 KUBECONFORM_VERSION=v0.6.7
 # The chart is validated against the Kubernetes schemas of its kubeVersion floor (Chart.yaml ">=1.28")
 # and of the version the EKS clusters run (eksctl/*.yaml metadata.version), each at the newest patch the
-# k8s.io/kubernetes module has; the ServiceMonitor CRD comes from the prometheus-operator module.
+# k8s.io/kubernetes module has; the ServiceMonitor and PrometheusRule CRDs come from the prometheus-operator module.
 K8S_FLOOR_SCHEMA_VERSION=v1.28.15
 K8S_CLUSTER_SCHEMA_VERSION=v1.35.4
-PROMETHEUS_OPERATOR_VERSION=v0.75.2
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 SCHEMAS="$TOOLS/schemas"
 # Versioned paths: several work trees may share one tools folder at different pins.
 EKSCTL_SCHEMA="$SCHEMAS/eksctl-$EKSCTL_VERSION-clusterconfig.schema.json"
@@ -43,7 +43,7 @@ Installs into $TOOLS:
   kubeconform    $KUBECONFORM_VERSION   (go install github.com/yannh/kubeconform/cmd/kubeconform)
   k8s schemas    $K8S_FLOOR_SCHEMA_VERSION (the chart's kubeVersion floor) and $K8S_CLUSTER_SCHEMA_VERSION (the EKS clusters):
                  strict per-kind JSON schemas from k8s.io/kubernetes api/openapi-spec plus the
-                 ServiceMonitor CRD of prometheus-operator $PROMETHEUS_OPERATOR_VERSION, to
+                 ServiceMonitor and PrometheusRule CRDs of prometheus-operator $PROMETHEUS_OPERATOR_VERSION, to
                  ${SCHEMAS#"$ROOT/"}/kubernetes-VERSION-strict
 Needs: go (with the Go module proxy reachable), git.
 --versions prints the pinned versions as KEY=VALUE lines (the tests read them) and installs nothing.
@@ -191,11 +191,15 @@ install_k8s_schemas() {
   k8s=$(go_module_dir "k8s.io/kubernetes@$version")
   po=$(go_module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
   local swagger="$k8s/api/openapi-spec/swagger.json"
-  local crd="$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
   [ -f "$swagger" ] || die "k8s.io/kubernetes@$version has no $swagger"
-  [ -f "$crd" ] || die "prometheus-operator@$PROMETHEUS_OPERATOR_VERSION has no $crd"
+  # The two prometheus-operator kinds the chart renders: ServiceMonitor and PrometheusRule.
+  local crds=() kind
+  for kind in servicemonitors prometheusrules; do
+    crds+=("$po/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml")
+    [ -f "${crds[-1]}" ] || die "prometheus-operator@$PROMETHEUS_OPERATOR_VERSION has no ${crds[-1]}"
+  done
   rm -rf "$out"
-  node "$ROOT/scripts/k8s-json-schemas.mjs" "$out" "$swagger" "$crd" ||
+  node "$ROOT/scripts/k8s-json-schemas.mjs" "$out" "$swagger" "${crds[@]}" ||
     die "could not convert the kubernetes $version schemas"
   stamp "k8s-schemas-$version" "$want"
 }

@@ -14,9 +14,10 @@ import { DrainController } from './ops/drain';
 import { createLogger, type Logger } from './ops/logger';
 import { createMetrics, type GatewayMetrics } from './ops/metrics';
 import { startOpsServer, type OpsServer } from './ops/ops-server';
-import { nodemailerPoolSnapshot } from './ops/upstream-pool';
 import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
-import { createUpstream, type Upstream } from './relay/upstream';
+import { createSmtpUpstream } from './relay/smtp-upstream';
+import { Spool } from './relay/spool';
+import type { Upstream } from './relay/upstream';
 import { watchApplicationFile, type ApplicationFile } from './smtp/application-file';
 import { ApplicationPolicy } from './smtp/application-policy';
 import { createAuthHandler } from './smtp/auth';
@@ -81,9 +82,12 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       upstreamSettings = { ...config.upstream, host: devUpstream.host, port: devUpstream.port, security: 'none', usernameFile: '', passwordFile: '' };
       logger.warn('devUpstream.enabled: relaying to the development upstream, nothing is delivered', { dir: devUpstream.dir });
     }
-    const upstream: Upstream = createUpstream({ ...upstreamSettings, clientName: hostname });
+    const upstream: Upstream = createSmtpUpstream({ ...upstreamSettings, clientName: hostname });
     cleanups.push(() => upstream.close(true));
-    metrics.setUpstreamPoolSource(() => nodemailerPoolSnapshot(upstream.transport));
+    metrics.setUpstreamPoolSource(() => upstream.poolSnapshot());
+    const { spool, leftovers } = await naming(`spool.dir ${JSON.stringify(config.spool.dir)}`, () => Spool.open(config.spool));
+    if (leftovers) logger.warn('removed messages an earlier process left in the spool (their clients never got a 250)', { dir: config.spool.dir, files: leftovers });
+    metrics.setSpoolSource(() => spool.usage);
 
     const listeners: SmtpListener[] = [];
     let certificates: CertificateWatch | undefined;
@@ -147,6 +151,8 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
         auth,
         relay: {
           upstream,
+          spool,
+          dsnFrom: config.dsn.from || `MAILER-DAEMON@${hostname}`,
           lineEndings: config.policy.lineEndings,
           maxMessageBytes: config.policy.maxMessageBytes,
           messageIdDomain: hostname,

@@ -356,6 +356,14 @@ async function driveDeadlines(): Promise<void> {
   ]);
 }
 
+/** A message the spool has no room for (spool_full), and a partial refusal that sends a DSN. */
+async function driveSpool(): Promise<void> {
+  const gw = await gateway({ mode: 'accept', rejectRecipient: 'bounce@example.org' }, { spool: { memoryThresholdBytes: 1024, maxBytes: 4096 } });
+  expect(((await send(gw.relayPort, { text: 'x'.repeat(16 * 1024) })) as { responseCode?: number }).responseCode).toBe(452); // spool_full
+  await send(gw.relayPort, { to: ['user@example.org', 'bounce@example.org'] }); // dsn_total sent
+  await scrape(gw);
+}
+
 /** A drain whose grace runs out while the upstream still holds a message. */
 async function driveShutdown(): Promise<void> {
   const upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 5000 });
@@ -374,7 +382,7 @@ beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-metrics-doc-'));
   usersFile = join(dir, 'users');
   await writeFile(usersFile, `app:${await hashPassword('right-pass', { N: 1024 })}\n`);
-  await Promise.all([drivePolicyAuthTls(), driveLimits(), driveProxy(), driveUpstreamFailures(), driveShutdown(), driveDeadlines(), driveApplications()]);
+  await Promise.all([drivePolicyAuthTls(), driveLimits(), driveProxy(), driveUpstreamFailures(), driveShutdown(), driveDeadlines(), driveSpool(), driveApplications()]);
 }, 60_000);
 
 // --- the comparison --------------------------------------------------------------------------------

@@ -85,6 +85,9 @@ function touchEveryMetric(metrics: GatewayMetrics): void {
   metrics.transactionLatency.observe({ outcome: 'deferred' }, 30.5);
   metrics.upstreamPool.set({ state: 'idle' }, 1); // overwritten by the pool source at scrape time
   metrics.setUpstreamPoolSource(() => ({ active: 2, idle: 1, queued: 4 }));
+  metrics.setSpoolSource(() => ({ memory: 4096, disk: 1048576 }));
+  metrics.messages.inc({ outcome: 'deferred', reason: 'spool_full' });
+  metrics.dsn.inc({ result: 'sent' });
   metrics.ready.set(1);
 }
 
@@ -105,11 +108,13 @@ describe('createMetrics', () => {
       'smtp_gateway_connections_refused_total',
       'smtp_gateway_connections_total',
       'smtp_gateway_deadlines_expired_total',
+      'smtp_gateway_dsn_total',
       'smtp_gateway_message_size_bytes',
       'smtp_gateway_messages_total',
       'smtp_gateway_ready',
       'smtp_gateway_recipients_total',
       'smtp_gateway_relayed_bytes_total',
+      'smtp_gateway_spool_bytes',
       'smtp_gateway_tls_handshakes_total',
       'smtp_gateway_transaction_duration_seconds',
       'smtp_gateway_upstream_duration_seconds',
@@ -159,6 +164,11 @@ describe('createMetrics', () => {
       'smtp_gateway_upstream_pool{state="active"} 2',
       'smtp_gateway_upstream_pool{state="idle"} 1',
       'smtp_gateway_upstream_pool{state="queued"} 4',
+      'smtp_gateway_spool_bytes{medium="memory"} 4096',
+      'smtp_gateway_spool_bytes{medium="disk"} 1048576',
+      'smtp_gateway_messages_total{outcome="deferred",reason="spool_full"} 1',
+      'smtp_gateway_dsn_total{result="sent"} 1',
+      'smtp_gateway_dsn_total{result="failed"} 0',
       'smtp_gateway_ready 1',
       'smtp_gateway_build_info{version="9.9.9-test"} 1',
     ];
@@ -173,6 +183,7 @@ describe('createMetrics', () => {
     expect(body).not.toContain('listener="relay"');
     expect(body).toMatch(/^smtp_gateway_ready 0$/m);
     expect(body).toMatch(/^smtp_gateway_upstream_pool\{state="queued"\} 0$/m);
+    expect(body).toMatch(/^smtp_gateway_spool_bytes\{medium="disk"\} 0$/m);
     const all = await scrape(createMetrics(new Registry()));
     for (const listener of LISTENER_NAMES) expect(all).toContain(`smtp_gateway_connections_total{listener="${listener}"} 0`);
   });

@@ -1,16 +1,16 @@
 /**
  * The contract between relay/upstream-parameters.ts and the installed
  * nodemailer release: the internals the adapter patches exist, and through the
- * gateway's real upstream transport (relay/upstream.ts) a real smtp-server
+ * gateway's real upstream transport (relay/smtp-upstream.ts) a real smtp-server
  * receives exactly the parameters given, in place of nodemailer's own choice,
  * or no MAIL FROM at all when its EHLO lacks a needed extension. A nodemailer
  * upgrade that moves these internals fails here (and the gateway refuses to
  * start, rather than drop parameters).
  */
-import { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { describe, expect, it } from 'vitest';
-import { createUpstream } from '../src/relay/upstream';
+import { createSmtpUpstream } from '../src/relay/smtp-upstream';
+import { bufferedMessage } from '../src/relay/spool';
 import { commandWithParameters, type EnvelopeParameters, installEnvelopeParameters, xtext } from '../src/relay/upstream-parameters';
 import { closeAfterEach } from './helpers/close-after-each';
 import { testConfig } from './helpers/test-gateway';
@@ -21,9 +21,9 @@ const MESSAGE = 'From: <app@example.com>\r\nSubject: t\r\n\r\nhello\r\n';
 
 async function send(parameters: EnvelopeParameters | undefined, to: string[], upstreamOptions: TestUpstreamOptions = { ehlo: { hideDSN: false } }) {
   const upstream = track(await startTestUpstream(upstreamOptions));
-  const transport = createUpstream(testConfig({ upstreamPort: upstream.port }).upstream);
+  const transport = createSmtpUpstream(testConfig({ upstreamPort: upstream.port }).upstream);
   track({ close: () => transport.close(true) });
-  const sent = transport.send({ from: 'app@example.com', to, parameters }, Readable.from([Buffer.from(MESSAGE)]), new AbortController().signal);
+  const sent = transport.send({ from: 'app@example.com', to, parameters }, bufferedMessage(Buffer.from(MESSAGE)), new AbortController().signal);
   return { upstream, result: await sent.then((info) => ({ info }), (err: Error & { responseCode?: number }) => ({ err })) };
 }
 

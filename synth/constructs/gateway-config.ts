@@ -45,6 +45,18 @@ function refuseChartOwnedKeys(): string {
     .join('\n');
 }
 
+/**
+ * The kubelet evicts a pod whose emptyDir outgrows its sizeLimit: the gateway's own cap on the spool
+ * (a 452 to the client) must come first. spool.sizeLimit is Ki, Mi or Gi (values schema).
+ */
+const SPOOL_FITS_VOLUME = `{{- $limit := toString .Values.spool.sizeLimit }}
+{{- $number := regexFind "^[0-9]+" $limit }}
+{{- $bytes := mul (int64 $number) (get (dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824) (trimPrefix $number $limit)) }}
+{{- $maxBytes := int64 .Values.config.spool.maxBytes }}
+{{- if ge $maxBytes $bytes }}
+{{- fail (printf "config.spool.maxBytes (%d) must be less than spool.sizeLimit (%s, %d bytes): the kubelet evicts a pod whose spool volume outgrows its sizeLimit" $maxBytes $limit $bytes) }}
+{{- end }}`;
+
 export interface GatewayConfigProps {
   readonly names: ChartNames;
 }
@@ -65,7 +77,7 @@ export class GatewayConfig extends Construct {
     );
     helm.define(
       'config',
-      [refuseChartOwnedKeys(), PROXY_NEEDS_TRUSTED_NETWORKS, ONE_APPLICATIONS_SOURCE, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(POD_CONFIG)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
+      [refuseChartOwnedKeys(), PROXY_NEEDS_TRUSTED_NETWORKS, SPOOL_FITS_VOLUME, ONE_APPLICATIONS_SOURCE, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(POD_CONFIG)} }}`, ...merges, '{{- toYaml $config }}'].join('\n'),
     );
     this.configMap = new kplus.ConfigMap(this, 'configmap', {
       metadata: { name: props.names.fullname(), labels: props.names.labels() },

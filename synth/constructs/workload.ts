@@ -144,6 +144,9 @@ export class Workload extends Construct {
       JsonPatch.add(`${CONTAINER}/resources`, t.yaml(valueRef('resources'))),
       JsonPatch.add(`${CONTAINER}/volumeMounts/-`, { name: 'config', mountPath: MOUNT_PATHS.configDir, readOnly: true }),
       JsonPatch.add(`${POD}/volumes/-`, this.projectedVolume(helm, names)),
+      // Messages too large for memory wait here until the upstream replies; sized apart from /tmp.
+      JsonPatch.add(`${CONTAINER}/volumeMounts/-`, { name: 'spool', mountPath: MOUNT_PATHS.spoolDir }),
+      JsonPatch.add(`${POD}/volumes/-`, { name: 'spool', emptyDir: { sizeLimit: t.str(valueRef('spool.sizeLimit')) } }),
       JsonPatch.add(`${POD}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
       JsonPatch.add('/spec/revisionHistoryLimit', t.intString(valueRef('revisionHistoryLimit'))),
       JsonPatch.add(`${POD}/initContainers`, t.yaml(valueRef('initContainers'), { omitEmpty: true })),

@@ -1,7 +1,7 @@
 /**
  * The chart as helm renders it, for each ci/*-values.yaml and overlay: strict
  * validation against the Kubernetes schemas of the chart's kubeVersion floor and
- * of the version the EKS clusters run (and the ServiceMonitor CRD), helm lint --strict, the
+ * of the version the EKS clusters run (and the ServiceMonitor and PrometheusRule CRDs), helm lint --strict, the
  * invariants every release must keep, and clear failures for bad overlays.
  */
 import { posix } from 'node:path';
@@ -25,7 +25,7 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
   });
 
   it.each([KUBERNETES.floor, KUBERNETES.cluster])('is valid against the Kubernetes %s and ServiceMonitor schemas in strict mode', (kubeVersion) => {
-    const rendered = helmTemplate({ values, withServiceMonitorApi: true, kubeVersion });
+    const rendered = helmTemplate({ values, withPrometheusOperator: true, kubeVersion });
     expect(rendered.stderr).toBe('');
     const result = kubeconform(rendered.stdout, kubeVersion);
     expect(result.stdout).toMatch(/Invalid: 0, Errors: 0, Skipped: 0/);
@@ -35,7 +35,7 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
   it('selects its own pods by name and instance, routes by name and stable release, and names every resource after the release', () => {
     const own = { 'app.kubernetes.io/name': 'smtp-gateway', 'app.kubernetes.io/instance': 'mail' };
     const serving = { 'app.kubernetes.io/name': 'smtp-gateway', 'smtp-gateway/stable-release': 'mail' };
-    for (const doc of render({ values, release: 'mail', namespace: 'apps', withServiceMonitorApi: true })) {
+    for (const doc of render({ values, release: 'mail', namespace: 'apps', withPrometheusOperator: true })) {
       expect(doc.metadata.name, `${doc.kind} name`).toMatch(/^mail-smtp-gateway(-[a-z]+)?$/);
       expect(doc.metadata.labels['app.kubernetes.io/instance'], `${doc.kind} instance label`).toBe('mail');
       const selector = doc.spec?.selector?.matchLabels ?? doc.spec?.podSelector?.matchLabels ?? (doc.kind === 'Service' ? doc.spec.selector : undefined);
@@ -60,7 +60,7 @@ describe.each(Object.entries(CASES))('the %s rendering', (_name, values) => {
   });
 
   it('lets two releases live in one namespace', () => {
-    const names = (release: string) => new Set(render({ values, release, withServiceMonitorApi: true }).map((d) => `${d.kind}/${d.metadata.name}`));
+    const names = (release: string) => new Set(render({ values, release, withPrometheusOperator: true }).map((d) => `${d.kind}/${d.metadata.name}`));
     const a = names('blue');
     const b = names('green');
     expect([...a].filter((n) => b.has(n))).toEqual([]);
@@ -71,7 +71,7 @@ describe('the overlays size staging and production as planned', () => {
   const kinds = (docs: Array<Record<string, any>>) => docs.map((d) => d.kind).sort();
 
   it('staging: one replica, no HPA, PDB or ServiceMonitor, 100m-500m CPU and 128Mi-512Mi memory', () => {
-    const docs = render({ values: [OVERLAYS.staging], withServiceMonitorApi: true });
+    const docs = render({ values: [OVERLAYS.staging], withPrometheusOperator: true });
     expect(kinds(docs)).not.toContain('HorizontalPodAutoscaler');
     expect(kinds(docs)).not.toContain('PodDisruptionBudget');
     expect(kinds(docs)).not.toContain('ServiceMonitor');
@@ -81,7 +81,7 @@ describe('the overlays size staging and production as planned', () => {
   });
 
   it('production: HPA 2-4, a PDB, the ServiceMonitor, 500m-1000m CPU and 512Mi-1Gi memory, both zones', () => {
-    const docs = render({ values: [OVERLAYS.prod], withServiceMonitorApi: true });
+    const docs = render({ values: [OVERLAYS.prod], withPrometheusOperator: true });
     const hpa = docs.find((d) => d.kind === 'HorizontalPodAutoscaler')!;
     expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([2, 4]);
     expect(kinds(docs)).toContain('PodDisruptionBudget');
@@ -138,14 +138,23 @@ describe('validation catches mistakes', () => {
   });
 
   it('kubeconform checks the ServiceMonitor against its CRD', () => {
-    const manifest = helmTemplate({ values: [OVERLAYS.prod], withServiceMonitorApi: true }).stdout.replace('scrapeTimeout:', 'scrapeTimeOut:');
+    const manifest = helmTemplate({ values: [OVERLAYS.prod], withPrometheusOperator: true }).stdout.replace('scrapeTimeout:', 'scrapeTimeOut:');
     const result = kubeconform(manifest);
     expect(result.status).not.toBe(0);
     expect(result.stdout).toMatch(/ServiceMonitor.*scrapeTimeOut/);
   });
 
+  it('kubeconform checks the PrometheusRule against its CRD', () => {
+    const rendered = helmTemplate({ values: [CI_VALUES['everything-on']], withPrometheusOperator: true }).stdout;
+    expect(rendered).toContain('kind: PrometheusRule');
+    expect(kubeconform(rendered).status).toBe(0);
+    const result = kubeconform(rendered.replace(/^(\s+)expr:/m, '$1expression:'));
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toMatch(/PrometheusRule smtp-gateway is invalid.*expr/);
+  });
+
   it('a canary renders only valid manifests: its pods, their config and account', () => {
-    const rendered = helmTemplate({ release: 'smtp-gateway-canary', values: [OVERLAYS.prod], set: ['canary.enabled=true', 'canary.stableRelease=smtp-gateway'], withServiceMonitorApi: true });
+    const rendered = helmTemplate({ release: 'smtp-gateway-canary', values: [OVERLAYS.prod], set: ['canary.enabled=true', 'canary.stableRelease=smtp-gateway'], withPrometheusOperator: true });
     expect(kubeconform(rendered.stdout).status).toBe(0);
     const docs = YAML.parseAllDocuments(rendered.stdout).map((d) => d.toJS()).filter(Boolean);
     expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'ServiceAccount']);

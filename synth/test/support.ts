@@ -53,8 +53,8 @@ export interface RenderOptions {
   namespace?: string;
   values?: string[];
   set?: string[];
-  /** Pretend the cluster serves the ServiceMonitor API. */
-  withServiceMonitorApi?: boolean;
+  /** Pretend the cluster runs the Prometheus Operator (serves the ServiceMonitor and PrometheusRule APIs). */
+  withPrometheusOperator?: boolean;
   /** Further APIs the cluster pretends to serve, e.g. monitoring.coreos.com/v1/PrometheusRule. */
   apiVersions?: string[];
   chart?: string;
@@ -66,7 +66,7 @@ export function helmTemplate(options: RenderOptions = {}): Run {
   const args = ['template', options.release ?? 'smtp-gateway', options.chart ?? CHART, '--namespace', options.namespace ?? 'smtp-gateway', '--kube-version', options.kubeVersion ?? KUBERNETES.floor];
   for (const file of options.values ?? []) args.push('--values', file);
   for (const pair of options.set ?? []) args.push('--set', pair);
-  if (options.withServiceMonitorApi) args.push('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor');
+  if (options.withPrometheusOperator) args.push('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor', '--api-versions', 'monitoring.coreos.com/v1/PrometheusRule');
   for (const api of options.apiVersions ?? []) args.push('--api-versions', api);
   return run('helm', args);
 }
@@ -80,7 +80,7 @@ export function render(options: RenderOptions = {}): Array<Record<string, any>> 
     .filter((d) => d);
 }
 
-/** kubeconform in strict mode against one pinned Kubernetes version's + the ServiceMonitor schemas, offline. */
+/** kubeconform in strict mode against one pinned Kubernetes version's + the ServiceMonitor and PrometheusRule schemas, offline. */
 export function kubeconform(manifests: string, kubeVersion: string = KUBERNETES.floor): Run {
   const schemas = kubernetesSchemasDir(kubeVersion);
   if (!existsSync(join(schemas, 'deployment-apps-v1.json'))) throw new Error(`no schemas in ${schemas}; run scripts/install-tools.sh`);

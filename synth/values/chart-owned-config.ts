@@ -18,8 +18,9 @@ export const POD_CONFIG = {
     smtps: { port: CONTAINER_PORTS.smtps },
   },
   ops: { listenAddress: '0.0.0.0', port: CONTAINER_PORTS.ops },
-  // The root filesystem is read-only; only /tmp is writable.
+  // The root filesystem is read-only; only /tmp and the spool volume are writable.
   devUpstream: { dir: posix.join(MOUNT_PATHS.tmpDir, 'dev-mail') },
+  spool: { dir: MOUNT_PATHS.spoolDir },
 };
 
 /** Set when the matching Secret is mounted. */
@@ -48,6 +49,7 @@ export const CHART_OWNED_CONFIG: Readonly<Record<string, string>> = {
   'ops.listenAddress': 'the ops server listens on all the pod\'s addresses; limit who may connect with networkPolicy.metricsFrom',
   'ops.port': `the ops server listens on ${CONTAINER_PORTS.ops}, which the probes, the metrics Service and the ServiceMonitor use`,
   'devUpstream.dir': `the development upstream writes to ${POD_CONFIG.devUpstream.dir}, the only writable folder; set config.upstream.host to relay to a smarthost`,
+  'spool.dir': `messages wait in the emptyDir the chart mounts at ${MOUNT_PATHS.spoolDir}; size it with spool.sizeLimit and cap it with config.spool.maxBytes`,
   'tls.certFile': 'set tls.existingSecret to a kubernetes.io/tls Secret: the chart mounts it and points the gateway at it',
   'tls.keyFile': 'set tls.existingSecret to a kubernetes.io/tls Secret: the chart mounts it and points the gateway at it',
   'upstream.usernameFile': `set secret.useUpstreamCredentials (and secret.existingSecret): the chart mounts its ${SECRET_KEYS.upstreamUsername}`,

@@ -6,7 +6,7 @@
  * gateway does, less the keys the chart sets itself (refused when set).
  */
 import { z } from 'zod';
-import { APPLICATIONS_FILE_NAME, SECRET_KEYS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+import { APPLICATIONS_FILE_NAME, MOUNT_PATHS, SECRET_KEYS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
 import { applicationSchema } from '../../gateway/src/smtp/application-file';
 import { PROJECT } from '../project';
 import { CHART_OWNED_CONFIG, chartConfigSchema } from './chart-owned-config';
@@ -234,6 +234,19 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Probes on the ops port.'),
+  spool: z
+    .strictObject({
+      sizeLimit: z
+        .string()
+        .regex(/^[1-9]\d*(Ki|Mi|Gi)$/, { message: 'expected a size in Ki, Mi or Gi such as 1Gi' })
+        .default('1Gi')
+        .describe(
+          `sizeLimit of the emptyDir at ${MOUNT_PATHS.spoolDir} (config.spool.dir) that holds messages too large for memory until the upstream replies. ` +
+            'Must be more than config.spool.maxBytes (the chart refuses to render otherwise): past it the kubelet evicts the pod.',
+        ),
+    })
+    .prefault({})
+    .describe('The spool volume.'),
   shutdown: z
     .strictObject({
       preStopSeconds: seconds(15, 'Pause before SIGTERM so the NLB deregisters the pod first (the NLB takes 10-15 s).'),

@@ -114,6 +114,9 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if hasKey (dig "devUpstream" (dict) .Values.config) "dir" }}
 {{- fail (printf "config.devUpstream.dir is set by the chart, not by values (got %s): the development upstream writes to /tmp/dev-mail, the only writable folder; set config.upstream.host to relay to a smarthost" (toJson (index (dig "devUpstream" (dict) .Values.config) "dir"))) }}
 {{- end }}
+{{- if hasKey (dig "spool" (dict) .Values.config) "dir" }}
+{{- fail (printf "config.spool.dir is set by the chart, not by values (got %s): messages wait in the emptyDir the chart mounts at /var/spool/smtp-gateway; size it with spool.sizeLimit and cap it with config.spool.maxBytes" (toJson (index (dig "spool" (dict) .Values.config) "dir"))) }}
+{{- end }}
 {{- if hasKey (dig "tls" (dict) .Values.config) "certFile" }}
 {{- fail (printf "config.tls.certFile is set by the chart, not by values (got %s): set tls.existingSecret to a kubernetes.io/tls Secret: the chart mounts it and points the gateway at it" (toJson (index (dig "tls" (dict) .Values.config) "certFile"))) }}
 {{- end }}
@@ -135,6 +138,13 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
 {{- end }}
+{{- $limit := toString .Values.spool.sizeLimit }}
+{{- $number := regexFind "^[0-9]+" $limit }}
+{{- $bytes := mul (int64 $number) (get (dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824) (trimPrefix $number $limit)) }}
+{{- $maxBytes := int64 .Values.config.spool.maxBytes }}
+{{- if ge $maxBytes $bytes }}
+{{- fail (printf "config.spool.maxBytes (%d) must be less than spool.sizeLimit (%s, %d bytes): the kubelet evicts a pod whose spool volume outgrows its sizeLimit" $maxBytes $limit $bytes) }}
+{{- end }}
 {{- $applicationSources := list }}
 {{- if .Values.applications.existingSecret }}{{- $applicationSources = append $applicationSources "applications.existingSecret" }}{{- end }}
 {{- if .Values.applications.existingConfigMap }}{{- $applicationSources = append $applicationSources "applications.existingConfigMap" }}{{- end }}
@@ -145,7 +155,7 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if and (eq (dig "applications" "unmatched" "global" (default (dict) .Values.config)) "refuse") (not $applicationSources) }}
 {{- fail "config.applications.unmatched is refuse, so set applications.existingSecret, applications.existingConfigMap or applications.inline: without applications every client would be refused" }}
 {{- end }}
-{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail")) }}
+{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail") "spool" (dict "dir" "/var/spool/smtp-gateway")) }}
 {{- if .Values.tls.existingSecret }}
 {{- $_ := mustMergeOverwrite $config (dict "tls" (dict "certFile" "/etc/smtp-gateway/tls/tls.crt" "keyFile" "/etc/smtp-gateway/tls/tls.key")) }}
 {{- end }}

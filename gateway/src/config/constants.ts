@@ -57,6 +57,8 @@ export const MOUNT_PATHS = {
   tlsDir: '/etc/smtp-gateway/tls',
   /** The only writable path under a read-only root filesystem. */
   tmpDir: '/tmp',
+  /** The emptyDir that holds messages too large for memory until the upstream replies (spool.dir). */
+  spoolDir: '/var/spool/smtp-gateway',
 } as const;
 
 export const CONFIG_FILE_NAME = 'config.yaml';

@@ -216,6 +216,46 @@ export const configFields = z
       })
       .prefault({})
       .describe('The smarthost mail is relayed to.'),
+    spool: z
+      .object({
+        dir: z
+          .string()
+          .min(1)
+          .default('.spool')
+          .describe('Folder for messages too large to hold in memory while they are relayed; owned by this gateway, leftovers are removed at start-up.'),
+        memoryThresholdBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(256 * 1024)
+          .describe('A message up to this size is held in memory; a larger one spills to spool.dir.'),
+        memoryMaxBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(64 * 1024 * 1024)
+          .describe('All messages held in memory together; beyond it smaller messages spill to spool.dir too.'),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(512 * 1024 * 1024)
+          .describe('All files in spool.dir together; a message that does not fit gets 452 4.3.1. Keep it below the volume size.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Each message is received whole before it is relayed: a slow client never holds an upstream connection.'),
+    dsn: z
+      .object({
+        from: z
+          .string()
+          .regex(/^$|^[^\s@<>]+@[^\s@<>]+$/, { message: 'expected an address such as bounces@example.com, or empty' })
+          .default('')
+          .describe('Header From of the delivery status notifications sent to a sender for recipients the upstream refused (the envelope sender is always <>); empty means MAILER-DAEMON@ the hostname. With SES use an address of a verified identity.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Delivery status notifications (RFC 3464).'),
     devUpstream: z
       .object({
         enabled: z

@@ -61,6 +61,7 @@ export type DeferReason =
   | 'upstream_timeout'
   | 'upstream_connection'
   | 'shutdown'
+  | 'spool_full'
   | 'internal_error';
 
 /**
@@ -96,6 +97,12 @@ export type UpstreamReplyLabel = SmtpReplyCode | 'timeout' | 'connection_error' 
 
 export type UpstreamPoolState = 'active' | 'idle' | 'queued';
 export const UPSTREAM_POOL_STATES: readonly UpstreamPoolState[] = ['active', 'idle', 'queued'];
+
+export type SpoolMedium = 'memory' | 'disk';
+export const SPOOL_MEDIA: readonly SpoolMedium[] = ['memory', 'disk'];
+
+/** What became of a delivery status notification the gateway tried to send. */
+export type DsnResult = 'sent' | 'failed';
 
 /** What the upstream pool looks like right now; read on every scrape. */
 export type UpstreamPoolSnapshot = Record<UpstreamPoolState, number>;
@@ -166,6 +173,10 @@ export interface GatewayMetrics {
   /** Seconds from the client's MAIL FROM to our final reply (or the abort). */
   transactionLatency: LabelledHistogram<{ outcome: MessageOutcome }>;
   upstreamPool: LabelledGauge<{ state: UpstreamPoolState }>;
+  /** Bytes of received messages held in the spool, read at scrape time. */
+  spoolBytes: LabelledGauge<{ medium: SpoolMedium }>;
+  /** Delivery status notifications for recipients the upstream refused after taking the message. */
+  dsn: LabelledCounter<{ result: DsnResult }>;
 
   /** 1 while accepting mail, 0 before the listeners are up and while draining. */
   ready: Gauge;
@@ -176,6 +187,9 @@ export interface GatewayMetrics {
    * nodemailerPoolSnapshot in ./upstream-pool). Without a source the gauge reads 0.
    */
   setUpstreamPoolSource(source: (() => UpstreamPoolSnapshot | undefined) | undefined): void;
+
+  /** Where smtp_gateway_spool_bytes reads its values at scrape time. Without a source the gauge reads 0. */
+  setSpoolSource(source: (() => Record<SpoolMedium, number>) | undefined): void;
 
   /**
    * Makes smtp_gateway_ready read `source` at scrape time: pass the same
@@ -285,6 +299,23 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     },
   });
 
+  let spoolSource: (() => Record<SpoolMedium, number>) | undefined;
+  const spoolBytes = new Gauge({
+    name: 'smtp_gateway_spool_bytes',
+    help: 'Bytes of received messages held until the upstream replies, in memory or spilled to spool.dir.',
+    labelNames: ['medium'] as const,
+    registers,
+    collect() {
+      const usage = spoolSource?.();
+      for (const medium of SPOOL_MEDIA) this.set({ medium }, usage?.[medium] ?? 0);
+    },
+  });
+  const dsn = counter(
+    'smtp_gateway_dsn_total',
+    'Delivery status notifications to senders for recipients the upstream refused after taking the message, by result.',
+    ['result'],
+  );
+
   let readySource: (() => boolean) | undefined;
   const ready = new Gauge({
     name: 'smtp_gateway_ready',
@@ -306,8 +337,8 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   ready.set(0);
   buildInfo.set({ version: options.version ?? gatewayVersion() }, 1);
   messageBytes.inc(0);
-  applicationReloads.inc({ result: 'success' }, 0);
-  applicationReloads.inc({ result: 'failure' }, 0);
+  for (const result of ['sent', 'failed'] as const) dsn.inc({ result }, 0);
+  for (const result of ['success', 'failure'] as const) applicationReloads.inc({ result }, 0);
   for (const listener of options.listeners ?? LISTENER_NAMES) {
     connectionsOpen.set({ listener }, 0);
     connections.inc({ listener }, 0);
@@ -331,10 +362,15 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     upstreamLatency,
     transactionLatency,
     upstreamPool,
+    spoolBytes,
+    dsn,
     ready,
     buildInfo,
     setUpstreamPoolSource(source) {
       poolSource = source;
+    },
+    setSpoolSource(source) {
+      spoolSource = source;
     },
     setReadySource(source) {
       readySource = source;

@@ -11,6 +11,7 @@ import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import { rfc5322Date } from '../relay/header-rewriter';
+import type { Spool } from '../relay/spool';
 import type { TransactionResult } from '../relay/reply-mapping';
 import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
 import { applicationLabel, type Application, type ApplicationPolicy } from './application-policy';
@@ -132,6 +133,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         extensions.checkMailFrom(address) ??
         applications.checkSender(application, mailFrom, session) ??
         policy.checkMailFrom(mailFrom, session) ??
+        spoolRefusal(address.args, deps.relay.spool) ??
         applications.checkRate(application);
       if (refusal) {
         recordRefusal(session, 'MAIL FROM', refusal, mailFrom, application);
@@ -195,11 +197,14 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         const refusedUpstream = result.upstreamRejected?.length ?? 0;
         metrics.recipients.inc({ outcome: result.outcome }, to.length - refusedUpstream);
         if (refusedUpstream) metrics.recipients.inc({ outcome: 'rejected' }, refusedUpstream);
+        if (result.dsn === 'sent' || result.dsn === 'failed') metrics.dsn.inc({ result: result.dsn });
         metrics.transactionLatency.observe({ outcome: result.outcome }, seconds);
         if (result.upstreamLabel) metrics.upstreamReplies.inc({ code: result.upstreamLabel });
         if (record.upstreamSeconds !== undefined) metrics.upstreamLatency.observe(record.upstreamSeconds);
         if (result.outcome === 'relayed') metrics.messageBytes.inc(record.sizeOut);
-        logger.info('transaction', {
+        // a refused recipient whose sender could not be told is the one case needing a person
+        const log = result.dsn === 'failed' ? logger.error.bind(logger) : logger.info.bind(logger);
+        log('transaction', {
           session: session.id,
           transaction: session.transaction,
           listener: deps.listener,
@@ -216,6 +221,9 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           reply: formatReply(result.reply),
           upstreamReply: result.upstreamReply,
           upstreamRejected: result.upstreamRejected,
+          dsn: result.dsn,
+          dsnError: record.dsnError,
+          spilled: record.spilled,
           seconds: Math.round(seconds * 1000) / 1000,
         });
       }
@@ -225,6 +233,13 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       endTransaction(session.id, 'closed');
     },
   };
+}
+
+/** RFC 1870 section 6.1: a declared SIZE the spool has no room for now gets 452 4.3.1 before any data. */
+function spoolRefusal(args: unknown, spool: Spool): PolicyRefusal | undefined {
+  const declared = Number((args as { SIZE?: string } | undefined)?.SIZE ?? 0);
+  if (!(declared > 0) || spool.fits(declared)) return undefined;
+  return { reply: { code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, reason: 'spool_full' };
 }
 
 /** The sessions that are not inside a transaction, which a drain may close at once. */

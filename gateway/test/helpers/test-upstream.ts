@@ -20,10 +20,12 @@ export interface TestUpstreamOptions {
   readonly replyDelayMs?: number;
   /** Answer 421 and close at MAIL FROM once a connection has carried this many messages (an idle-closing smarthost). */
   readonly maxMessagesPerConnection?: number;
-  /** Refuse this recipient at RCPT TO with 550 whatever the mode. */
-  readonly rejectRecipient?: string;
+  /** Refuse this recipient (or these) at RCPT TO with 550 whatever the mode. */
+  readonly rejectRecipient?: string | readonly string[];
   /** Refuse this recipient at RCPT TO with 451 (try later) whatever the mode. */
   readonly deferRecipient?: string;
+  /** Refuse MAIL FROM:<> (a null reverse-path, as bounces use) with 550. */
+  readonly refuseNullSender?: boolean;
   /** drop-mid-data: bytes of data to receive before dropping the connection. @default 1 */
   readonly dropAfterBytes?: number;
   /** Offer STARTTLS with this certificate pair (or implicit TLS with `implicitTls`). */
@@ -118,10 +120,13 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
         return callback(Object.assign(new Error('4.4.2 Idle connection closed, reconnect'), { responseCode: 421 }));
       }
       mailFroms.push(address.address);
+      if (options.refuseNullSender && !address.address) {
+        return callback(Object.assign(new Error('5.7.1 Test upstream: null sender not allowed'), { responseCode: 550 }));
+      }
       callback(refusesAt('mail') ? refusal() : null);
     },
     onRcptTo(address, _session, callback) {
-      if (address.address === options.rejectRecipient) {
+      if ([options.rejectRecipient ?? []].flat().includes(address.address)) {
         return callback(Object.assign(new Error('5.1.1 Test upstream: no such user'), { responseCode: 550 }));
       }
       if (address.address === options.deferRecipient) {
