@@ -140,6 +140,30 @@ helm uninstall ${release} -n smtp-gateway --wait
 The AWS Load Balancer Controller deletes the NLBs it made for the Services. The Secrets you created, and objects
 from \`extraDeploy\` that carry \`helm.sh/resource-policy: keep\`, stay; delete them with kubectl.
 
+## Per-application policy
+
+Give each application, by AUTH user or client network, its allowed senders, a message rate, a recipient limit
+and the SES configuration set and tags its messages are filed under. Set one of
+\`applications.existingSecret\`, \`applications.existingConfigMap\` (key \`applications.yaml\`) or
+\`applications.inline\`; the pods mount it and reload it on change, without a restart:
+
+\`\`\`yaml
+config:
+  applications:
+    unmatched: refuse          # or global (default): sessions of no application follow the global policy
+applications:
+  inline:
+    - name: billing
+      match: { users: [billing-app], networks: [10.0.12.0/24] }
+      senders: [billing.example.com, noreply@example.com]
+      messagesPerMinute: 600
+      maxRecipients: 10
+      ses: { configurationSet: billing, tags: { app: billing, team: payments } }
+\`\`\`
+
+The gateway's README ("Per-application policy") explains the matching (most specific wins), the replies
+applications get and the metrics (\`smtp_gateway_application_messages_total{application}\`).
+
 ## Settings the chart owns
 
 The chart sets these gateway settings in every pod; a values file that sets one fails with this message:

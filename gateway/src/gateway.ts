@@ -22,6 +22,8 @@ import { createSesUpstream } from './relay/ses-upstream';
 import { createSmtpUpstream, type UpstreamSettings } from './relay/smtp-upstream';
 import { Spool } from './relay/spool';
 import type { Upstream, UpstreamHooks } from './relay/upstream';
+import { watchApplicationFile, type ApplicationFile } from './smtp/application-file';
+import { ApplicationPolicy } from './smtp/application-policy';
 import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
@@ -125,6 +127,26 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     const keyOf = (ip: string) => clientKey(ip, config.policy.clientPrefixLength);
     const auth = users ? createAuthHandler(config.auth, users, metrics, logger, keyOf) : undefined;
     const policy = new SessionPolicy(config.policy);
+    let applicationFile: ApplicationFile = { applications: [] };
+    if (config.applications.file) {
+      const watch = await naming(`applications.file ${JSON.stringify(config.applications.file)}`, () =>
+        watchApplicationFile(config.applications.file, {
+          onChange: (file) => {
+            applications.update(file);
+            metrics.applicationReloads.inc({ result: 'success' });
+            logger.info('applications file reloaded', { file: config.applications.file, applications: applications.names });
+          },
+          onError: (err) => {
+            metrics.applicationReloads.inc({ result: 'failure' });
+            logger.error('applications file reload failed', { err: err.message });
+          },
+        }),
+      );
+      cleanups.push(() => watch.close());
+      applicationFile = watch.current;
+    }
+    const applications = new ApplicationPolicy(config.applications.unmatched, applicationFile);
+    if (config.applications.file) logger.info('applications loaded', { file: config.applications.file, applications: applications.names, unmatched: config.applications.unmatched });
     const extensions = new EnvelopeExtensions(config.upstream.extensions, Boolean(auth));
     const connections = new ConnectionCounter({ max: config.policy.maxConnections, maxPerKey: config.policy.maxConnectionsPerIp });
     const proxyFrom = config.proxyProtocol.enabled ? new NetworkList(config.proxyProtocol.trustedNetworks) : undefined;
@@ -135,6 +157,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       const hooks = createSessionHooks({
         listener: name,
         policy,
+        applications,
         extensions,
         auth,
         relay: {

@@ -16,6 +16,7 @@ import nodemailer, { type SendMailOptions } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
 import { makeTestCertificates, type TestCertificates } from './helpers/certs';
+import { makeSecretVolume } from './helpers/secret-volume';
 import { eventually } from './helpers/eventually';
 import { openDialog, startData, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
@@ -75,6 +76,9 @@ function documentedLabels(): Map<string, DocLabel> {
       labels.set(key, { values: new Set([...perOutcome.values()].flatMap((v) => [...v])), perOutcome });
     } else if (label === 'code') {
       labels.set(key, { values: new Set(cellValues(cell).filter((v) => !/^\d{3}$/.test(v) && v !== '…')), pattern: /^[2-5]\d\d$/ });
+    } else if (label === 'application') {
+      // the names of the applications file: bounded by the configuration, any name it allows
+      labels.set(key, { values: new Set(cellValues(cell)), pattern: /^[a-z0-9][a-z0-9_-]{0,62}$/ });
     } else if (label === 'version') {
       labels.set(key, { values: new Set(), pattern: new RegExp(`^${VERSION.replace(/\./g, '\\.')}$`) });
     } else {
@@ -280,6 +284,23 @@ async function driveLimits(): Promise<void> {
   await scrape(gw);
 }
 
+/** An applications file with unmatched: refuse: a client of no application, one that sets an X-SES header, a reload that fails. */
+async function driveApplications(): Promise<void> {
+  const volume = await makeSecretVolume({ 'applications.yaml': 'applications:\n  - name: cron\n    match: { networks: [127.0.0.1/32] }\n' });
+  const gw = await gateway({ mode: 'accept' }, { policy: { allowedNetworks: ['127.0.0.0/8'] }, applications: { file: volume.path('applications.yaml'), unmatched: 'refuse' } });
+  const [, noApplication] = await codes(await dial(gw.relayPort, { localAddress: '127.0.0.2' }), 'EHLO client.test', 'MAIL FROM:<app@example.com>', 'QUIT');
+  expect(noApplication).toBe(550); // no_application
+  const ses = await dial(gw.relayPort);
+  await startData(ses, 'app@example.com', ['a@example.org']);
+  expect((await ses.command('X-SES-CONFIGURATION-SET: other\r\nSubject: s\r\n\r\nbody\r\n.')).code).toBe(550); // ses_header
+  await volume.update({ 'applications.yaml': 'applications: [' });
+  await eventually(async () => /application_reloads_total\{result="failure"\} 1/.test(await gw.metricsText()), 'the failed reload');
+  await volume.update({ 'applications.yaml': 'applications: []\n' });
+  await eventually(async () => /application_reloads_total\{result="success"\} 1/.test(await gw.metricsText()), 'the reload');
+  await settle();
+  await scrape(gw);
+}
+
 /** PROXY protocol from a trusted peer: a malformed header, and none at all until the timeout. */
 async function driveProxy(): Promise<void> {
   const gw = await gateway({ mode: 'accept' }, { proxyProtocol: { enabled: true, trustedNetworks: ['127.0.0.1/32'] } });
@@ -366,7 +387,7 @@ beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-metrics-doc-'));
   usersFile = join(dir, 'users');
   await writeFile(usersFile, `app:${await hashPassword('right-pass', { N: 1024 })}\n`);
-  await Promise.all([drivePolicyAuthTls(), driveLimits(), driveProxy(), driveUpstreamFailures(), driveShutdown(), driveDeadlines(), driveSpool()]);
+  await Promise.all([drivePolicyAuthTls(), driveLimits(), driveProxy(), driveUpstreamFailures(), driveShutdown(), driveDeadlines(), driveSpool(), driveApplications()]);
 }, 60_000);
 
 // --- the comparison --------------------------------------------------------------------------------

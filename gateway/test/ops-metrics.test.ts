@@ -60,6 +60,7 @@ function touchEveryMetric(metrics: GatewayMetrics): void {
   metrics.connectionsRefused.inc({ listener: 'submission', reason: 'proxy_timeout' });
   metrics.deadlinesExpired.inc({ listener: 'relay', deadline: 'command' });
   metrics.messages.inc({ outcome: 'relayed', reason: 'ok' });
+  metrics.applicationMessages.inc({ application: 'billing', outcome: 'relayed' });
   metrics.messages.inc({ outcome: 'rejected', reason: 'relay_denied' });
   metrics.messages.inc({ outcome: 'rejected', reason: 'upstream_permanent' });
   metrics.messages.inc({ outcome: 'deferred', reason: 'upstream_timeout' });
@@ -101,6 +102,8 @@ describe('createMetrics', () => {
     expect(gatewayFamilies.map(([name]) => name).sort()).toEqual([
       'smtp_gateway_account_share_peer_errors_total',
       'smtp_gateway_account_share_peers',
+      'smtp_gateway_application_messages_total',
+      'smtp_gateway_application_reloads_total',
       'smtp_gateway_auth_attempts_total',
       'smtp_gateway_build_info',
       'smtp_gateway_connections_open',

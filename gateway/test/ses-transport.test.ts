@@ -9,6 +9,7 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config/load';
 import { closeAfterEach } from './helpers/close-after-each';
+import { makeSecretVolume } from './helpers/secret-volume';
 import { startRecordingSes, type SesAnswer } from './helpers/recording-ses';
 import { sendMail } from './helpers/send-mail';
 import { openDialog, startData } from './helpers/smtp-dialog';
@@ -88,6 +89,25 @@ describe('transport ses: what SES receives', () => {
     expect(raw).toContain('\r\n\r\nfirst line\r\n.a line that starts with a dot\r\n');
     const parsed = await simpleParser(request.raw);
     expect(parsed.subject).toBe('via SES');
+  });
+
+  it("an application's configuration set and tags go as request fields, never as X-SES headers", async () => {
+    const ses = track(await startRecordingSes());
+    const volume = await makeSecretVolume({
+      'applications.yaml': 'applications:\n  - name: billing\n    match: { networks: [127.0.0.0/8] }\n    ses: { configurationSet: billing-events, tags: { app: billing } }\n',
+    });
+    const gw = track(
+      await startTestGateway({
+        upstream: { transport: 'ses', host: '', security: 'starttls', ses: { region: 'eu-west-1', endpoint: ses.endpoint, configurationSet: 'gateway-events' } },
+        applications: { file: volume.path('applications.yaml') },
+      }),
+    );
+    const reply = await sendMail(gw.relayPort, { raw: MESSAGE, to: ['user@example.org'] });
+    expect(reply.code).toBe(250);
+    expect(ses.requests).toHaveLength(1);
+    expect(ses.requests[0].configurationSet).toBe('billing-events');
+    expect(ses.requests[0].tags).toEqual([{ Name: 'app', Value: 'billing' }]);
+    expect(ses.requests[0].raw.toString('utf8')).not.toMatch(/^X-SES-/im);
   });
 
   it('a client that leaves during DATA sends nothing to SES', async () => {

@@ -8,7 +8,7 @@ import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from './helpers/close-after-each';
 import { eventually } from './helpers/eventually';
-import { openDialog, type SmtpDialog } from './helpers/smtp-dialog';
+import { openDialog, sendMessage as sendDialogMessage, type SmtpDialog } from './helpers/smtp-dialog';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
 
@@ -30,16 +30,8 @@ async function dial(port: number, localAddress?: string) {
 
 const BODY = 'From: app@example.com\r\nSubject: t\r\n\r\nhi\r\n.\r\n';
 
-async function sendMessage(dialog: SmtpDialog, from: string, to: string[]) {
-  const mail = await dialog.command(`MAIL FROM:<${from}>`);
-  if (mail.code !== 250) return mail;
-  for (const rcpt of to) {
-    const reply = await dialog.command(`RCPT TO:<${rcpt}>`);
-    if (reply.code !== 250) return reply;
-  }
-  await dialog.command('DATA');
-  dialog.write(BODY);
-  return dialog.reply();
+function sendMessage(dialog: SmtpDialog, from: string, to: string[]) {
+  return sendDialogMessage(dialog, from, to, BODY);
 }
 
 describe('relay permission', () => {

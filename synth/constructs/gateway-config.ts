@@ -12,6 +12,7 @@ import { goLiteral } from '../helm/go-literal';
 import { HelmChart } from '../helm/helm-chart';
 import { CHART_OWNED_CONFIG, MOUNTED_CONFIG, POD_CONFIG } from '../values/chart-owned-config';
 import { valueRef } from '../values/ref';
+import { APPLICATIONS_CONDITIONS, ONE_APPLICATIONS_SOURCE } from './applications-config';
 import { SECRET_CONDITIONS } from './gateway-secret';
 import { ACCOUNT_SHARE_ENABLED, PeersService } from './peers-service';
 import type { ChartNames } from './names';
@@ -21,6 +22,7 @@ const WHEN_MOUNTED: Array<{ condition: string; config: Record<string, Record<str
   { condition: valueRef('tls.existingSecret'), config: MOUNTED_CONFIG.tls },
   { condition: SECRET_CONDITIONS.upstream, config: MOUNTED_CONFIG.upstream },
   { condition: SECRET_CONDITIONS.authUsers, config: MOUNTED_CONFIG.authUsers },
+  { condition: APPLICATIONS_CONDITIONS.mounted, config: MOUNTED_CONFIG.applications },
 ];
 
 /**
@@ -100,7 +102,7 @@ export class GatewayConfig extends Construct {
     );
     helm.define(
       'config',
-      [refuseChartOwnedKeys(), PROXY_NEEDS_TRUSTED_NETWORKS, SPOOL_FITS_VOLUME, SES_TAKES_NO_SMTP_PASSWORD, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(POD_CONFIG)} }}`, ...merges, accountSharePeers(helm), '{{- toYaml $config }}'].join('\n'),
+      [refuseChartOwnedKeys(), PROXY_NEEDS_TRUSTED_NETWORKS, SPOOL_FITS_VOLUME, SES_TAKES_NO_SMTP_PASSWORD, ONE_APPLICATIONS_SOURCE, `{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) ${goLiteral(POD_CONFIG)} }}`, ...merges, accountSharePeers(helm), '{{- toYaml $config }}'].join('\n'),
     );
     this.configMap = new kplus.ConfigMap(this, 'configmap', {
       metadata: { name: props.names.fullname(), labels: props.names.labels() },

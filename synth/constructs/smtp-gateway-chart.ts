@@ -1,6 +1,7 @@
 /** The smtp-gateway Helm chart: every resource, each from its own construct. */
 import { App } from 'cdk8s';
 import { HelmChart } from '../helm/helm-chart';
+import { ApplicationsConfig } from './applications-config';
 import { Autoscaling } from './autoscaling';
 import { CommonAnnotations } from './common-annotations';
 import { DisruptionBudget } from './disruption-budget';
@@ -28,6 +29,7 @@ export class SmtpGatewayChart extends HelmChart {
     new GatewayServiceAccount(this, 'serviceaccount', { names });
     const config = new GatewayConfig(this, 'config', { names });
     new GatewaySecret(this, 'secret', { names });
+    new ApplicationsConfig(this, 'applications', { names });
     const { deployment } = new Workload(this, 'workload', { names, config });
     new SmtpService(this, 'smtp', { names, group: 'smtp' });
     new SmtpService(this, 'submission', { names, group: 'submission' });

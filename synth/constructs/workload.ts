@@ -9,6 +9,7 @@ import { ApiObject, Duration, JsonPatch, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import {
+  APPLICATIONS_FILE_NAME,
   CONFIG_FILE_NAME,
   CONTAINER_PORTS,
   ENV,
@@ -20,6 +21,7 @@ import {
 } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
+import { APPLICATIONS_CONDITIONS, ApplicationsConfig } from './applications-config';
 import { GatewayConfig } from './gateway-config';
 import { GatewaySecret, SECRET_CONDITIONS } from './gateway-secret';
 import { imageReference } from './image-reference';
@@ -187,6 +189,7 @@ export class Workload extends Construct {
     const t = helm.tokens;
     const secretsDir = within(MOUNT_PATHS.secretsDir);
     const tlsDir = within(MOUNT_PATHS.tlsDir);
+    const applicationsItems = [{ key: APPLICATIONS_FILE_NAME, path: posix.join(within(MOUNT_PATHS.applicationsDir), APPLICATIONS_FILE_NAME) }];
     const secretItem = (key: string, condition: string) => t.when(condition, { key, path: posix.join(secretsDir, key) });
     return {
       name: 'config',
@@ -205,6 +208,8 @@ export class Workload extends Construct {
               ],
             },
           }),
+          t.when(APPLICATIONS_CONDITIONS.secret, { secret: { name: t.str(APPLICATIONS_CONDITIONS.secret), items: applicationsItems } }),
+          t.when(APPLICATIONS_CONDITIONS.configMap, { configMap: { name: ApplicationsConfig.configMapRef(helm), items: applicationsItems } }),
           t.when(valueRef('tls.existingSecret'), {
             secret: {
               name: t.str(valueRef('tls.existingSecret')),

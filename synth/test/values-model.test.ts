@@ -32,7 +32,7 @@ describe('values model', () => {
     const chartConfig = schema.properties!.config;
     const leaves = (s: JsonSchema) => walkKeys(s, undefined).filter((k) => !k.section).map((k) => k.path);
     const owned = Object.keys(CHART_OWNED_CONFIG);
-    expect(owned).toHaveLength(13);
+    expect(owned).toHaveLength(14);
     const gatewayLeaves = leaves(gateway);
     const chartLeaves = leaves(chartConfig);
     expect(chartLeaves.filter((p) => gatewayLeaves.includes(p))).toEqual(gatewayLeaves.filter((p) => !owned.includes(p)));

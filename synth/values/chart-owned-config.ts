@@ -6,7 +6,7 @@
  */
 import { posix } from 'node:path';
 import { z } from 'zod';
-import { CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS, SERVICE_PORTS } from '../../gateway/src/config/constants';
+import { APPLICATIONS_FILE_NAME, CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS, SERVICE_PORTS } from '../../gateway/src/config/constants';
 import { configFields } from '../../gateway/src/config/schema';
 
 /** Set in every pod: the Services and probes reach these addresses and ports. */
@@ -33,6 +33,7 @@ export const MOUNTED_CONFIG = {
     },
   },
   authUsers: { auth: { usersFile: posix.join(MOUNT_PATHS.secretsDir, SECRET_KEYS.authUsers) } },
+  applications: { applications: { file: posix.join(MOUNT_PATHS.applicationsDir, APPLICATIONS_FILE_NAME) } },
 };
 
 const listenerPort = (listener: keyof typeof POD_CONFIG.listeners, group: string) =>
@@ -54,6 +55,7 @@ export const CHART_OWNED_CONFIG: Readonly<Record<string, string>> = {
   'upstream.usernameFile': `set secret.useUpstreamCredentials (and secret.existingSecret): the chart mounts its ${SECRET_KEYS.upstreamUsername}`,
   'upstream.passwordFile': `set secret.useUpstreamCredentials (and secret.existingSecret): the chart mounts its ${SECRET_KEYS.upstreamPassword}`,
   'auth.usersFile': `set secret.useAuthUsers (and secret.existingSecret): the chart mounts its ${SECRET_KEYS.authUsers}`,
+  'applications.file': `set applications.existingSecret, applications.existingConfigMap or applications.inline: the chart mounts its ${APPLICATIONS_FILE_NAME}`,
 };
 
 /** A key the values accept only to refuse it at render time, with its message (JSON Schema `readOnly`). */

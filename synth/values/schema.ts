@@ -6,7 +6,8 @@
  * gateway does, less the keys the chart sets itself (refused when set).
  */
 import { z } from 'zod';
-import { MOUNT_PATHS, SECRET_KEYS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+import { APPLICATIONS_FILE_NAME, MOUNT_PATHS, SECRET_KEYS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+import { applicationSchema } from '../../gateway/src/smtp/application-file';
 import { PROJECT } from '../project';
 import { CHART_OWNED_CONFIG, chartConfigSchema } from './chart-owned-config';
 
@@ -143,6 +144,19 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Credentials, mounted as files; never put real secrets in a committed values file.'),
+  applications: z
+    .strictObject({
+      existingSecret: z.string().default('').describe(`Name of a Secret whose key ${APPLICATIONS_FILE_NAME} is the applications file.`),
+      existingConfigMap: z.string().default('').describe(`Name of a ConfigMap whose key ${APPLICATIONS_FILE_NAME} is the applications file.`),
+      inline: z
+        .array(applicationSchema)
+        .default([])
+        .describe('The applications, written by the chart to a ConfigMap (name, match.users / match.networks, senders, messagesPerMinute, maxRecipients, ses.configurationSet, ses.tags).'),
+    })
+    .prefault({})
+    .describe(
+      'Per-application policy (README: Per-application policy): at most one of existingSecret, existingConfigMap, inline. The file is mounted and the gateway reloads it on change, without a restart; config.applications.unmatched decides for sessions that match no application.',
+    ),
   tls: z
     .strictObject({
       existingSecret: z.string().default('').describe('Name of a kubernetes.io/tls Secret (e.g. from cert-manager) for STARTTLS and SMTPS; empty disables inbound TLS.'),

@@ -132,6 +132,9 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if hasKey (dig "auth" (dict) .Values.config) "usersFile" }}
 {{- fail (printf "config.auth.usersFile is set by the chart, not by values (got %s): set secret.useAuthUsers (and secret.existingSecret): the chart mounts its auth-users" (toJson (index (dig "auth" (dict) .Values.config) "usersFile"))) }}
 {{- end }}
+{{- if hasKey (dig "applications" (dict) .Values.config) "file" }}
+{{- fail (printf "config.applications.file is set by the chart, not by values (got %s): set applications.existingSecret, applications.existingConfigMap or applications.inline: the chart mounts its applications.yaml" (toJson (index (dig "applications" (dict) .Values.config) "file"))) }}
+{{- end }}
 {{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
 {{- end }}
@@ -145,6 +148,16 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- if and (eq (toString .Values.config.upstream.transport) "ses") .Values.secret.useUpstreamCredentials }}
 {{- fail "secret.useUpstreamCredentials must be false when config.upstream.transport is ses: the pods send with their IAM role (EKS Pod Identity), never an SMTP password" }}
 {{- end }}
+{{- $applicationSources := list }}
+{{- if .Values.applications.existingSecret }}{{- $applicationSources = append $applicationSources "applications.existingSecret" }}{{- end }}
+{{- if .Values.applications.existingConfigMap }}{{- $applicationSources = append $applicationSources "applications.existingConfigMap" }}{{- end }}
+{{- if .Values.applications.inline }}{{- $applicationSources = append $applicationSources "applications.inline" }}{{- end }}
+{{- if gt (len $applicationSources) 1 }}
+{{- fail (printf "set at most one of applications.existingSecret, applications.existingConfigMap and applications.inline (got %s)" (join ", " $applicationSources)) }}
+{{- end }}
+{{- if and (eq (dig "applications" "unmatched" "global" (default (dict) .Values.config)) "refuse") (not $applicationSources) }}
+{{- fail "config.applications.unmatched is refuse, so set applications.existingSecret, applications.existingConfigMap or applications.inline: without applications every client would be refused" }}
+{{- end }}
 {{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail") "spool" (dict "dir" "/var/spool/smtp-gateway")) }}
 {{- if .Values.tls.existingSecret }}
 {{- $_ := mustMergeOverwrite $config (dict "tls" (dict "certFile" "/etc/smtp-gateway/tls/tls.crt" "keyFile" "/etc/smtp-gateway/tls/tls.key")) }}
@@ -154,6 +167,9 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- end }}
 {{- if .Values.secret.useAuthUsers }}
 {{- $_ := mustMergeOverwrite $config (dict "auth" (dict "usersFile" "/etc/smtp-gateway/secrets/auth-users")) }}
+{{- end }}
+{{- if (or .Values.applications.existingSecret .Values.applications.existingConfigMap .Values.applications.inline) }}
+{{- $_ := mustMergeOverwrite $config (dict "applications" (dict "file" "/etc/smtp-gateway/applications/applications.yaml")) }}
 {{- end }}
 {{- if and (gt (float64 (dig "upstream" "accountMaxSendRate" 0 (default (dict) .Values.config))) 0.0) (eq (toString (dig "upstream" "accountShare" "source" "dns" $config)) "dns") }}
 {{- $most := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}

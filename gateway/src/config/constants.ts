@@ -51,6 +51,8 @@ export const MOUNT_PATHS = {
   configDir: '/etc/smtp-gateway',
   /** The Secret with upstream credentials and the AUTH users file. */
   secretsDir: '/etc/smtp-gateway/secrets',
+  /** The Secret or ConfigMap with the applications file (per-application policy). */
+  applicationsDir: '/etc/smtp-gateway/applications',
   /** The TLS certificate Secret (kubernetes.io/tls: tls.crt, tls.key). */
   tlsDir: '/etc/smtp-gateway/tls',
   /** The only writable path under a read-only root filesystem. */
@@ -60,6 +62,9 @@ export const MOUNT_PATHS = {
 } as const;
 
 export const CONFIG_FILE_NAME = 'config.yaml';
+
+/** The key of the applications file in its Secret or ConfigMap, and its name in the pod. */
+export const APPLICATIONS_FILE_NAME = 'applications.yaml';
 
 /** Keys inside the gateway's Secret; the chart writes them, the config points at them. */
 export const SECRET_KEYS = {

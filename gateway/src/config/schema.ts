@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { canonicalPattern } from '../smtp/domains';
 import { parseCidr } from './cidr';
-import { CONTAINER_PORTS, FORWARDED_EXTENSIONS, MOUNT_PATHS, SECRET_KEYS } from './constants';
+import { APPLICATIONS_FILE_NAME, CONTAINER_PORTS, FORWARDED_EXTENSIONS, MOUNT_PATHS, SECRET_KEYS } from './constants';
 
 const port = z.number().int().min(1).max(65535);
 /** A port to listen on; 0 lets the OS pick a free one (tests, local runs), and the gateway logs the real one. */
@@ -108,7 +108,7 @@ export const cidr = z.string().refine((value) => parseCidr(value) !== undefined,
 
 const DOMAIN_EXPECTED = 'expected a domain name such as example.com, *.example.com, bücher.example or xn--bcher-kva.example';
 /** Either spelling of an internationalised domain; smtp/domains.ts compares them in one canonical form. */
-const domain = z
+export const domain = z
   .string()
   // the JSON schema's share of the rule (the chart validates with it); the refine does the rest
   .regex(/^(\*\.)?[^\s@*[\]]+$/u, { message: DOMAIN_EXPECTED, abort: true })
@@ -242,6 +242,28 @@ export const configFields = z
       .strict()
       .prefault({})
       .describe('SMTP AUTH (PLAIN, LOGIN).'),
+    applications: z
+      .object({
+        file: z
+          .string()
+          .default('')
+          .describe(
+            `YAML file of per-application policies: senders, message rate, recipients, SES configuration set and tags per AUTH user or client network (the chart mounts it at ${MOUNT_PATHS.applicationsDir}/${APPLICATIONS_FILE_NAME}); reloaded when it changes; empty turns per-application policy off.`,
+          ),
+        unmatched: z
+          .enum(['global', 'refuse'])
+          .default('global')
+          .describe('A session that matches no application: global (only the global policy applies) or refuse (550 5.7.1 at MAIL FROM).'),
+      })
+      .strict()
+      .superRefine((applications, ctx) => {
+        // refuse without a file would refuse every client
+        if (applications.unmatched === 'refuse' && !applications.file) {
+          ctx.addIssue({ code: 'custom', path: ['unmatched'], message: 'applications.unmatched is refuse, so applications.file must name the applications file (got "")' });
+        }
+      })
+      .prefault({})
+      .describe('Per-application policy (README: Per-application policy).'),
     upstream: z
       .object({
         host: z.string().default('').describe('Smarthost, e.g. email-smtp.us-east-1.amazonaws.com; required with transport smtp unless devUpstream.enabled, empty with transport ses.'),
@@ -346,8 +368,9 @@ export const configFields = z
         dir: z
           .string()
           .min(1)
-          .default('.spool')
-          .describe('Folder for messages too large to hold in memory while they are relayed; owned by this gateway, leftovers are removed at start-up.'),
+          // under /tmp: the image's only writable place when no volume is mounted (the chart mounts an emptyDir)
+          .default('/tmp/smtp-gateway-spool')
+          .describe('Folder for messages too large to hold in memory while they are relayed; owned by this gateway process alone (leftovers are removed at start-up), so never shared by two.'),
         memoryThresholdBytes: z
           .number()
           .int()

@@ -39,6 +39,10 @@ export type RejectReason =
   | 'relay_denied'
   | 'auth_required'
   | 'sender_domain'
+  /** applications.unmatched is refuse and the session matches no application. */
+  | 'no_application'
+  /** The client set X-SES-CONFIGURATION-SET or X-SES-MESSAGE-TAGS, which only the application policy may. */
+  | 'ses_header'
   | 'header_from'
   | 'recipient_domain'
   | 'message_size'
@@ -151,6 +155,10 @@ export interface GatewayMetrics {
   deadlinesExpired: LabelledCounter<{ listener: ListenerName; deadline: DeadlineName }>;
 
   messages: LabelledCounter<MessageLabels>;
+  /** Transactions by application (a name from the applications file, or "unmatched") and outcome. */
+  applicationMessages: LabelledCounter<{ application: string; outcome: MessageOutcome }>;
+  /** Reloads of the applications file. */
+  applicationReloads: LabelledCounter<{ result: 'success' | 'failure' }>;
   /** Bytes of message data relayed (counted once the upstream accepted the message). */
   messageBytes: Counter;
   /** Size of each message received from a client, whatever its outcome. */
@@ -249,6 +257,12 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     'Mail transactions finished, by outcome (relayed, rejected, deferred, aborted) and reason.',
     ['outcome', 'reason'],
   );
+  const applicationMessages = counter(
+    'smtp_gateway_application_messages_total',
+    'Mail transactions finished, by application (a name from the applications file, or unmatched) and outcome.',
+    ['application', 'outcome'],
+  );
+  const applicationReloads = counter('smtp_gateway_application_reloads_total', 'Reloads of the applications file after a change, by result.', ['result']);
   const messageBytes = counter('smtp_gateway_relayed_bytes_total', 'Bytes of message data relayed to and accepted by the upstream.');
   const messageSize = histogram(
     'smtp_gateway_message_size_bytes',
@@ -355,6 +369,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   upstreamThrottled.inc(0);
   accountSharePeerErrors.inc(0);
   accountSharePeers.set(1);
+  for (const result of ['success', 'failure'] as const) applicationReloads.inc({ result }, 0);
   for (const listener of options.listeners ?? LISTENER_NAMES) {
     connectionsOpen.set({ listener }, 0);
     connections.inc({ listener }, 0);
@@ -367,6 +382,8 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     connectionsRefused,
     deadlinesExpired,
     messages,
+    applicationMessages,
+    applicationReloads,
     messageBytes,
     messageSize,
     recipients,

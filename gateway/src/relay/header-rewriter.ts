@@ -11,6 +11,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 export interface HeaderRewriterOptions {
   /** Value of the Received header to prepend (without the "Received:" name). */
   readonly received: string;
+  /** Header lines ("Name: value") added after the Received header. @default none */
+  readonly added?: readonly string[];
   /** Domain used for a Message-ID the gateway has to add. */
   readonly messageIdDomain: string;
   /** Largest header block accepted. @default 262144 */
@@ -105,7 +107,8 @@ export class HeaderRewriter extends Transform {
     let after = block.length > 0 && !text.endsWith('\r\n') ? '\r\n' : '';
     if (!HAS_MESSAGE_ID.test(text)) after += `Message-ID: <${crypto.randomUUID()}@${this.options.messageIdDomain}>\r\n`;
     if (!HAS_DATE.test(text)) after += `Date: ${rfc5322Date(new Date())}\r\n`;
-    const before = `${foldHeader('Received', this.options.received)}\r\n`;
+    const added = (this.options.added ?? []).map((line) => `${line}\r\n`).join('');
+    const before = `${foldHeader('Received', this.options.received)}\r\n${added}`;
     return Buffer.concat([Buffer.from(before, 'latin1'), block, Buffer.from(after, 'latin1')]);
   }
 }

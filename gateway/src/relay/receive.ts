@@ -23,6 +23,8 @@ export interface ReceiveOptions {
   readonly maxMessageBytes: number;
   /** Value of the Received header to add. */
   readonly received: string;
+  /** Header lines ("Name: value") added after the Received header. @default none */
+  readonly added?: readonly string[];
   readonly messageIdDomain: string;
   /** Checks the raw header block; returns the refusal, if any. */
   readonly inspectHeaders?: (block: Buffer) => Refusal | undefined;
@@ -56,6 +58,7 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
     const guard = new LineEndingGuard({ mode: options.lineEndings });
     const rewriter = new HeaderRewriter({
       received: options.received,
+      added: options.added,
       messageIdDomain: options.messageIdDomain,
       inspect: options.inspectHeaders,
     });

@@ -100,6 +100,7 @@ export function isThrottling(err: UpstreamError): boolean {
 export function withThrottleFeedback(upstream: Upstream, onThrottled: () => void): Upstream {
   return {
     remoteName: upstream.remoteName,
+    applicationHeaders: upstream.applicationHeaders,
     async send(envelope, message, signal) {
       try {
         return await upstream.send(envelope, message, signal);

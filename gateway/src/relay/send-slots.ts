@@ -157,6 +157,7 @@ export class SendSlots {
 export function withSendSlots(upstream: Upstream, slots: SendSlots): Upstream {
   return {
     remoteName: upstream.remoteName,
+    applicationHeaders: upstream.applicationHeaders,
     async send(envelope, message, signal) {
       const release = await slots.acquire(signal);
       try {

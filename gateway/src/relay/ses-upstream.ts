@@ -31,6 +31,8 @@ export function createSesUpstream(settings: UpstreamSettings, hooks: UpstreamHoo
   });
   return {
     remoteName: endpoint ? new URL(endpoint).host : `email.${region}.amazonaws.com`,
+    // the API takes the application's configuration set and tags as request fields, not headers
+    applicationHeaders: false,
     async send(envelope, message, signal) {
       checkRecipients(envelope);
       const data = await wholeMessage(message);
@@ -42,7 +44,8 @@ export function createSesUpstream(settings: UpstreamSettings, hooks: UpstreamHoo
             // always the envelope: without Destination SES reads the headers, and Bcc recipients would be lost
             Destination: { ToAddresses: [...envelope.to] },
             Content: { Raw: { Data: data } },
-            ConfigurationSetName: configurationSet || undefined,
+            ConfigurationSetName: envelope.application?.configurationSet || configurationSet || undefined,
+            EmailTags: emailTags(envelope),
           }),
           { abortSignal: signal },
         );
@@ -60,6 +63,12 @@ export function createSesUpstream(settings: UpstreamSettings, hooks: UpstreamHoo
       client.destroy();
     },
   };
+}
+
+/** The application's SES message tags, for attributing its sends, bounces and complaints. */
+function emailTags(envelope: Envelope): Array<{ Name: string; Value: string }> | undefined {
+  const tags = Object.entries(envelope.application?.tags ?? {});
+  return tags.length ? tags.map(([Name, Value]) => ({ Name, Value })) : undefined;
 }
 
 function checkRecipients(envelope: Envelope): void {

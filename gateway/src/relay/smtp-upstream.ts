@@ -50,6 +50,7 @@ export function createSmtpUpstream(settings: UpstreamSettings, hooks: UpstreamHo
   transport.on('error', () => undefined);
   return {
     remoteName: settings.host,
+    applicationHeaders: true,
     send(envelope, message, signal) {
       return new Promise<UpstreamAcceptance>((resolve, reject) => {
         transport.send(poolMessage(envelope, message, signal), (err, info) => {

@@ -9,6 +9,7 @@
 import { buildDsn, headerBlock } from './dsn';
 import { type DataStream, type ReceiveOptions, receiveMessage } from './receive';
 import { acceptedReply, type DsnOutcome, failedReply, shutdownReply, type TransactionResult } from './reply-mapping';
+import { sesHeaders } from './ses-headers';
 import { bufferedMessage } from './spool';
 import type { Envelope, SpooledMessage, Upstream, UpstreamAcceptance } from './upstream';
 
@@ -37,7 +38,7 @@ export interface RelayRecord {
 
 export async function relayMessage(stream: DataStream, envelope: Envelope, options: RelayOptions): Promise<RelayRecord> {
   const arrival = new Date();
-  const received = await receiveMessage(stream, options);
+  const received = await receiveMessage(stream, { ...options, added: options.upstream.applicationHeaders ? sesHeaders(envelope.application) : [] });
   const { sizeIn, sizeOut } = received;
   if (!received.message) return { result: received.failure, sizeIn, sizeOut };
   const message = received.message;

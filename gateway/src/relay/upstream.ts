@@ -21,11 +21,28 @@ import type { Readable } from 'node:stream';
 import type { UpstreamPoolSnapshot } from '../ops/metrics';
 import type { EnvelopeParameters } from './upstream-parameters';
 
+/**
+ * The application a message was sent by (smtp/application-policy.ts), as every
+ * transport receives it: the SES API sends `configurationSet` and `tags` as
+ * ConfigurationSetName and EmailTags; SES over SMTP takes them as headers
+ * (relay/ses-headers.ts), added when the upstream says `applicationHeaders`.
+ */
+export interface ApplicationContext {
+  /** The application's name in the applications file (also the metrics label). */
+  readonly name: string;
+  /** SES configuration set for its messages; absent leaves the transport's own default. */
+  readonly configurationSet?: string;
+  /** SES message tags (name → value), for attributing sends, bounces and complaints. */
+  readonly tags?: Readonly<Record<string, string>>;
+}
+
 export interface Envelope {
   readonly from: string;
   readonly to: readonly string[];
   /** ESMTP parameters to forward (BODY, SMTPUTF8, DSN); the connection sends exactly these or fails the message. */
   readonly parameters?: EnvelopeParameters;
+  /** The sending application, when the applications file names one for the session. */
+  readonly application?: ApplicationContext;
 }
 
 /** A message received whole, as it will be sent (headers already rewritten). */
@@ -58,6 +75,12 @@ export interface UpstreamAcceptance {
 export interface Upstream {
   /** Where messages go, for logs and the Remote-MTA of a delivery status notification. */
   readonly remoteName: string;
+  /**
+   * True when the upstream takes the application's configuration set and tags
+   * as X-SES-* headers in the message (SES over SMTP); false when it reads
+   * `envelope.application` itself (the SES API).
+   */
+  readonly applicationHeaders: boolean;
   /** Sends one message; resolves once the upstream accepted it, rejects with an UpstreamError. */
   send(envelope: Envelope, message: SpooledMessage, signal: AbortSignal): Promise<UpstreamAcceptance>;
   /** Connections in use, idle and messages waiting, for smtp_gateway_upstream_pool; undefined when not pooled. */

@@ -14,6 +14,7 @@ import { rfc5322Date } from '../relay/header-rewriter';
 import type { Spool } from '../relay/spool';
 import type { TransactionResult } from '../relay/reply-mapping';
 import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
+import { applicationLabel, type Application, type ApplicationPolicy } from './application-policy';
 import type { AuthHandler } from './auth';
 import { canonicalAddress } from './domains';
 import type { EnvelopeExtensions } from './envelope-extensions';
@@ -24,6 +25,8 @@ import { formatReply, toError } from './smtp-reply';
 export interface HookDeps {
   readonly listener: ListenerName;
   readonly policy: SessionPolicy;
+  /** Per-application rules, on top of `policy` (application-policy.ts). */
+  readonly applications: ApplicationPolicy;
   /** ESMTP parameters and internationalised mail (envelope-extensions.ts). */
   readonly extensions: EnvelopeExtensions;
   readonly auth?: AuthHandler;
@@ -41,6 +44,8 @@ export interface HookDeps {
 interface TransactionState {
   readonly started: number;
   readonly leave: () => void;
+  /** Resolved once at MAIL FROM: a reload during the transaction does not change it. */
+  readonly application?: Application;
   /** The last recipient refused: it decides the outcome of a transaction that ends without DATA. */
   refusal?: PolicyRefusal;
 }
@@ -55,7 +60,7 @@ const AUTH_REQUIRED: PolicyRefusal = { reply: { code: 530, status: '5.7.0', text
 export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
 
 export function createSessionHooks(deps: HookDeps): SessionHooks {
-  const { policy, extensions, metrics, logger, drain } = deps;
+  const { policy, applications, extensions, metrics, logger, drain } = deps;
   // The open transaction of each session, by session id. Not by envelope: RSET, EHLO and
   // STARTTLS swap the envelope for a new one without any hook running, and a transaction
   // keyed by the old one would stay "in flight" for ever, holding every drain to its grace.
@@ -63,30 +68,36 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
 
   // messages_total counts each transaction once: here when it ends without DATA
   // (given up after refused recipients, reset, or the client left), else in onData.
+  const countMessage = (labels: MessageLabels, application: Application | undefined) => {
+    metrics.messages.inc(labels);
+    metrics.applicationMessages.inc({ application: applicationLabel(application), outcome: labels.outcome });
+  };
+
   const endTransaction = (sessionId: string, ended: 'data' | 'reset' | 'closed') => {
     const state = transactions.get(sessionId);
     if (!state) return;
     state.leave();
     transactions.delete(sessionId);
     if (ended === 'data') return;
-    if (state.refusal) metrics.messages.inc(refusalLabels(state.refusal));
-    else metrics.messages.inc({ outcome: 'aborted', reason: ended === 'reset' ? 'client_reset' : 'client_disconnect' });
+    if (state.refusal) countMessage(refusalLabels(state.refusal), state.application);
+    else countMessage({ outcome: 'aborted', reason: ended === 'reset' ? 'client_reset' : 'client_disconnect' }, state.application);
   };
 
-  const recordRefusal = (session: SMTPServerSession, stage: string, refusal: PolicyRefusal, address: string) => {
+  const recordRefusal = (session: SMTPServerSession, stage: string, refusal: PolicyRefusal, address: string, application?: Application) => {
     const transaction = transactions.get(session.id);
     if (transaction) {
       // a refused recipient is not a refused message: the others may still be relayed
       transaction.refusal = refusal;
       metrics.recipients.inc({ outcome: refusalLabels(refusal).outcome });
     } else {
-      metrics.messages.inc(refusalLabels(refusal));
+      countMessage(refusalLabels(refusal), application);
     }
     logger.info('command refused', {
       session: session.id,
       listener: deps.listener,
       client: session.remoteAddress,
       user: session.user,
+      application: applicationLabel(transaction?.application ?? application),
       stage,
       address,
       reply: formatReply(refusal.reply),
@@ -94,8 +105,8 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     });
   };
 
-  const inspectHeaders = (block: Buffer) => {
-    const refusal = policy.checkHeaderFrom(block) ?? extensions.checkHeaders(block);
+  const inspectHeaders = (application: Application | undefined) => (block: Buffer) => {
+    const refusal = applications.checkHeaders(application, block) ?? policy.checkHeaderFrom(block) ?? extensions.checkHeaders(block);
     return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
   };
 
@@ -110,24 +121,34 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     onMailFrom(address, session, callback) {
       if (deps.stopping()) return callback(toError(SHUTTING_DOWN));
       // the listeners leave this to the hooks (authOptional), so it is counted like any refusal
+      const application = applications.resolve(session);
       if (deps.listener === 'submission' && !session.user) {
-        recordRefusal(session, 'MAIL FROM', AUTH_REQUIRED, address.address);
+        recordRefusal(session, 'MAIL FROM', AUTH_REQUIRED, address.address, application);
         return callback(toError(AUTH_REQUIRED.reply));
       }
       endTransaction(session.id, 'reset'); // one given up without DATA (RSET, EHLO, STARTTLS)
       const mailFrom = canonicalAddress(address.address);
-      const refusal = extensions.checkMailFrom(address) ?? policy.checkMailFrom(mailFrom, session) ?? spoolRefusal(address.args, deps.relay.spool);
+      // the application's own rate is hit only after the global checks passed
+      const refusal =
+        extensions.checkMailFrom(address) ??
+        applications.checkSender(application, mailFrom, session) ??
+        policy.checkMailFrom(mailFrom, session) ??
+        spoolRefusal(address.args, deps.relay.spool) ??
+        applications.checkRate(application);
       if (refusal) {
-        recordRefusal(session, 'MAIL FROM', refusal, mailFrom);
+        recordRefusal(session, 'MAIL FROM', refusal, mailFrom, application);
         return callback(toError(refusal.reply));
       }
-      transactions.set(session.id, { started: performance.now(), leave: drain.enter() });
+      transactions.set(session.id, { started: performance.now(), leave: drain.enter(), application });
       callback();
     },
 
     onRcptTo(address, session, callback) {
       const rcptTo = canonicalAddress(address.address);
-      const refusal = policy.checkRcptTo(rcptTo, session) ?? extensions.checkRcptTo(address, session.envelope);
+      const refusal =
+        policy.checkRcptTo(rcptTo, session) ??
+        applications.checkRcptTo(transactions.get(session.id)?.application, session.envelope.rcptTo.length) ??
+        extensions.checkRcptTo(address, session.envelope);
       if (refusal) {
         recordRefusal(session, 'RCPT TO', refusal, rcptTo);
         return callback(toError(refusal.reply));
@@ -144,9 +165,11 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       const relay: RelayOptions = {
         ...deps.relay,
         received: receivedHeader(session, deps.hostname),
-        inspectHeaders: policy.checksHeaderFrom || extensions.checksHeaders ? inspectHeaders : undefined,
+        // always: a client's own X-SES-* headers are refused whatever else is checked
+        inspectHeaders: inspectHeaders(state?.application),
       };
-      relayMessage(stream, { from, to, parameters: extensions.forwarded(envelope) }, relay)
+      const application = state?.application?.context;
+      relayMessage(stream, { from, to, parameters: extensions.forwarded(envelope), application }, relay)
         .then((record) => {
           try {
             record_(record);
@@ -169,7 +192,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       function record_(record: RelayRecord) {
         const { result } = record;
         const seconds = state ? (performance.now() - state.started) / 1000 : 0;
-        metrics.messages.inc({ outcome: result.outcome, reason: result.reason } as MessageLabels);
+        countMessage({ outcome: result.outcome, reason: result.reason } as MessageLabels, state?.application);
         metrics.messageSize.observe(record.sizeIn);
         const refusedUpstream = result.upstreamRejected?.length ?? 0;
         metrics.recipients.inc({ outcome: result.outcome }, to.length - refusedUpstream);
@@ -187,6 +210,7 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           listener: deps.listener,
           client: session.remoteAddress,
           user: session.user,
+          application: applicationLabel(state?.application),
           tls: session.secure,
           from,
           recipients: to.length,

@@ -102,19 +102,22 @@ export class SessionPolicy {
    */
   checkHeaderFrom(block: Buffer): PolicyRefusal | undefined {
     if (this.senderDomains.empty) return undefined;
-    const reading = readHeaderFrom(block);
-    if (!reading.ok) {
-      return { reply: { code: 550, status: '5.7.1', text: `Header From refused: ${reading.problem}` }, reason: 'header_from' };
-    }
-    const bad = reading.addresses.find((address) => !this.senderDomains.matches(domainOf(address)));
-    if (bad !== undefined) {
-      return {
-        reply: { code: 550, status: '5.7.1', text: `Header From <${bad}> is not in an allowed sender domain` },
-        reason: 'header_from',
-      };
-    }
-    return undefined;
+    return checkHeaderFromAddresses(block, (address) => this.senderDomains.matches(domainOf(address)), 'in an allowed sender domain');
   }
+}
+
+/**
+ * The header From read strictly (header-from.ts), every address in it passed
+ * to `allows`; `allowed` says what a refused address is not, in the reply.
+ */
+export function checkHeaderFromAddresses(block: Buffer, allows: (address: string) => boolean, allowed: string): PolicyRefusal | undefined {
+  const reading = readHeaderFrom(block);
+  if (!reading.ok) {
+    return { reply: { code: 550, status: '5.7.1', text: `Header From refused: ${reading.problem}` }, reason: 'header_from' };
+  }
+  const bad = reading.addresses.find((address) => !allows(address));
+  if (bad === undefined) return undefined;
+  return { reply: { code: 550, status: '5.7.1', text: `Header From <${bad}> is not ${allowed}` }, reason: 'header_from' };
 }
 
 /** Rate limits apply per AUTH user when there is one, else per client (IPv6 by prefix). */

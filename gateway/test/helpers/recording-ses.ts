@@ -14,6 +14,7 @@ export interface RecordedSendEmail {
   readonly cc: string[];
   readonly bcc: string[];
   readonly configurationSet?: string;
+  readonly tags?: Array<{ Name: string; Value: string }>;
   readonly raw: Buffer;
 }
 
@@ -35,6 +36,7 @@ interface SendEmailBody {
   FromEmailAddress?: string;
   Destination?: { ToAddresses?: string[]; CcAddresses?: string[]; BccAddresses?: string[] };
   ConfigurationSetName?: string;
+  EmailTags?: Array<{ Name: string; Value: string }>;
   Content?: { Raw?: { Data?: string } };
 }
 
@@ -71,6 +73,7 @@ export async function startRecordingSes(): Promise<RecordingSes> {
       cc: body.Destination?.CcAddresses ?? [],
       bcc: body.Destination?.BccAddresses ?? [],
       configurationSet: body.ConfigurationSetName,
+      tags: body.EmailTags,
       raw: Buffer.from(body.Content?.Raw?.Data ?? '', 'base64'),
     });
     const answer = state.answer;

@@ -143,3 +143,19 @@ export async function startData(dialog: SmtpDialog, from: string, to: readonly s
   replies.push(await dialog.command('DATA'));
   return replies;
 }
+
+/**
+ * MAIL FROM, RCPT TO for each recipient, DATA and `data` (ending with the "\r\n.\r\n");
+ * stops at the first refusal and returns it, else the reply to the final dot.
+ */
+export async function sendMessage(dialog: SmtpDialog, from: string, to: readonly string[], data: string): Promise<SmtpReplyLine> {
+  const mail = await dialog.command(`MAIL FROM:<${from}>`);
+  if (mail.code !== 250) return mail;
+  for (const rcpt of to) {
+    const reply = await dialog.command(`RCPT TO:<${rcpt}>`);
+    if (reply.code !== 250) return reply;
+  }
+  await dialog.command('DATA');
+  dialog.write(data);
+  return dialog.reply();
+}
