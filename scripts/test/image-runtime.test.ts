@@ -7,7 +7,7 @@
  * upstream, and SIGTERM must drain and exit 0 with node as the process that received it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -89,8 +89,12 @@ interface Started {
 async function startFromRuntimeTree(config: GatewayConfigInput): Promise<Started> {
   const etc = join(work, `etc-${Date.now()}`);
   mkdirSync(etc);
+  // The pod's own writable spool folder (the chart mounts an emptyDir there), not one shared on this host.
+  const spool = join(work, `spool-${Date.now()}`);
+  mkdirSync(spool, { mode: 0o700 });
+  if (asRoot) chownSync(spool, RUN_AS_USER, RUN_AS_GROUP);
   const configFile = join(etc, 'config.yaml');
-  writeFileSync(configFile, stringify(config));
+  writeFileSync(configFile, stringify({ ...config, spool: { dir: spool, ...config.spool } }));
   makeReadOnly(etc);
   chmodSync(etc, 0o555);
 
