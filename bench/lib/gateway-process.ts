@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { GatewayConfigInput } from '../../gateway/src/config/schema';
 import { freePort } from './smtp-sink';
-import { ENV } from '../../gateway/src/config/constants';
+import { ENV, NODE_OPTIONS } from '../../gateway/src/config/constants';
 
 export const REPO_ROOT = resolve(__dirname, '../..');
 const DIST_MAIN = join(REPO_ROOT, 'dist/gateway/src/main.js');
@@ -74,7 +74,8 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   const out = openSync(logFile, 'a');
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: options.cwd ?? REPO_ROOT,
-    env: { ...process.env, [ENV.configFile]: configFile, NODE_PATH: join(REPO_ROOT, 'node_modules') },
+    // the image's runtime flags, so what is measured is what ships
+    env: { ...process.env, NODE_OPTIONS, [ENV.configFile]: configFile, NODE_PATH: join(REPO_ROOT, 'node_modules') },
     stdio: ['ignore', out, out],
   });
   closeSync(out);

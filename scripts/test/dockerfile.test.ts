@@ -12,7 +12,7 @@ import dockerignore from '@balena/dockerignore';
 import type { Copy, Env, Instruction, Label } from 'dockerfile-ast';
 import { validate, ValidationSeverity } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
-import { CONTAINER_PORTS, RUN_AS_GROUP, RUN_AS_USER } from '../../gateway/src/config/constants';
+import { CONTAINER_PORTS, NODE_OPTIONS, RUN_AS_GROUP, RUN_AS_USER } from '../../gateway/src/config/constants';
 import { DOCKERFILE_TEXT, dockerfile, ofKind, runtimeStage, stages, words } from './helpers/dockerfile';
 import { REPO_ROOT } from './helpers/repo';
 
@@ -94,6 +94,11 @@ describe('gateway/Dockerfile', () => {
     // Nothing runs as the gateway user at build time, so nothing it owns lands in the image.
     const userAt = runtime.findIndex((i) => i.getKeyword() === 'USER');
     expect(runtime.slice(userAt).map((i) => i.getKeyword())).not.toContain('RUN');
+  });
+
+  it('runs node with the NODE_OPTIONS constants.ts names (the benchmark measures with the same)', () => {
+    const env = Object.fromEntries((ofKind(runtime, 'ENV') as Env[]).flatMap((e) => e.getProperties()).map((p) => [p.getName(), p.getValue()]));
+    expect(env.NODE_OPTIONS?.replace(/^"|"$/g, '')).toBe(NODE_OPTIONS);
   });
 
   it('writes nowhere but /tmp: no VOLUME, HOME is /tmp', () => {

@@ -81,6 +81,13 @@ export const ENV = {
   overridePrefix: 'SMTPGW_',
 } as const;
 
+/**
+ * The image's NODE_OPTIONS (gateway/Dockerfile; a test checks they agree; the benchmark runs with them).
+ * A 2 MiB young generation: Node.js 24's larger default let a 25 MB message's garbage reach 50 MiB of RSS
+ * before a scavenge (33 MiB on Node.js 20); with it the growth is about 16 MiB, at a few % more CPU.
+ */
+export const NODE_OPTIONS = '--enable-source-maps --max-semi-space-size=2';
+
 /** The fixed non-root uid/gid the image runs as and the chart's securityContext requires. */
 export const RUN_AS_USER = 10001;
 export const RUN_AS_GROUP = 10001;
