@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real peers: swaks (SMTP client),
-# Postfix's smtp-sink/smtp-source, promtool, shellcheck, yamllint and busybox.
+# Postfix's smtp-sink/smtp-source, promtool, shellcheck, yamllint and busybox; and what the test
+# cluster (make test-cluster) runs on: containerd, runc, the CNI plugins, iptables, conntrack, and
+# buildah and mmdebstrap, which build the image and its base.
 # Idempotent: does nothing when every command is already on PATH.
 set -euo pipefail
 
@@ -10,7 +12,8 @@ Usage: scripts/install-system-packages.sh [--help]
 
 Installs with apt-get (as root, or through sudo) the Debian packages whose
 commands the tests need: swaks, smtp-sink, smtp-source, promtool, shellcheck,
-yamllint, busybox. Commands already on PATH are not reinstalled.
+yamllint, busybox, containerd, runc, the CNI plugins (/usr/lib/cni), iptables,
+conntrack, buildah, mmdebstrap. Commands already present are not reinstalled.
 USAGE
 }
 
@@ -30,12 +33,23 @@ declare -A PACKAGE_OF=(
   [yamllint]=yamllint
   # The chart's `helm test` script runs on busybox; its test runs it on the same shell and nc.
   [busybox]=busybox
+  # The test cluster's node and image build (make test-cluster). A path stands for a command
+  # that is not on PATH.
+  [containerd]=containerd
+  [runc]=runc
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [iptables]=iptables
+  [conntrack]=conntrack
+  [buildah]=buildah
+  [mmdebstrap]=mmdebstrap
 )
 
 missing=()
 for cmd in "${!PACKAGE_OF[@]}"; do
   # smtp-sink and smtp-source live in /usr/sbin, which a non-root PATH may lack.
-  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+  if [[ $cmd == /* ]]; then
+    [ -x "$cmd" ] || missing+=("${PACKAGE_OF[$cmd]}")
+  elif ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     missing+=("${PACKAGE_OF[$cmd]}")
   fi
 done
