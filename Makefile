@@ -40,8 +40,8 @@ build: ## Compile the gateway to dist/
 	tsc -p tsconfig.build.json
 
 .PHONY: run
-run: ## Run the gateway locally (SMTP 127.0.0.1:2525, ops 127.0.0.1:9090, dev upstream)
-	tsx gateway/src/main.ts
+run: ## Run the gateway locally (SMTP 127.0.0.1:2525, ops 127.0.0.1:9090, dev upstream that delivers nothing)
+	SMTPGW_DEV_UPSTREAM__ENABLED=true tsx gateway/src/main.ts
 
 .PHONY: hash-password
 hash-password: ## Print a users-file line for SMTP AUTH: make hash-password SMTP_USER=app1 (password from stdin)
@@ -56,10 +56,10 @@ lint: ## Type-check, shellcheck, yamllint, helm lint
 	$(MAKE) --no-print-directory lint-chart
 
 .PHONY: lint-chart
-lint-chart: ## yamllint the overlays and chart metadata; helm lint --strict with each overlay
-	yamllint --strict -c .yamllint.yaml values/ $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/tests/
-	for overlay in '' values/staging.yaml values/prod.yaml; do \
-	  helm lint --strict $(CHART) --kube-version 1.28.0 $${overlay:+--values $$overlay}; \
+lint-chart: ## yamllint the overlays and chart metadata; helm lint --strict with each ci/*-values.yaml and overlay
+	yamllint --strict -c .yamllint.yaml values/ $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/tests/ $(CHART)/ci/
+	for values in $(CHART)/ci/*-values.yaml values/staging.yaml values/prod.yaml; do \
+	  helm lint --strict $(CHART) --kube-version 1.28.0 --values $$values; \
 	done
 
 .PHONY: test
@@ -90,7 +90,8 @@ test-faults: ## Fault injection under load: each scenario 10 s+ at C >= 20 (not 
 	tsx bench/faults.ts
 
 .PHONY: bench
-bench: build ## Throughput benchmark against smtp-sink: the matrix, median of 3 runs (not part of make test)
+bench: build ## Throughput benchmark against smtp-sink, Haraka side by side: the matrix, median of 3 runs (not part of make test)
+	scripts/install-haraka.sh
 	tsx bench/run.ts --runs=3
 
 .PHONY: package

@@ -1,16 +1,20 @@
 /**
  * The benchmark (`make bench`): for each cell of the matrix, starts a fresh
- * gateway process relaying to Postfix's smtp-sink on loopback, drives it with
- * the load generator, samples the gateway's CPU time and peak RSS from /proc,
- * checks that the sink received exactly the messages the clients saw accepted,
- * and prints one table (median of --runs runs).
+ * gateway process relaying to Postfix's smtp-sink on loopback (through a proxy
+ * that delays the sink's replies, for the cells that model a remote smarthost),
+ * drives it with the load generator, samples the gateway's CPU time and peak RSS
+ * from /proc, checks that the sink received exactly the messages the clients saw
+ * accepted, and prints one table (median of --runs runs). Cells marked `peer` run
+ * Haraka the same way right beside the gateway, interleaved run by run, and a
+ * second table gives the ratio.
  *
- *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--cpu-prof] [--quiet-wait=30]
+ *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--no-peer] [--cpu-prof] [--quiet-wait=30]
  *
  * --duration scales each cell's time; --direct points the generator straight at
- * smtp-sink (the generator's own ceiling); --cpu-prof writes a V8 profile of the
- * gateway per run to bench/results/profiles; before each run the runner waits up
- * to --quiet-wait seconds for the machine's other CPU use to fall below 15 %.
+ * smtp-sink (the generator's own ceiling); --no-peer skips Haraka; --cpu-prof
+ * writes a V8 profile of the gateway per run to bench/results/profiles; before
+ * each run the runner waits up to --quiet-wait seconds for the machine's other
+ * CPU use to fall below 15 %.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,13 +23,18 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { check, describeFailures, latencyStats } from './lib/checker';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
+import { startDelayProxy } from './lib/delay-proxy';
+import { HARAKA_VERSION, startHaraka } from './lib/haraka';
 import { runLoad } from './lib/load-generator';
 import { cpuTimeMs, measure, waitForQuiet } from './lib/proc-stats';
 import { startSmtpSink } from './lib/smtp-sink';
 
 interface Targets {
   readonly minRate?: number;
+  readonly maxP95?: number;
   readonly maxP99?: number;
+  /** The gateway's msgs/s divided by Haraka's, in the same run. */
+  readonly minPeerRatio?: number;
   readonly maxCpuPerMessage?: number;
   readonly maxPeakRssMiB?: number;
   readonly maxRssGrowthMiB?: number;
@@ -41,22 +50,44 @@ interface Cell {
   readonly intervalMs?: number;
   readonly openAllFirst?: boolean;
   readonly rampMs?: number;
+  /** Clients wait for each reply before the next command (no PIPELINING), as most application mailers do. */
+  readonly lockStep?: boolean;
+  /** Open loop: messages arrive at this rate (msgs/s, Poisson) over the C connections; latency from arrival. */
+  readonly arrivalRate?: number;
+  /** The sink answers through the delaying proxy, as a remote smarthost: ms per reply, ms for the dot's reply. */
+  readonly upstreamDelay?: { readonly replyMs: number; readonly dotMs: number };
+  /** The gateway's pooled upstream connections for this cell. @default the config default */
+  readonly upstreamConnections?: number;
+  /** Run Haraka beside the gateway on this cell. */
+  readonly peer?: boolean;
   readonly targets: Targets;
 }
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
-/** The matrix the issue asks for, with its targets. */
+/** The upstream time of a remote smarthost: 10 ms per reply, 50 ms for the reply to the dot (MAIL, RCPT, DATA, dot: 80 ms). */
+const REMOTE = { replyMs: 10, dotMs: 50 } as const;
+
+/** The matrix, with its targets (BENCHMARKS.md explains each). */
 const CELLS: readonly Cell[] = [
   { name: '2k-c1', messageBytes: 2 * KiB, concurrency: 1, durationS: 10, targets: { minRate: 1000, maxCpuPerMessage: 0.3 } },
-  { name: '2k-c50', messageBytes: 2 * KiB, concurrency: 50, durationS: 10, targets: { minRate: 3000, maxP99: 20, maxCpuPerMessage: 0.3 } },
+  { name: '2k-c50', messageBytes: 2 * KiB, concurrency: 50, durationS: 10, peer: true, targets: { minRate: 3000, maxP99: 20, maxCpuPerMessage: 0.3 } },
+  { name: '2k-c50-lockstep', messageBytes: 2 * KiB, concurrency: 50, durationS: 10, lockStep: true, peer: true, targets: { maxCpuPerMessage: 0.3, minPeerRatio: 4 } },
   { name: '2k-c500', messageBytes: 2 * KiB, concurrency: 500, durationS: 10, rampMs: 1000, targets: { maxCpuPerMessage: 0.3 } },
   { name: '100k-c1', messageBytes: 100 * KiB, concurrency: 1, durationS: 10, targets: { maxCpuPerMessage: 1 } },
-  { name: '100k-c50', messageBytes: 100 * KiB, concurrency: 50, durationS: 10, targets: { minRate: 1000, maxCpuPerMessage: 1 } },
+  { name: '100k-c50', messageBytes: 100 * KiB, concurrency: 50, durationS: 10, peer: true, targets: { minRate: 1000, maxCpuPerMessage: 0.8 } },
+  { name: '100k-c50-lockstep', messageBytes: 100 * KiB, concurrency: 50, durationS: 10, lockStep: true, peer: true, targets: { maxCpuPerMessage: 0.8 } },
   { name: '100k-c500', messageBytes: 100 * KiB, concurrency: 500, durationS: 10, rampMs: 1000, targets: { maxCpuPerMessage: 1 } },
   // Every connection open at once, each sending one 2 KiB message every 5 s (~200 msgs/s in all).
   { name: '1000-open', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, intervalMs: 5000, openAllFirst: true, rampMs: 2000, targets: { maxPeakRssMiB: 256 } },
+  // Open loop, Poisson arrivals over every connection: queueing shows in the latency instead of being hidden by it.
+  { name: 'open-1000-r500', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 500, rampMs: 2000, targets: { maxP95: 200, maxP99: 500, maxPeakRssMiB: 256 } },
+  // A remote smarthost (80 ms per message upstream) at 100 msgs/s: the pool needs 100 × 0.08 = 8 connections.
+  // With the default 5 it is overloaded and the queue grows; with 10 the production latency figures hold.
+  { name: 'remote-500-r100-pool5', messageBytes: 2 * KiB, concurrency: 500, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 5, targets: {} },
+  { name: 'remote-500-r100-pool10', messageBytes: 2 * KiB, concurrency: 500, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, targets: { maxP95: 200, maxP99: 500 } },
+  { name: 'remote-1000-r100-pool10', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, targets: { maxP95: 200, maxP99: 500 } },
   { name: '25mb', messageBytes: 25_000_000, concurrency: 1, durationS: 60, maxMessages: 1, targets: { maxRssGrowthMiB: 40 } },
 ];
 
@@ -93,6 +124,9 @@ interface Figures {
   backgroundBusy: number;
 }
 
+/** What a run measures: the gateway, Haraka beside it, or the sink alone (the generator's ceiling). */
+type Server = 'gateway' | 'haraka' | 'direct';
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -100,6 +134,7 @@ async function main(): Promise<void> {
       cells: { type: 'string', default: CELLS.map((cell) => cell.name).join(',') },
       duration: { type: 'string', default: '1' },
       direct: { type: 'boolean', default: false },
+      'no-peer': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
       'upstream-connections': { type: 'string' },
       'quiet-wait': { type: 'string', default: '30' },
@@ -113,92 +148,113 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`--cells: unknown cell ${unknown.join(', ')}; expected some of ${CELLS.map((c) => c.name).join(', ')}`);
   const resultsDir = join(REPO_ROOT, 'bench/results');
   mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
+  const serversOf = (cell: Cell): Server[] => (values.direct ? ['direct'] : cell.peer && !values['no-peer'] ? ['gateway', 'haraka'] : ['gateway']);
 
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).toString().trim();
   const dirty = execFileSync('git', ['status', '--porcelain', 'gateway/src'], { cwd: REPO_ROOT }).toString().trim().split('\n').filter(Boolean).length;
   console.log(
     `# smtp-gateway benchmark ${new Date().toISOString()} at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''} — ${cpus().length} CPUs (${cpus()[0]?.model}), ` +
       `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM (${(freemem() / 2 ** 30).toFixed(1)} free), node ${process.version}, ` +
-      `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}`}, runs per cell: ${runs}`,
+      `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}`}, peer: Haraka ${HARAKA_VERSION}, runs per cell: ${runs}`,
   );
   const sink = await startSmtpSink();
   const results: Record<string, Figures[]> = {};
   let failed = false;
   try {
     for (const cell of cells) {
-      results[cell.name] = [];
       for (let run = 0; run < runs; run += 1) {
-        await sink.reset();
-        const figures = await runCell(cell, run, sink, {
-          direct: values.direct!,
-          durationScale,
-          cpuProf: values['cpu-prof']! ? join(resultsDir, 'profiles') : undefined,
-          upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : undefined,
-          quietWaitS: Number(values['quiet-wait']),
-        });
-        results[cell.name].push(figures);
-        console.log(`  ${cell.name} run ${run + 1}: ${JSON.stringify(figures)}`);
-        if (figures.lost || figures.duplicated || figures.unacknowledged || figures.gatewayExit !== '0') failed = true;
+        // Interleaved, and in turn first, so a drift in the machine's load falls on both alike.
+        const servers = serversOf(cell);
+        for (const server of run % 2 ? [...servers].reverse() : servers) {
+          await sink.reset();
+          const figures = await runCell(cell, run, server, sink, {
+            durationScale,
+            cpuProf: values['cpu-prof']! && server === 'gateway' ? join(resultsDir, 'profiles') : undefined,
+            upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : cell.upstreamConnections,
+            quietWaitS: Number(values['quiet-wait']),
+          });
+          (results[resultKey(cell, server)] ??= []).push(figures);
+          console.log(`  ${cell.name} ${server} run ${run + 1}: ${JSON.stringify(figures)}`);
+          if (figures.lost || figures.duplicated || figures.unacknowledged || figures.gatewayExit !== '0') failed = true;
+        }
       }
     }
   } finally {
     await sink.stop();
   }
-  const table = renderTable(cells, results, values.direct!);
+  const table = [renderTable(cells, results, serversOf), renderPeerTable(cells, results)].filter(Boolean).join('\n\n');
   console.log(`\n${table}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   writeFileSync(join(resultsDir, `bench-${stamp}.json`), JSON.stringify({ date: new Date().toISOString(), direct: values.direct, results }, null, 2));
   writeFileSync(join(resultsDir, `bench-${stamp}.md`), `${table}\n`);
   if (failed) {
-    console.error('FAILED: the sink did not receive exactly the accepted messages, or the gateway did not exit 0');
+    console.error('FAILED: the sink did not receive exactly the accepted messages, or a server did not exit 0');
     process.exitCode = 1;
   }
 }
 
+const resultKey = (cell: Cell, server: Server) => (server === 'haraka' ? `${cell.name}@haraka` : cell.name);
+
 async function runCell(
   cell: Cell,
   run: number,
+  server: Server,
   sink: Awaited<ReturnType<typeof startSmtpSink>>,
-  options: { direct: boolean; durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number },
+  options: { durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number },
 ): Promise<Figures> {
   // Other people's work on this shared machine skews every figure: wait for a quiet moment, and say how quiet it was.
   const backgroundBusy = await waitForQuiet(0.15, options.quietWaitS * 1000);
-  const gateway = options.direct
-    ? undefined
-    : await startGatewayProcess({
-        config: benchGatewayConfig(sink, {
-          // The limit is a policy knob, not what this cell measures: leave headroom above 1,000.
-          policy: { maxConnections: 1200 },
-          ...(options.upstreamConnections ? { upstream: { maxConnections: options.upstreamConnections } } : {}),
-        }),
-        nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : [],
-      });
-  const target = gateway ? { host: '127.0.0.1', port: gateway.ports.relay } : sink;
-  // Let start-up garbage settle so the baseline RSS is the idle gateway's.
+  const proxy = cell.upstreamDelay ? await startDelayProxy({ upstream: sink, replyDelayMs: cell.upstreamDelay.replyMs, dotDelayMs: cell.upstreamDelay.dotMs }) : undefined;
+  const upstream = proxy ?? sink;
+  const gateway =
+    server === 'gateway'
+      ? await startGatewayProcess({
+          config: benchGatewayConfig(upstream, {
+            // The limit is a policy knob, not what this cell measures: leave headroom above 1,000.
+            policy: { maxConnections: 1200 },
+            ...(options.upstreamConnections ? { upstream: { maxConnections: options.upstreamConnections } } : {}),
+          }),
+          nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : [],
+        })
+      : undefined;
+  const haraka = server === 'haraka' ? await startHaraka({ upstream }) : undefined;
+  const target = gateway ? { host: '127.0.0.1', port: gateway.ports.relay } : haraka ?? upstream;
+  const pid = gateway?.pid ?? haraka?.pid;
+  // Let start-up garbage settle so the baseline RSS is the idle server's.
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const meter = gateway ? measure(gateway.pid) : undefined;
+  const meter = pid ? measure(pid) : undefined;
   const generatorCpu = process.cpuUsage();
   const sinkCpu = cpuTimeMs(sink.pid);
-  const runId = `${cell.name}-${run}-${Date.now().toString(36)}`;
-  const load = await runLoad({
-    target: () => target,
-    concurrency: cell.concurrency,
-    messageBytes: cell.messageBytes,
-    durationMs: cell.durationS * 1000 * options.durationScale,
-    maxMessages: cell.maxMessages,
-    intervalMs: cell.intervalMs,
-    openAllFirst: cell.openAllFirst,
-    rampMs: cell.rampMs,
-    localAddresses: CLIENT_ADDRESSES,
-    runId,
-  });
-  const usage = meter?.stop();
+  const runId = `${cell.name}-${server}-${run}-${Date.now().toString(36)}`;
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  let load: Awaited<ReturnType<typeof runLoad>>;
+  let usage: ReturnType<NonNullable<typeof meter>['stop']> | undefined;
+  try {
+    load = await runLoad({
+      target: () => target,
+      concurrency: cell.concurrency,
+      messageBytes: cell.messageBytes,
+      durationMs: cell.durationS * 1000 * options.durationScale,
+      maxMessages: cell.maxMessages,
+      intervalMs: cell.intervalMs,
+      openAllFirst: cell.openAllFirst,
+      rampMs: cell.rampMs,
+      pipelining: !cell.lockStep,
+      arrivalRate: cell.arrivalRate,
+      localAddresses: CLIENT_ADDRESSES,
+      runId,
+    });
+    usage = meter?.stop();
+  } finally {
+    exit = gateway ? await gateway.stop() : undefined;
+    await haraka?.stop();
+    await proxy?.close();
+  }
   const generatorCpuMs = (({ user, system }) => (user + system) / 1000)(process.cpuUsage(generatorCpu));
   const sinkCpuMs = cpuTimeMs(sink.pid) - sinkCpu;
-  const exit = gateway ? await gateway.stop() : undefined;
   const deliveries = await sink.deliveries();
   const report = check(load.outcomes, deliveries, runId);
-  if (!report.ok) for (const line of describeFailures(report, load.outcomes, deliveries)) console.error(`  ${cell.name}: ${line}`);
+  if (!report.ok) for (const line of describeFailures(report, load.outcomes, deliveries)) console.error(`  ${cell.name} ${server}: ${line}`);
   const latency = latencyStats(load.outcomes);
   return {
     rate: load.elapsedMs ? (report.accepted * 1000) / load.elapsedMs : 0,
@@ -231,32 +287,69 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-function verdict(cell: Cell, f: Record<keyof Figures, number>): string {
+type Medians = Record<keyof Figures, number>;
+
+function medians(runs: readonly Figures[] | undefined): Medians | undefined {
+  if (!runs?.length) return undefined;
+  return Object.fromEntries(
+    (Object.keys(runs[0]) as Array<keyof Figures>).filter((key) => key !== 'gatewayExit').map((key) => [key, median(runs.map((r) => Number(r[key])))]),
+  ) as Medians;
+}
+
+function verdict(cell: Cell, f: Medians, peer: Medians | undefined): string {
   const t = cell.targets;
   const misses: string[] = [];
   if (t.minRate !== undefined && f.rate < t.minRate) misses.push(`rate<${t.minRate}`);
+  if (t.maxP95 !== undefined && f.p95 > t.maxP95) misses.push(`p95>${t.maxP95}`);
   if (t.maxP99 !== undefined && f.p99 > t.maxP99) misses.push(`p99>${t.maxP99}`);
   if (t.maxCpuPerMessage !== undefined && f.cpuPerMessage > t.maxCpuPerMessage) misses.push(`cpu>${t.maxCpuPerMessage}`);
   if (t.maxPeakRssMiB !== undefined && f.peakRssMiB > t.maxPeakRssMiB) misses.push(`rss>${t.maxPeakRssMiB}`);
   if (t.maxRssGrowthMiB !== undefined && f.rssGrowthMiB > t.maxRssGrowthMiB) misses.push(`growth>${t.maxRssGrowthMiB}`);
+  if (t.minPeerRatio !== undefined && peer && f.rate / peer.rate < t.minPeerRatio) misses.push(`Haraka ratio<${t.minPeerRatio}`);
   if (f.lost || f.duplicated || f.unacknowledged) misses.push('sink ≠ accepted');
   return misses.length ? `missed: ${misses.join(', ')}` : 'met';
 }
 
-function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>, direct: boolean): string {
-  const header =
-    '| cell | size | C | msgs/s | p50 ms | p95 ms | p99 ms | max ms | CPU ms/msg | generator + sink CPU ms/msg | peak RSS MiB | RSS growth MiB | sent | accepted | delivered | lost | dup | open max | other load | target |';
+const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
+
+function markdownTable(header: string, rows: string[]): string {
   const rule = `|${header.split('|').slice(1, -1).map(() => '---').join('|')}|`;
-  const rows = cells.map((cell) => {
-    const runs = results[cell.name] ?? [];
-    const f = Object.fromEntries(
-      (Object.keys(runs[0] ?? {}) as Array<keyof Figures>).filter((key) => key !== 'gatewayExit').map((key) => [key, median(runs.map((r) => Number(r[key])))]),
-    ) as Record<keyof Figures, number>;
-    const size = cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`;
-    const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
-    return `| ${cell.name} | ${size} | ${cell.concurrency} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${n(f.backgroundBusy * 100, 0)} % | ${direct ? 'n/a (direct)' : verdict(cell, f)} |`;
-  });
   return [header, rule, ...rows].join('\n');
+}
+
+function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>, serversOf: (cell: Cell) => Server[]): string {
+  const header =
+    '| cell | server | size | C | mode | msgs/s | p50 ms | p95 ms | p99 ms | max ms | CPU ms/msg | generator + sink CPU ms/msg | peak RSS MiB | RSS growth MiB | sent | accepted | delivered | lost | dup | open max | other load | target |';
+  const rows = cells.flatMap((cell) =>
+    serversOf(cell).flatMap((server) => {
+      const f = medians(results[resultKey(cell, server)]);
+      if (!f) return [];
+      const size = cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`;
+      const mode = [
+        cell.arrivalRate ? `open loop ${cell.arrivalRate}/s` : cell.lockStep ? 'lock-step' : 'pipelining',
+        cell.upstreamDelay ? `upstream +${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : '',
+      ].filter(Boolean).join(', ');
+      const target = server === 'gateway' ? verdict(cell, f, medians(results[resultKey(cell, 'haraka')])) : server === 'direct' ? 'n/a (direct)' : 'peer';
+      return [
+        `| ${cell.name} | ${server} | ${size} | ${cell.concurrency} | ${mode} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${n(f.backgroundBusy * 100, 0)} % | ${target} |`,
+      ];
+    }),
+  );
+  return markdownTable(header, rows);
+}
+
+/** Gateway against Haraka, cell by cell (medians of the interleaved runs). */
+function renderPeerTable(cells: readonly Cell[], results: Record<string, Figures[]>): string {
+  const rows = cells.flatMap((cell) => {
+    const gateway = medians(results[resultKey(cell, 'gateway')]);
+    const haraka = medians(results[resultKey(cell, 'haraka')]);
+    if (!gateway || !haraka) return [];
+    return [
+      `| ${cell.name} | ${n(gateway.rate, 0)} | ${n(haraka.rate, 0)} | ${n(gateway.rate / haraka.rate, 2)}× | ${n(gateway.cpuPerMessage, 3)} | ${n(haraka.cpuPerMessage, 3)} | ${n(gateway.p99)} | ${n(haraka.p99)} |`,
+    ];
+  });
+  if (!rows.length) return '';
+  return markdownTable('| cell | gateway msgs/s | Haraka msgs/s | ratio | gateway CPU ms/msg | Haraka CPU ms/msg | gateway p99 ms | Haraka p99 ms |', rows);
 }
 
 main().catch((error: Error) => {

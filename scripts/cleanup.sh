@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deletes an smtp-gateway environment, as the seed's cleanup commands do: the Helm releases first, so the
+# Deletes an smtp-gateway environment: the Helm releases first, so the
 # AWS Load Balancer Controller (still running) deletes the NLBs it made, then the EKS cluster with its VPC.
 # cleanup-aws-staging.sh and cleanup-aws-production.sh are the front doors.
 set -euo pipefail
@@ -17,7 +17,8 @@ ENVIRONMENT   staging (cluster smtp-gateway-staging) or production (cluster smtp
 
 In order: check the tools and the AWS identity; ask for confirmation; uninstall the canary and the
 $RELEASE release from namespace $NAMESPACE (waiting, so the load balancers are deleted by the controller
-that made them); delete the cluster with eksctl (its node groups, VPC and NAT gateway). The ECR repository
+that made them); delete the cluster's CloudWatch dashboard, if it runs Container Insights; delete the
+cluster with eksctl (its node groups, VPC and NAT gateway). The ECR repository
 $ECR_REPOSITORY is kept: staging and production share its images.
 
 OPTIONS
@@ -51,6 +52,18 @@ uninstall() {
   run helm uninstall "$1" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --ignore-not-found --wait --timeout 10m
 }
 
+# The dashboard deploy.sh puts for a cluster running Container Insights goes with the cluster.
+delete_cloudwatch_dashboard() {
+  runs_container_insights || return 0
+  if probe aws cloudwatch get-dashboard --dashboard-name "$CLUSTER" --region "$REGION" --query DashboardName --output text || $DRY_RUN; then
+    run aws cloudwatch delete-dashboards --dashboard-names "$CLUSTER" --region "$REGION"
+  elif [[ "$PROBE_OUT" == *ResourceNotFound* ]]; then
+    say "no CloudWatch dashboard $CLUSTER to delete"
+  else
+    die "could not look up CloudWatch dashboard $CLUSTER: $PROBE_OUT"
+  fi
+}
+
 main() {
   parse_args "$@"
   require_tools aws eksctl helm
@@ -73,6 +86,7 @@ main() {
     say "releases removed; cluster $CLUSTER kept"
     return
   fi
+  delete_cloudwatch_dashboard
   say "deleting cluster $CLUSTER (10-15 minutes)"
   run eksctl delete cluster --name "$CLUSTER" --region "$REGION" --wait
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deploys smtp-gateway to one of its EKS clusters, from this work tree: the cluster (if missing), the AWS
 # Load Balancer Controller, the image in ECR tagged with the git revision, the Helm release, its tests.
-# Also runs the seed's gradual rollout: a canary release beside the stable one, behind the same Services.
+# Also runs a gradual rollout: a canary release beside the stable one, behind the same Services.
 # deploy-aws-staging.sh and deploy-aws-production.sh are the front doors; this is the one implementation.
 set -euo pipefail
 
@@ -14,9 +14,18 @@ source "$ROOT/scripts/lib/common.sh"
 LBC_CHART_VERSION=${LBC_CHART_VERSION:-1.14.0}
 LBC_CHART_REPO=https://aws.github.io/eks-charts
 HELM_TIMEOUT=${HELM_TIMEOUT:-10m}
-# The values that turn a release of the chart into a canary of the stable release: pods carry the stable
-# release's Service selector labels (so its Services send them traffic) and the chart renders no
-# Services, HPA, PDB or ServiceMonitor of its own.
+# The canary gates (see usage): defaults, each overridable from the environment or an option.
+CANARY_MAX_RATIO_INCREASE=${CANARY_MAX_RATIO_INCREASE:-1}
+CANARY_MIN_MESSAGES=${CANARY_MIN_MESSAGES:-100}
+CANARY_MIN_SOAK_ROLLOUT=${CANARY_MIN_SOAK_ROLLOUT:-1h}
+CANARY_MIN_SOAK_PROMOTE=${CANARY_MIN_SOAK_PROMOTE:-24h}
+# Where the canary's Deployment records its current step, for the soak time.
+STEP_ANNOTATION=smtp-gateway/rollout-step
+STEP_STARTED_ANNOTATION=smtp-gateway/rollout-step-started
+# The values that turn a release of the chart into a canary of the stable release: its pods carry the
+# stable release's name in the label its Services select (so they send them traffic) and their own
+# instance (so the stable HPA and PDB do not count them); the chart renders no Services, HPA, PDB or
+# ServiceMonitor of its own.
 CANARY_VALUES=(--set canary.enabled=true --set "canary.stableRelease=$RELEASE")
 
 usage() {
@@ -28,40 +37,70 @@ ENVIRONMENT   staging (cluster smtp-gateway-staging) or production (cluster smtp
 COMMAND
   deploy          (default) In order: check the tools and the AWS identity; create the cluster from
                   eksctl/<env>.yaml if it does not exist; install or upgrade the AWS Load Balancer
-                  Controller; create the ECR repository if missing and log in; build and push the image
+                  Controller and check it is ready (Available, webhook endpoints); create the ECR
+                  repository if missing and log in; build and push the image
                   tagged with the git revision; helm upgrade --install --atomic --wait with
-                  values/<env>.yaml and that tag; helm test; print the load balancers' host names.
+                  values/<env>.yaml and that tag; helm test; put the CloudWatch dashboard
+                  (deploy/cloudwatch-dashboard.json, where the cluster runs Container Insights);
+                  print the load balancers' host names.
   rollout PERCENT Gradual rollout of this revision: install or resize the canary release
                   ($CANARY_RELEASE) beside the stable one, behind the same Services, with replicas
                   chosen so it gets about PERCENT% of the pods (10, then 50; 100 means promote).
-  promote         Move the stable release to the canary's image, run helm test, remove the canary.
+                  Growing a running canary passes the canary gates first.
+  promote         Pass the canary gates, check the AWS Load Balancer Controller, move the stable
+                  release to the canary's image, run helm test, remove the canary.
   abort           Remove the canary release; the stable release takes all traffic again.
   kubeconfig      Point kubectl at the environment's cluster (aws eks update-kubeconfig).
 
 OPTIONS
-  --dry-run       Print each command instead of running it (read-only look-ups too); changes nothing.
+  --dry-run       Print each command that would change something instead of running it; changes
+                  nothing. The read-only look-ups of the canary gates do run, so it shows their decision.
   --yes, -y       Do not ask for confirmation (production asks before changing anything).
   --canary-replicas N   With rollout: run N canary pods instead of the computed number.
+  --max-ratio-increase POINTS   Canary gate: how many percentage points the canary's deferral or
+                  refusal ratio may exceed the stable release's (default $CANARY_MAX_RATIO_INCREASE).
+  --min-messages N      Canary gate: messages each release must have answered to be compared
+                  (default $CANARY_MIN_MESSAGES).
+  --min-soak DURATION   Canary gate: time the canary must have run at its current step (e.g. 90m, 1h,
+                  0 for none); default $CANARY_MIN_SOAK_ROLLOUT before growing it, $CANARY_MIN_SOAK_PROMOTE before promote.
+  --force         Go on although there was too little traffic to compare (the other gates still hold).
   -h, --help      Show this help.
 
+CANARY GATES (before a rollout grows a running canary, and before promote)
+  Soak time: each rollout step is recorded on the canary's Deployment (annotation
+  $STEP_STARTED_ANNOTATION); the script refuses to go on before the minimum soak time at the
+  current step has passed, and says how long to wait.
+  Analysis: it reads /metrics of every running pod of both releases (through the API server's pod proxy,
+  port $OPS_PORT), adds up smtp_gateway_messages_total by outcome and compares the share of answered
+  messages each release deferred (4xx) and refused (5xx); it prints both and refuses when the canary's is
+  higher by more than the margin, or when either release answered fewer than the minimum (unless --force).
+  Counters run from each pod's start. The planned pace: rollout 10; rollout 50 after 1 h; promote after 24 h.
+
 Production refuses a work tree with uncommitted changes. A staging image from a dirty tree is tagged
-<revision>-dirty-<UTC time>. Needs: aws, eksctl, kubectl, helm, docker, git; AWS credentials (AWS_PROFILE
-or the usual AWS_* variables). Optional: LBC_CHART_VERSION (default $LBC_CHART_VERSION), HELM_TIMEOUT
-(default $HELM_TIMEOUT).
+<revision>-dirty-<UTC time>. Needs: aws, eksctl, kubectl, helm, docker, git, awk; AWS credentials
+(AWS_PROFILE or the usual AWS_* variables). Optional: LBC_CHART_VERSION (default $LBC_CHART_VERSION),
+HELM_TIMEOUT (default $HELM_TIMEOUT), and the canary gates' defaults CANARY_MAX_RATIO_INCREASE,
+CANARY_MIN_MESSAGES, CANARY_MIN_SOAK_ROLLOUT, CANARY_MIN_SOAK_PROMOTE.
 USAGE
 }
 
 parse_args() {
-  COMMAND=deploy PERCENT="" CANARY_REPLICAS=""
+  COMMAND=deploy PERCENT="" CANARY_REPLICAS="" MIN_SOAK="" FORCE=false
   local positional=()
   while [ $# -gt 0 ]; do
     case "$1" in
       -h | --help) usage; exit 0 ;;
       --dry-run) DRY_RUN=true ;;
       -y | --yes) ASSUME_YES=true ;;
-      --canary-replicas)
-        [ $# -ge 2 ] || die "--canary-replicas needs a number"
-        CANARY_REPLICAS=$2
+      --force) FORCE=true ;;
+      --canary-replicas | --max-ratio-increase | --min-messages | --min-soak)
+        [ $# -ge 2 ] || die "$1 needs a value (try --help)"
+        case "$1" in
+          --canary-replicas) CANARY_REPLICAS=$2 ;;
+          --max-ratio-increase) CANARY_MAX_RATIO_INCREASE=$2 ;;
+          --min-messages) CANARY_MIN_MESSAGES=$2 ;;
+          --min-soak) MIN_SOAK=$2 ;;
+        esac
         shift
         ;;
       -*) die "unknown option '$1' (try --help)" ;;
@@ -86,6 +125,36 @@ parse_args() {
   if [ -n "$CANARY_REPLICAS" ]; then
     [[ "$CANARY_REPLICAS" =~ ^[1-9][0-9]*$ ]] || die "--canary-replicas must be a whole number of at least 1, got '$CANARY_REPLICAS'"
   fi
+  [[ "$CANARY_MAX_RATIO_INCREASE" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+    die "--max-ratio-increase (or CANARY_MAX_RATIO_INCREASE) must be a number of percentage points such as 1 or 0.5, got '$CANARY_MAX_RATIO_INCREASE'"
+  [[ "$CANARY_MIN_MESSAGES" =~ ^[0-9]+$ ]] ||
+    die "--min-messages (or CANARY_MIN_MESSAGES) must be a whole number, got '$CANARY_MIN_MESSAGES'"
+  local name value
+  for name in MIN_SOAK CANARY_MIN_SOAK_ROLLOUT CANARY_MIN_SOAK_PROMOTE; do
+    value=${!name}
+    [ -z "$value" ] || [[ "$value" =~ ^[0-9]+[smhd]?$ ]] ||
+      die "$([ "$name" = MIN_SOAK ] && echo --min-soak || echo "$name") must be a duration such as 90m, 1h, 24h or 0, got '$value'"
+  done
+}
+
+# seconds DURATION: 90m, 1h, 2d or plain seconds, as seconds (checked by parse_args).
+seconds() {
+  local number=${1%[smhd]}
+  case "$1" in
+    *m) echo $((number * 60)) ;;
+    *h) echo $((number * 3600)) ;;
+    *d) echo $((number * 86400)) ;;
+    *) echo "$number" ;;
+  esac
+}
+
+# duration SECONDS: as people read it, e.g. 1h05m.
+duration() {
+  local s=$1
+  if [ "$s" -ge 3600 ]; then printf '%dh%02dm' $((s / 3600)) $((s % 3600 / 60))
+  elif [ "$s" -ge 60 ]; then printf '%dm' $((s / 60))
+  else printf '%ds' "$s"
+  fi
 }
 
 # Staging is for trying things: only production stops to ask.
@@ -97,7 +166,7 @@ confirm_production() {
 # Steps, in the order deploy runs them ------------------------------------------------------------------
 
 preflight() {
-  require_tools aws eksctl kubectl helm docker git
+  require_tools aws eksctl kubectl helm docker git awk
   if [ "$ENV_NAME" = production ] && [ "$COMMAND" != abort ] && [ "$COMMAND" != kubeconfig ]; then
     refuse_dirty_tree
   fi
@@ -113,6 +182,8 @@ ensure_cluster() {
   if probe aws eks describe-cluster --name "$CLUSTER" --region "$REGION" --query cluster.status --output text; then
     [ "$PROBE_OUT" = ACTIVE ] || die "cluster $CLUSTER is $PROBE_OUT, not ACTIVE; wait for it and run again"
     say "cluster $CLUSTER exists"
+  elif $DRY_RUN && ! $create_allowed; then
+    : # a dry run of a step on a deployed cluster: its look-ups show whether it is there
   elif [[ "$PROBE_OUT" == *ResourceNotFoundException* ]] || $DRY_RUN; then
     $create_allowed || die "cluster $CLUSTER does not exist; run '$PROG $ENV_NAME deploy' first"
     require_file "$EKSCTL_FILE" "the cluster definition is part of this repository"
@@ -136,6 +207,35 @@ install_load_balancer_controller() {
     --set "clusterName=$CLUSTER" --set "region=$REGION" --set "vpcId=$vpc" \
     --set serviceAccount.create=true --set "serviceAccount.name=$LBC_RELEASE" \
     --wait --timeout "$HELM_TIMEOUT"
+}
+
+# The chart's LoadBalancer Services get their address only from the AWS Load Balancer Controller, whose
+# admission webhook also has to answer for every Service created or changed. Without a working controller,
+# helm --wait waits for an address that never comes and --atomic rolls the release back after
+# $HELM_TIMEOUT with no word of why: look first, and name what is wrong.
+require_load_balancer_controller() {
+  [ -n "$(sed -n -E '/^[[:space:]]+type:[[:space:]]*"?LoadBalancer"?[[:space:]]*$/p' "$ROOT/$VALUES_FILE")" ] || return 0
+  local where="deployment $LBC_RELEASE in namespace kube-system of $CLUSTER"
+  local why="the LoadBalancer Services of $VALUES_FILE would never get an address and helm --wait would give up after $HELM_TIMEOUT"
+  local fix="run '$PROG $ENV_NAME deploy' (it installs the controller) or see 'kubectl --context $CLUSTER --namespace kube-system describe deployment $LBC_RELEASE' and its logs (IAM role of its Pod Identity association, VPC id)"
+  if probe kubectl --context "$CLUSTER" --namespace kube-system get deployment "$LBC_RELEASE" \
+    --output 'jsonpath={.status.conditions[?(@.type=="Available")].status}'; then
+    [ "$PROBE_OUT" = True ] ||
+      die "the AWS Load Balancer Controller is not Available ($where: Available='$PROBE_OUT'): $why; $fix"
+  elif [[ "$PROBE_OUT" == *NotFound* ]]; then
+    die "the AWS Load Balancer Controller is not installed ($where not found): $why; $fix"
+  elif ! $DRY_RUN; then
+    die "could not look up the AWS Load Balancer Controller ($where): $PROBE_OUT"
+  fi
+  if probe kubectl --context "$CLUSTER" --namespace kube-system get endpointslices \
+    --selector "kubernetes.io/service-name=$LBC_WEBHOOK_SERVICE" \
+    --output 'jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}'; then
+    [ -n "$PROBE_OUT" ] ||
+      die "the AWS Load Balancer Controller's webhook Service $LBC_WEBHOOK_SERVICE has no ready endpoints: the API server cannot admit the chart's Services and $why; $fix"
+  elif ! $DRY_RUN; then
+    die "could not look up the endpoints of $LBC_WEBHOOK_SERVICE in kube-system: $PROBE_OUT"
+  fi
+  $DRY_RUN || say "AWS Load Balancer Controller ready (Available, webhook endpoints ready)"
 }
 
 ensure_ecr_repository() {
@@ -169,7 +269,7 @@ image_tag() {
 }
 
 build_and_push_image() {
-  TAG=$(image_tag)
+  [ -n "${TAG:-}" ] || TAG=$(image_tag)
   if probe aws ecr describe-images --repository-name "$ECR_REPOSITORY" --region "$REGION" --image-ids "imageTag=$TAG"; then
     say "image $IMAGE:$TAG is already in ECR; not rebuilding"
     return
@@ -222,11 +322,109 @@ helm_test() {
   run helm test "$RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --logs --timeout 5m
 }
 
+# The CloudWatch dashboard of an environment whose cluster runs Container Insights (the
+# amazon-cloudwatch-observability add-on in its eksctl file): put on every deploy, so the committed JSON
+# is what the console shows.
+put_cloudwatch_dashboard() {
+  runs_container_insights || return 0
+  require_file "$CLOUDWATCH_DASHBOARD" "the dashboard is part of this repository"
+  say "CloudWatch dashboard $CLUSTER"
+  run aws cloudwatch put-dashboard --dashboard-name "$CLUSTER" \
+    --dashboard-body "file://$ROOT/$CLOUDWATCH_DASHBOARD" --region "$REGION" --output text
+}
+
 print_load_balancers() {
   say "load balancers (DNS names can take a few minutes to resolve):"
   run kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get services \
     --selector "app.kubernetes.io/instance=$RELEASE" \
     --output 'jsonpath={range .items[?(@.spec.type=="LoadBalancer")]}{.metadata.name}{"\t"}{.status.loadBalancer.ingress[*].hostname}{"\n"}{end}'
+}
+
+# Canary gates --------------------------------------------------------------------------------------------
+
+# read_canary: CANARY_IMAGE, CANARY_STEP and CANARY_STEP_STARTED of the running canary (all empty without one).
+read_canary() {
+  local state
+  state=$(inspect kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get deployments \
+    --selector "app.kubernetes.io/instance=$CANARY_RELEASE" \
+    --output "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}|{.metadata.annotations.$STEP_ANNOTATION}|{.metadata.annotations.$STEP_STARTED_ANNOTATION}{end}")
+  IFS='|' read -r CANARY_IMAGE CANARY_STEP CANARY_STEP_STARTED <<<"$state" || true
+}
+
+# record_step: the canary's Deployment remembers its share and since when, for the next step's soak time.
+record_step() {
+  run kubectl --context "$CLUSTER" --namespace "$NAMESPACE" annotate deployments \
+    --selector "app.kubernetes.io/instance=$CANARY_RELEASE" --overwrite \
+    "$STEP_ANNOTATION=$PERCENT" "$STEP_STARTED_ANNOTATION=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+}
+
+# epoch TIME: seconds since 1970 of a UTC time like 2026-12-03T04:40:00Z (GNU date, then BSD date).
+epoch() {
+  date -u -d "$1" +%s 2>/dev/null || date -j -u -f %Y-%m-%dT%H:%M:%SZ "$1" +%s 2>/dev/null
+}
+
+# require_soak NEXT DEFAULT: refuse NEXT before the canary has run at its current step for the minimum time.
+require_soak() {
+  local next=$1 minimum
+  minimum=$(seconds "${MIN_SOAK:-$2}")
+  if [ "$minimum" -eq 0 ]; then
+    say "soak time: no minimum (--min-soak 0)"
+    return
+  fi
+  local started now
+  [ -n "$CANARY_STEP_STARTED" ] ||
+    die "refusing to $next: the canary's Deployment does not record when its step started (annotation $STEP_STARTED_ANNOTATION), so its soak time is unknown; once it has run long enough, pass --min-soak 0"
+  started=$(epoch "$CANARY_STEP_STARTED") ||
+    die "refusing to $next: the canary's annotation $STEP_STARTED_ANNOTATION is not a UTC time like 2026-12-03T04:40:00Z: '$CANARY_STEP_STARTED'"
+  now=$(date -u +%s)
+  local soaked=$((now - started))
+  [ "$soaked" -ge "$minimum" ] ||
+    die "refusing to $next: the canary has run at ${CANARY_STEP:-?}% for $(duration "$soaked") (since $CANARY_STEP_STARTED), less than the minimum $(duration "$minimum"); wait $(duration $(((minimum - soaked + 59) / 60 * 60))) more, or set --min-soak"
+  say "soak time: ${CANARY_STEP:-?}% for $(duration "$soaked") since $CANARY_STEP_STARTED, at least $(duration "$minimum") required: ok"
+}
+
+# release_metrics RELEASE: the /metrics text of every running gateway pod of RELEASE, one after the other.
+release_metrics() {
+  local release=$1 names pod
+  names=$(inspect kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get pods \
+    --selector "app.kubernetes.io/name=$APP_NAME,app.kubernetes.io/instance=$release" \
+    --field-selector status.phase=Running --output 'jsonpath={.items[*].metadata.name}')
+  local pods=()
+  read -r -a pods <<<"$names" || true
+  [ "${#pods[@]}" -gt 0 ] || die "refusing to judge the canary: release $release has no running pods in $NAMESPACE to read metrics from"
+  say "reading /metrics of ${#pods[@]} pod(s) of $release"
+  for pod in "${pods[@]}"; do
+    inspect kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get --raw "/api/v1/namespaces/$NAMESPACE/pods/$pod:$OPS_PORT/proxy/metrics"
+    echo
+  done
+}
+
+# canary_analysis NEXT: compare the canary's deferral and refusal ratios with the stable release's
+# (scripts/lib/canary-analysis.awk) and refuse NEXT when the canary is worse or there is too little traffic.
+canary_analysis() {
+  local next=$1 stable canary verdict status=0
+  stable=$(release_metrics "$RELEASE")
+  canary=$(release_metrics "$CANARY_RELEASE")
+  verdict=$(awk -v "max_increase=$CANARY_MAX_RATIO_INCREASE" -v "min_messages=$CANARY_MIN_MESSAGES" \
+    -f "$ROOT/scripts/lib/canary-analysis.awk" \
+    release=stable <(printf '%s\n' "$stable") release=canary <(printf '%s\n' "$canary")) || status=$?
+  local line
+  while IFS= read -r line; do say "canary analysis: $line"; done <<<"$verdict"
+  case "$status" in
+    0) ;;
+    1) die "refusing to $next: the canary ($CANARY_RELEASE) does worse than $RELEASE by more than $CANARY_MAX_RATIO_INCREASE percentage points (--max-ratio-increase); look at its logs, then '$PROG $ENV_NAME abort'" ;;
+    2)
+      $FORCE || die "refusing to $next: too little traffic to judge the canary (each release must have answered at least $CANARY_MIN_MESSAGES messages, --min-messages); wait for more, or pass --force to go on without the comparison"
+      say "going on without the comparison (--force)"
+      ;;
+    *) die "refusing to $next: the canary analysis could not read the metrics (exit $status)" ;;
+  esac
+}
+
+# canary_gates NEXT DEFAULT_SOAK: the soak time, then the metrics, before NEXT.
+canary_gates() {
+  require_soak "$1" "$2"
+  canary_analysis "$1"
 }
 
 # Rollout -------------------------------------------------------------------------------------------------
@@ -238,6 +436,16 @@ canary_replicas() {
   local n=$(((stable * percent + (100 - percent) / 2) / (100 - percent)))
   [ "$n" -ge 1 ] || n=1
   echo "$n"
+}
+
+# A chart from before the smtp-gateway/stable-release label made Services that select by instance, and
+# they switch only on the stable release's next upgrade (CHANGELOG.md): until then a canary gets no traffic.
+require_stable_services_switched() {
+  local legacy
+  legacy=$(query "" kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get services \
+    --selector "app.kubernetes.io/instance=$RELEASE" --output 'jsonpath={.items[*].spec.selector.app\.kubernetes\.io/instance}')
+  [ -z "$legacy" ] ||
+    die "the Services of $RELEASE still select pods by app.kubernetes.io/instance (made by an earlier chart), so a canary would get no traffic; upgrade the stable release once more first ('$PROG $ENV_NAME deploy', see CHANGELOG.md)"
 }
 
 stable_replicas() {
@@ -256,6 +464,17 @@ rollout() {
   fi
   confirm_production "run this revision as a $PERCENT% canary in $ENV_NAME ($CLUSTER)"
   ensure_cluster false
+  TAG=$(image_tag)
+  read_canary
+  if [ -z "$CANARY_IMAGE" ]; then
+    require_stable_services_switched
+  else
+    [ "${CANARY_IMAGE##*:}" = "$TAG" ] ||
+      die "the canary runs $CANARY_IMAGE, not this revision ($TAG): promote or abort it first, or run this from the revision it runs"
+    if [ "$PERCENT" -gt "${CANARY_STEP:-0}" ]; then
+      canary_gates "grow the canary from ${CANARY_STEP:-?}% to $PERCENT%" "$CANARY_MIN_SOAK_ROLLOUT"
+    fi
+  fi
   ensure_ecr_repository
   build_and_push_image
   local stable canary
@@ -264,6 +483,8 @@ rollout() {
   say "canary $IMAGE:$TAG with $canary pod(s) beside $stable stable pod(s)"
   helm_release "$CANARY_RELEASE" "$IMAGE" "$TAG" "${CANARY_VALUES[@]}" \
     --set autoscaling.enabled=false --set "replicaCount=$canary"
+  # The soak time runs from the first time the canary reached this share.
+  [ "$PERCENT" = "$CANARY_STEP" ] || record_step
   say "canary share: $canary of $((stable + canary)) pods ($((100 * canary / (stable + canary)))%, asked $PERCENT%)." \
     "Watch it, then: $PROG $ENV_NAME rollout 50 | promote | abort"
 }
@@ -271,13 +492,12 @@ rollout() {
 promote() {
   confirm_production "promote the canary to the stable release in $ENV_NAME ($CLUSTER)"
   ensure_cluster false
-  local image
-  image=$(query "$IMAGE:CANARY_TAG" kubectl --context "$CLUSTER" --namespace "$NAMESPACE" get deployments \
-    --selector "app.kubernetes.io/instance=$CANARY_RELEASE" \
-    --output 'jsonpath={.items[0].spec.template.spec.containers[0].image}')
-  [[ "$image" == *:* ]] || die "no canary release $CANARY_RELEASE is running in $NAMESPACE; start one with '$PROG $ENV_NAME rollout 10'"
-  say "promoting $image to $RELEASE"
-  helm_release "$RELEASE" "${image%:*}" "${image##*:}"
+  read_canary
+  [[ "$CANARY_IMAGE" == *:* ]] || die "no canary release $CANARY_RELEASE is running in $NAMESPACE; start one with '$PROG $ENV_NAME rollout 10'"
+  canary_gates "promote $CANARY_IMAGE" "$CANARY_MIN_SOAK_PROMOTE"
+  require_load_balancer_controller
+  say "promoting $CANARY_IMAGE to $RELEASE"
+  helm_release "$RELEASE" "${CANARY_IMAGE%:*}" "${CANARY_IMAGE##*:}"
   helm_test
   run helm uninstall "$CANARY_RELEASE" --kube-context "$CLUSTER" --namespace "$NAMESPACE" --wait
   print_load_balancers
@@ -293,11 +513,13 @@ deploy() {
   confirm_production "deploy this revision to $ENV_NAME ($CLUSTER, account $ACCOUNT)"
   ensure_cluster true
   install_load_balancer_controller
+  require_load_balancer_controller
   ensure_ecr_repository
   build_and_push_image
   say "releasing $IMAGE:$TAG as $RELEASE"
   helm_release "$RELEASE" "$IMAGE" "$TAG"
   helm_test
+  put_cloudwatch_dashboard
   print_load_balancers
 }
 

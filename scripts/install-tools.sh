@@ -13,37 +13,56 @@ STAMPS="$TOOLS/stamps"
 HELM_VERSION=v3.22.0
 HELM_UNITTEST_VERSION=v1.0.1
 ACTIONLINT_VERSION=v1.7.12
-EKSCTL_VERSION=v0.215.0
-EKSCTL_SCHEMA="$TOOLS/schemas/eksctl-clusterconfig.schema.json"
+# eksctl v0.230.0 (2026-08-13) is the newest release the Go module proxy serves; it knows Kubernetes up
+# to 1.35, which the cluster files run.
+EKSCTL_VERSION=v0.230.0
 KUBECONFORM_VERSION=v0.6.7
-# Kubernetes schemas come from the k8s.io/kubernetes module's OpenAPI spec at the
-# cluster's minor version; the ServiceMonitor CRD from the prometheus-operator module.
-K8S_SCHEMA_VERSION=v1.28.15
-PROMETHEUS_OPERATOR_VERSION=v0.75.2
-K8S_SCHEMAS="$TOOLS/schemas/kubernetes-${K8S_SCHEMA_VERSION}-strict"
+# The chart is validated against the Kubernetes schemas of its kubeVersion floor (Chart.yaml ">=1.28")
+# and of the version the EKS clusters run (eksctl/*.yaml metadata.version), each at the newest patch the
+# k8s.io/kubernetes module has; the ServiceMonitor and PrometheusRule CRDs come from the prometheus-operator module.
+K8S_FLOOR_SCHEMA_VERSION=v1.28.15
+K8S_CLUSTER_SCHEMA_VERSION=v1.35.4
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+SCHEMAS="$TOOLS/schemas"
+# Versioned paths: several work trees may share one tools folder at different pins.
+EKSCTL_SCHEMA="$SCHEMAS/eksctl-$EKSCTL_VERSION-clusterconfig.schema.json"
+EKSCTL_KUBERNETES_VERSIONS="$SCHEMAS/eksctl-$EKSCTL_VERSION-kubernetes-versions.json"
+k8s_schemas_dir() { echo "$SCHEMAS/kubernetes-$1-strict"; }
 
 usage() {
   cat <<USAGE
-Usage: scripts/install-tools.sh [--help]
+Usage: scripts/install-tools.sh [--versions | --help]
 
 Installs into $TOOLS:
   helm           $HELM_VERSION   (go install helm.sh/helm/v3/cmd/helm)
   helm-unittest  $HELM_UNITTEST_VERSION   (as the helm plugin 'unittest')
   actionlint     $ACTIONLINT_VERSION  (go install github.com/rhysd/actionlint/cmd/actionlint)
   eksctl schema  $EKSCTL_VERSION  (pkg/apis/eksctl.io/v1alpha5/assets/schema.json from the eksctl
-                 Go module, to ${EKSCTL_SCHEMA#"$ROOT/"})
+                 Go module, to ${EKSCTL_SCHEMA#"$ROOT/"}, and the Kubernetes
+                 versions its types.go knows, to ${EKSCTL_KUBERNETES_VERSIONS#"$ROOT/"})
   kubeconform    $KUBECONFORM_VERSION   (go install github.com/yannh/kubeconform/cmd/kubeconform)
-  k8s schemas    $K8S_SCHEMA_VERSION  strict per-kind JSON schemas from k8s.io/kubernetes api/openapi-spec
-                 plus the ServiceMonitor CRD of prometheus-operator $PROMETHEUS_OPERATOR_VERSION,
-                 to ${K8S_SCHEMAS#"$ROOT/"}
+  k8s schemas    $K8S_FLOOR_SCHEMA_VERSION (the chart's kubeVersion floor) and $K8S_CLUSTER_SCHEMA_VERSION (the EKS clusters):
+                 strict per-kind JSON schemas from k8s.io/kubernetes api/openapi-spec plus the
+                 ServiceMonitor and PrometheusRule CRDs of prometheus-operator $PROMETHEUS_OPERATOR_VERSION, to
+                 ${SCHEMAS#"$ROOT/"}/kubernetes-VERSION-strict
 Needs: go (with the Go module proxy reachable), git.
+--versions prints the pinned versions as KEY=VALUE lines (the tests read them) and installs nothing.
 Put the tools on PATH with:  export PATH="$BIN:\$PATH" HELM_PLUGINS="$TOOLS/helm-plugins"
 (the Makefile does this for every target).
 USAGE
 }
 
+print_versions() {
+  local key
+  for key in HELM_VERSION HELM_UNITTEST_VERSION ACTIONLINT_VERSION EKSCTL_VERSION KUBECONFORM_VERSION \
+    K8S_FLOOR_SCHEMA_VERSION K8S_CLUSTER_SCHEMA_VERSION PROMETHEUS_OPERATOR_VERSION; do
+    echo "$key=${!key}"
+  done
+}
+
 case "${1:-}" in
   -h | --help) usage; exit 0 ;;
+  --versions) print_versions; exit 0 ;;
   "") ;;
   *) echo "install-tools.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac
@@ -113,31 +132,6 @@ install_actionlint() {
   go_install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
 }
 
-# eksctl's JSON schema for ClusterConfig ships inside its Go module, so the proxy serves it at a pinned
-# version without building eksctl (which this machine could not run anyway: it needs AWS).
-install_eksctl_schema() {
-  if installed eksctl-schema "$EKSCTL_VERSION" && [ -f "$EKSCTL_SCHEMA" ]; then
-    echo "tools: eksctl schema $EKSCTL_VERSION present"
-    return
-  fi
-  echo "tools: fetching eksctl schema $EKSCTL_VERSION"
-  local json dir
-  # Outside any Go module, so the download does not touch a go.mod.
-  json=$(cd "$TOOLS" && GOFLAGS=-mod=mod go mod download -json "github.com/weaveworks/eksctl@$EKSCTL_VERSION") ||
-    die "could not download github.com/weaveworks/eksctl@$EKSCTL_VERSION; is the Go module proxy reachable?"
-  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
-  local schema="$dir/pkg/apis/eksctl.io/v1alpha5/assets/schema.json"
-  [ -f "$schema" ] || die "eksctl $EKSCTL_VERSION has no schema at $schema"
-  mkdir -p "$(dirname "$EKSCTL_SCHEMA")"
-  cp "$schema" "$EKSCTL_SCHEMA"
-  chmod 644 "$EKSCTL_SCHEMA"
-  stamp eksctl-schema "$EKSCTL_VERSION"
-}
-
-install_kubeconform() {
-  go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
-}
-
 # go_module_dir MODULE@VERSION: downloads a module through the proxy (cached) and prints its folder.
 go_module_dir() {
   local json
@@ -147,27 +141,67 @@ go_module_dir() {
   sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json"
 }
 
-# Strict per-kind schemas for kubeconform, converted by scripts/k8s-json-schemas.mjs (needs node_modules).
+# eksctl's JSON schema for ClusterConfig ships inside its Go module, so the proxy serves it at a pinned
+# version without building eksctl (which this machine could not run anyway: it needs AWS). Its schema
+# leaves metadata.version a free string, so the Kubernetes versions eksctl knows (the Version1_NN
+# constants of types.go, and its DefaultVersion) are written beside it for the cluster files' tests.
+install_eksctl_schema() {
+  if installed "eksctl-schema-$EKSCTL_VERSION" "$EKSCTL_VERSION" && [ -f "$EKSCTL_SCHEMA" ] && [ -f "$EKSCTL_KUBERNETES_VERSIONS" ]; then
+    echo "tools: eksctl schema $EKSCTL_VERSION present"
+    return
+  fi
+  echo "tools: fetching eksctl schema $EKSCTL_VERSION"
+  local dir
+  dir=$(go_module_dir "github.com/weaveworks/eksctl@$EKSCTL_VERSION")
+  local schema="$dir/pkg/apis/eksctl.io/v1alpha5/assets/schema.json"
+  local types="$dir/pkg/apis/eksctl.io/v1alpha5/types.go"
+  [ -f "$schema" ] || die "eksctl $EKSCTL_VERSION has no schema at $schema"
+  [ -f "$types" ] || die "eksctl $EKSCTL_VERSION has no $types"
+  local known default
+  known=$(sed -n -E 's/^[[:space:]]*Version1_[0-9]+[[:space:]]*=[[:space:]]*"([0-9.]+)".*/"\1"/p' "$types" | paste -sd, -)
+  default=$(sed -n -E 's/^[[:space:]]*DefaultVersion[[:space:]]*=[[:space:]]*Version([0-9]+)_([0-9]+).*/"\1.\2"/p' "$types")
+  if [ -z "$known" ] || [ -z "$default" ]; then
+    die "could not read the Kubernetes versions from eksctl $EKSCTL_VERSION's $types"
+  fi
+  mkdir -p "$SCHEMAS"
+  cp "$schema" "$EKSCTL_SCHEMA"
+  chmod 644 "$EKSCTL_SCHEMA"
+  printf '{"eksctl":"%s","known":[%s],"default":%s}\n' "$EKSCTL_VERSION" "$known" "$default" >"$EKSCTL_KUBERNETES_VERSIONS"
+  stamp "eksctl-schema-$EKSCTL_VERSION" "$EKSCTL_VERSION"
+}
+
+install_kubeconform() {
+  go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+}
+
+# install_k8s_schemas VERSION: strict per-kind schemas for kubeconform, converted by
+# scripts/k8s-json-schemas.mjs (needs node_modules).
 install_k8s_schemas() {
-  local want="$K8S_SCHEMA_VERSION+$PROMETHEUS_OPERATOR_VERSION"
-  if installed k8s-schemas "$want" && [ -f "$K8S_SCHEMAS/deployment-apps-v1.json" ]; then
-    echo "tools: kubernetes schemas $want present"
+  local version=$1 out
+  out=$(k8s_schemas_dir "$version")
+  local want="$version+$PROMETHEUS_OPERATOR_VERSION"
+  if installed "k8s-schemas-$version" "$want" && [ -f "$out/deployment-apps-v1.json" ]; then
+    echo "tools: kubernetes $version schemas present"
     return
   fi
   require node "run scripts/install-node.sh (make deps) first; node converts the OpenAPI spec to JSON schemas"
   [ -d "$ROOT/node_modules/yaml" ] || die "node_modules/yaml is missing; run 'make deps' first"
-  echo "tools: fetching kubernetes $K8S_SCHEMA_VERSION and prometheus-operator $PROMETHEUS_OPERATOR_VERSION schemas"
+  echo "tools: fetching kubernetes $version and prometheus-operator $PROMETHEUS_OPERATOR_VERSION schemas"
   local k8s po
-  k8s=$(go_module_dir "k8s.io/kubernetes@$K8S_SCHEMA_VERSION")
+  k8s=$(go_module_dir "k8s.io/kubernetes@$version")
   po=$(go_module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
   local swagger="$k8s/api/openapi-spec/swagger.json"
-  local crd="$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
-  [ -f "$swagger" ] || die "k8s.io/kubernetes@$K8S_SCHEMA_VERSION has no $swagger"
-  [ -f "$crd" ] || die "prometheus-operator@$PROMETHEUS_OPERATOR_VERSION has no $crd"
-  rm -rf "$K8S_SCHEMAS"
-  node "$ROOT/scripts/k8s-json-schemas.mjs" "$K8S_SCHEMAS" "$swagger" "$crd" ||
-    die "could not convert the kubernetes schemas"
-  stamp k8s-schemas "$want"
+  [ -f "$swagger" ] || die "k8s.io/kubernetes@$version has no $swagger"
+  # The two prometheus-operator kinds the chart renders: ServiceMonitor and PrometheusRule.
+  local crds=() kind
+  for kind in servicemonitors prometheusrules; do
+    crds+=("$po/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml")
+    [ -f "${crds[-1]}" ] || die "prometheus-operator@$PROMETHEUS_OPERATOR_VERSION has no ${crds[-1]}"
+  done
+  rm -rf "$out"
+  node "$ROOT/scripts/k8s-json-schemas.mjs" "$out" "$swagger" "${crds[@]}" ||
+    die "could not convert the kubernetes $version schemas"
+  stamp "k8s-schemas-$version" "$want"
 }
 
 main() {
@@ -179,7 +213,8 @@ main() {
   install_actionlint
   install_eksctl_schema
   install_kubeconform
-  install_k8s_schemas
+  install_k8s_schemas "$K8S_FLOOR_SCHEMA_VERSION"
+  install_k8s_schemas "$K8S_CLUSTER_SCHEMA_VERSION"
   echo "tools: ready in $BIN"
 }
 

@@ -1,13 +1,13 @@
 /**
  * `make synth`: writes charts/smtp-gateway (or the folder given as the first
  * argument). Files synth no longer produces are removed; the hand-written
- * helm-unittest suites in tests/ are left alone.
+ * helm-unittest suites in tests/ and the lint values in ci/ are left alone.
  */
 import { dirname, join, relative, resolve } from 'node:path';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { chartFiles, valuesTable } from './chart-files';
 
-const HAND_WRITTEN = /^tests(\/|$)/;
+const HAND_WRITTEN = /^(tests|ci)(\/|$)/;
 
 function listFiles(dir: string, root = dir): string[] {
   let entries;

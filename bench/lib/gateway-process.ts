@@ -65,7 +65,9 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   const dir = await mkdtemp(join(tmpdir(), 'bench-gateway-'));
   const configFile = join(dir, 'config.yaml');
   const logFile = join(dir, 'gateway.log');
-  await writeFile(configFile, stringify(await withConcretePorts(options.config)));
+  // each process its own spool: a gateway removes what it finds in its spool folder at start-up
+  const config = { ...options.config, spool: { dir: join(dir, 'spool'), ...options.config.spool } };
+  await writeFile(configFile, stringify(await withConcretePorts(config)));
   const runtime = options.runtime ?? gatewayRuntime();
   const args = [...(options.nodeArgs ?? []), ...(options.inspect ? ['--inspect=127.0.0.1:0'] : []), ...(runtime === 'tsx' ? ['--import', 'tsx', SOURCE_MAIN] : [DIST_MAIN])];
   // Logs go to a file, not a pipe: reading thousands of lines a second would tax the benchmark's own process.

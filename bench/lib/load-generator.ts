@@ -62,7 +62,13 @@ export interface LoadOptions {
   readonly runId: string;
   readonly from?: string;
   readonly to?: string;
-  /** Seeded randomness for fault points. @default Math.random */
+  /**
+   * Open loop: messages arrive at this mean rate (per second, Poisson) over the C connections, each taken by
+   * the first idle one; latency counts from the arrival, so time spent queued for a connection shows.
+   * @default undefined (closed loop: each connection sends its next message as soon as the last is answered)
+   */
+  readonly arrivalRate?: number;
+  /** Seeded randomness for fault points and arrival times. @default Math.random */
   readonly random?: () => number;
 }
 
@@ -136,11 +142,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }
   }
 
-  async function transaction(connection: SmtpConnection, pipelining: boolean, id: string): Promise<Outcome> {
+  async function transaction(connection: SmtpConnection, pipelining: boolean, id: string, arrivedAt?: number): Promise<Outcome> {
     const abandonAt = random() < (options.disconnectRate ?? 0) ? ABANDON_POINTS[Math.floor(random() * ABANDON_POINTS.length)] : undefined;
     const head = makeHead(id, from, to);
     const size = head.length + body.length;
-    const t0 = performance.now();
+    const t0 = arrivedAt ?? performance.now();
     firstStart = Math.min(firstStart, t0);
     let stage: Stage = 'mail';
     const done = (reply: SmtpReply | undefined, extra: Partial<Outcome> = {}): Outcome => {
@@ -225,6 +231,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }
   }
 
+  const arrivals = options.arrivalRate ? new ArrivalQueue() : undefined;
+
   async function worker(index: number): Promise<void> {
     if (options.rampMs) await sleep((options.rampMs * index) / options.concurrency);
     let current = await connect(index);
@@ -232,11 +240,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       await sleep(50);
       current = await connect(index);
     }
-    if (options.openAllFirst) {
+    if (options.openAllFirst || arrivals) {
       arriveAtBarrier();
       await barrier;
     }
-    while (more()) {
+    for (let arrivedAt = await arrivals?.next(); arrivals && arrivedAt !== undefined; arrivedAt = await arrivals.next()) {
+      if (!current || current.connection.closed) current = await connect(index);
+      started += 1;
+      const id = `${options.runId}-${index}-${started}`;
+      if (!current) outcomes.push({ id, code: 0, stage: 'mail', latencyMs: performance.now() - arrivedAt, error: 'could not connect' });
+      else outcomes.push(await transaction(current.connection, current.pipelining, id, arrivedAt));
+    }
+    while (!arrivals && more()) {
       if (!current || current.connection.closed) {
         current = await connect(index);
         if (!current) {
@@ -254,7 +269,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
 
   const workers = Array.from({ length: options.concurrency }, (_, index) => worker(index));
-  if (options.openAllFirst) {
+  if (options.openAllFirst || arrivals) {
     // The clock starts when every connection is open (or the connects have had their chance).
     const connectDeadline = performance.now() + Math.max(30_000, (options.rampMs ?? 0) * 2);
     deadline = connectDeadline;
@@ -262,6 +277,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     if (!opened) releaseBarrier();
   }
   deadline = performance.now() + durationMs;
+  if (arrivals) await dispatchArrivals(arrivals, options.arrivalRate!, maxMessages, deadline, random);
   await Promise.all(workers);
   return {
     outcomes,
@@ -285,6 +301,44 @@ async function endRefused(connection: SmtpConnection, outcome: Outcome, data: Sm
     connection.destroy();
   }
   return outcome;
+}
+
+/** Arrival times waiting for an idle connection, first come first served. */
+class ArrivalQueue {
+  private readonly times: number[] = [];
+  private readonly idle: Array<(time: number | undefined) => void> = [];
+  private closed = false;
+
+  push(time: number): void {
+    const take = this.idle.shift();
+    if (take) take(time);
+    else this.times.push(time);
+  }
+
+  /** The next arrival, or undefined once the queue is closed and empty. */
+  next(): Promise<number | undefined> {
+    if (this.times.length) return Promise.resolve(this.times.shift());
+    if (this.closed) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const take of this.idle.splice(0)) take(undefined);
+  }
+}
+
+/** Poisson arrivals at `rate` per second until the deadline or `max` arrivals, then closes the queue. */
+async function dispatchArrivals(queue: ArrivalQueue, rate: number, max: number, deadline: number, random: () => number): Promise<void> {
+  let at = performance.now();
+  for (let count = 0; count < max; count += 1) {
+    at += (-Math.log(1 - random()) * 1000) / rate;
+    if (at >= deadline) break;
+    const wait = at - performance.now();
+    if (wait > 1) await sleep(wait);
+    queue.push(at);
+  }
+  queue.close();
 }
 
 function sleep(ms: number): Promise<void> {

@@ -53,8 +53,11 @@ export interface RecordingUpstream {
   readonly unanswered: Map<string, number>;
   /** Every recipient each id was answered 250 for, over all its deliveries. */
   readonly recipients: Map<string, Set<string>>;
-  /** Transactions that reached DATA, by what was done with them. */
-  readonly counts: { accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number; rcptDeferred: number };
+  /**
+   * Connections and MAIL FROM commands seen (every upstream transaction, whether it reached DATA or not);
+   * then transactions that reached DATA, by what was done with them.
+   */
+  readonly counts: { connections: number; transactions: number; accepted: number; tempFailed: number; permFailed: number; dropped: number; stalled: number; ungreeted: number; droppedAfterDot: number; rcptDeferred: number };
   /** Changes how the next messages are treated. */
   setBehaviour(behaviour: UpstreamBehaviour): void;
   close(): Promise<void>;
@@ -66,7 +69,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
   const deliveries = new Map<string, number>();
   const unanswered = new Map<string, number>();
   const recipients = new Map<string, Set<string>>();
-  const counts = { accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0, rcptDeferred: 0 };
+  const counts = { connections: 0, transactions: 0, accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0, rcptDeferred: 0 };
   let sequence = 0;
 
   const server: SMTPServer = new SMTPServer({
@@ -76,6 +79,10 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     size: 64 * 1024 * 1024,
     // Stalled transactions must not hold the server's close() for its default 30 s.
     closeTimeout: 500,
+    onMailFrom(_address, _session, callback) {
+      counts.transactions += 1;
+      callback();
+    },
     onRcptTo(_address, _session, callback) {
       if (random() < (behaviour.rcptTempFailRate ?? 0)) {
         counts.rcptDeferred += 1;
@@ -84,6 +91,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
       callback();
     },
     onConnect(_session, callback) {
+      counts.connections += 1;
       // The greeting goes out when this calls back; a stalled upstream never does.
       if (random() < (behaviour.stallGreetingRate ?? 0)) counts.ungreeted += 1;
       else callback();

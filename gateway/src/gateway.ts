@@ -14,12 +14,15 @@ import { DrainController } from './ops/drain';
 import { createLogger, type Logger } from './ops/logger';
 import { createMetrics, type GatewayMetrics } from './ops/metrics';
 import { startOpsServer, type OpsServer } from './ops/ops-server';
-import { nodemailerPoolSnapshot } from './ops/upstream-pool';
 import { startDevUpstream, type DevUpstream } from './relay/dev-upstream';
-import { createUpstream, type Upstream } from './relay/upstream';
+import { createSmtpUpstream } from './relay/smtp-upstream';
+import { Spool } from './relay/spool';
+import type { Upstream } from './relay/upstream';
 import { createAuthHandler } from './smtp/auth';
 import { watchUserStore, type WatchedUserStore } from './smtp/auth-users';
 import { watchCertificate, type CertificateWatch } from './smtp/certificate-watcher';
+import { clientKey } from './smtp/client-key';
+import { EnvelopeExtensions } from './smtp/envelope-extensions';
 import { startListener, type SmtpListener } from './smtp/listeners';
 import { NetworkList } from './smtp/networks';
 import { ConnectionCounter } from './smtp/rate-limiter';
@@ -71,20 +74,23 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
   try {
     let devUpstream: DevUpstream | undefined;
     let upstreamSettings = config.upstream;
-    if (!config.upstream.host) {
+    if (config.devUpstream.enabled) {
       devUpstream = await startDevUpstream(config.devUpstream.dir, logger.child({ component: 'dev-upstream' }));
       cleanups.push(() => devUpstream?.close());
       upstreamSettings = { ...config.upstream, host: devUpstream.host, port: devUpstream.port, security: 'none', usernameFile: '', passwordFile: '' };
-      logger.info('no upstream.host set: relaying to the development upstream', { dir: devUpstream.dir });
+      logger.warn('devUpstream.enabled: relaying to the development upstream, nothing is delivered', { dir: devUpstream.dir });
     }
-    const upstream: Upstream = createUpstream({ ...upstreamSettings, clientName: hostname });
+    const upstream: Upstream = createSmtpUpstream({ ...upstreamSettings, clientName: hostname });
     cleanups.push(() => upstream.close(true));
-    metrics.setUpstreamPoolSource(() => nodemailerPoolSnapshot(upstream.transport));
+    metrics.setUpstreamPoolSource(() => upstream.poolSnapshot());
+    const { spool, leftovers } = await naming(`spool.dir ${JSON.stringify(config.spool.dir)}`, () => Spool.open(config.spool));
+    if (leftovers) logger.warn('removed messages an earlier process left in the spool (their clients never got a 250)', { dir: config.spool.dir, files: leftovers });
+    metrics.setSpoolSource(() => spool.usage);
 
     const listeners: SmtpListener[] = [];
     let certificates: CertificateWatch | undefined;
     if (config.tls.certFile) {
-      certificates = watchCertificate({
+      certificates = naming(`tls.certFile ${JSON.stringify(config.tls.certFile)} / tls.keyFile ${JSON.stringify(config.tls.keyFile)}`, () => watchCertificate({
         certFile: config.tls.certFile,
         keyFile: config.tls.keyFile,
         onChange: (pair) => {
@@ -92,19 +98,23 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
           logger.info('TLS certificate reloaded', { certFile: config.tls.certFile });
         },
         onError: (err) => logger.error('TLS certificate reload failed', { err: err.message }),
-      });
+      }));
       const watch = certificates;
       cleanups.push(() => watch.close());
     }
 
     let users: WatchedUserStore | undefined;
     if (config.auth.usersFile) {
-      users = await watchUserStore(config.auth.usersFile, (err) => logger.error('users file reload failed', { err: err.message }));
+      users = await naming(`auth.usersFile ${JSON.stringify(config.auth.usersFile)}`, () =>
+        watchUserStore(config.auth.usersFile, (err) => logger.error('users file reload failed', { err: err.message })),
+      );
       const store = users;
       cleanups.push(() => store.close());
     }
-    const auth = users ? createAuthHandler(config.auth, users, metrics, logger) : undefined;
+    const keyOf = (ip: string) => clientKey(ip, config.policy.clientPrefixLength);
+    const auth = users ? createAuthHandler(config.auth, users, metrics, logger, keyOf) : undefined;
     const policy = new SessionPolicy(config.policy);
+    const extensions = new EnvelopeExtensions(config.upstream.extensions, Boolean(auth));
     const connections = new ConnectionCounter({ max: config.policy.maxConnections, maxPerKey: config.policy.maxConnectionsPerIp });
     const proxyFrom = config.proxyProtocol.enabled ? new NetworkList(config.proxyProtocol.trustedNetworks) : undefined;
 
@@ -114,9 +124,12 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       const hooks = createSessionHooks({
         listener: name,
         policy,
+        extensions,
         auth,
         relay: {
           upstream,
+          spool,
+          dsnFrom: config.dsn.from || `MAILER-DAEMON@${hostname}`,
           lineEndings: config.policy.lineEndings,
           maxMessageBytes: config.policy.maxMessageBytes,
           messageIdDomain: hostname,
@@ -138,8 +151,11 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
         authEnabled: Boolean(auth),
         allowInsecureAuth: config.auth.allowInsecure,
         maxMessageBytes: config.policy.maxMessageBytes,
+        advertised: extensions.advertised,
         proxyFrom,
         connections,
+        clientKey: keyOf,
+        deadlines: config.deadlines,
         hooks,
         metrics,
         logger,
@@ -149,13 +165,15 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
       logger.info('listening', { listener: name, address: listener.address.address, port: listener.address.port });
     }
 
-    const ops: OpsServer = await startOpsServer({
-      host: config.ops.listenAddress,
-      port: config.ops.port,
-      registry,
-      isReady: () => !drainState.draining,
-      logger,
-    });
+    const ops: OpsServer = await naming(`ops.listenAddress ${JSON.stringify(config.ops.listenAddress)} / ops.port ${config.ops.port}`, () =>
+      startOpsServer({
+        host: config.ops.listenAddress,
+        port: config.ops.port,
+        registry,
+        isReady: () => !drainState.draining,
+        logger,
+      }),
+    );
     cleanups.push(() => ops.close());
     logger.info('listening', { listener: 'ops', address: config.ops.listenAddress, port: ops.port });
     metrics.ready.set(1);
@@ -217,6 +235,22 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
   } catch (err) {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * Runs a start-up step that reads what one setting names (a file, an address), so
+ * its failure names the key as well as the path or the resolver's error.
+ */
+function naming<T>(setting: string, step: () => T): T {
+  const rename = (err: unknown): never => {
+    throw new Error(`${setting}: ${(err as Error).message}`);
+  };
+  try {
+    const result = step();
+    return (result instanceof Promise ? result.catch(rename) : result) as T;
+  } catch (err) {
+    return rename(err);
   }
 }
 

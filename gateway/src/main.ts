@@ -30,7 +30,11 @@ function parseArgs(argv: readonly string[]): Args {
     else if (arg === '--config' || arg === '-c') {
       configFile = argv[++i];
       if (!configFile) throw new ConfigError([`${arg}: expected a file name after it`]);
-    } else if (arg.startsWith('--config=')) configFile = arg.slice('--config='.length);
+    } else if (arg.startsWith('--config=')) {
+      configFile = arg.slice('--config='.length);
+      // an empty value would otherwise mean "no file": the built-in defaults, silently
+      if (!configFile) throw new ConfigError(['--config=: expected a file name after the "="']);
+    }
     else throw new ConfigError([`unknown argument ${JSON.stringify(arg)}; see --help`]);
   }
   return { help, printConfig, configFile };
@@ -48,8 +52,8 @@ function usage(): string {
     '',
     `Every key can also be set from the environment: ${ENV.overridePrefix}<KEY>__<SUBKEY>, e.g.`,
     `${ENV.overridePrefix}UPSTREAM__HOST=email-smtp.us-east-1.amazonaws.com; lists are comma separated.`,
-    'With no configuration at all the gateway listens on 127.0.0.1:2525 (ops on 127.0.0.1:9090) and',
-    'relays to a development upstream that writes .eml files under .dev-mail/.',
+    `upstream.host is required; for local development ${ENV.overridePrefix}DEV_UPSTREAM__ENABLED=true (make run) relays to`,
+    'a development upstream that writes .eml files under .dev-mail/ and delivers nothing.',
     '',
     'Settings (environment variable, default, description):',
     ...describeSettings().map((line) => `  ${line}`),
@@ -85,7 +89,9 @@ async function main(): Promise<void> {
   try {
     gateway = await startGateway(loaded.config, { logger });
   } catch (err) {
-    logger.error('start-up failed', { err: (err as Error).message });
+    const message = (err as Error).message;
+    logger.error('start-up failed', { err: message });
+    process.stderr.write(`smtp-gateway: start-up failed: ${message}\n`);
     process.exit(EXIT_CONFIG);
   }
 

@@ -5,7 +5,7 @@
 import { Transform } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { fastDotStuffingTransform, installFastDotStuffing, loadDataStream, originalDotStuffingTransform } from '../src/relay/dot-stuffing';
-import { createUpstream } from '../src/relay/upstream';
+import { createSmtpUpstream } from '../src/relay/smtp-upstream';
 import { openDialog, startData } from './helpers/smtp-dialog';
 import { startTestGateway } from './helpers/test-gateway';
 import { startTestUpstream } from './helpers/test-upstream';
@@ -72,7 +72,7 @@ describe('fast dot-stuffing', () => {
   });
 
   it('is installed on nodemailer once the upstream module is loaded', () => {
-    expect(createUpstream).toBeTypeOf('function');
+    expect(createSmtpUpstream).toBeTypeOf('function');
     expect((DataStream.prototype as { _transform: unknown })._transform).toBe(fastDotStuffingTransform);
   });
 

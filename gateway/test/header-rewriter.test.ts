@@ -68,7 +68,7 @@ describe('reply mapping', () => {
   it('250: the queue id out of Postfix, SES and other replies', () => {
     expect(queueId('2.0.0 Ok: queued as 4Fx9K2')).toBe('4Fx9K2');
     expect(queueId('Ok 0100018b5c3c0a4f-1234-000000')).toBe('0100018b5c3c0a4f-1234-000000');
-    expect(acceptedReply({ response: '250 Ok 0100018b5c3c0a4f-1234-000000' }).reply).toEqual({ code: 250, status: '2.0.0', text: 'Ok: queued as 0100018b5c3c0a4f-1234-000000' });
+    expect(acceptedReply({ response: '250 Ok 0100018b5c3c0a4f-1234-000000', rejected: [] }).reply).toEqual({ code: 250, status: '2.0.0', text: 'Ok: queued as 0100018b5c3c0a4f-1234-000000' });
   });
 
   it('5xx keeps the code and enhanced status, trims and sanitises the reason', () => {

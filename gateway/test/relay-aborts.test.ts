@@ -1,7 +1,7 @@
 /**
- * Failures before the final dot: the upstream transaction is aborted (it never
- * gets the dot) and nothing is delivered, while the client gets the right reply
- * (or, if it left, nothing at all).
+ * Failures before the final dot: the message is received whole before anything
+ * goes upstream, so the upstream sees no transaction at all, the spooled copy
+ * is discarded, and the client gets the right reply (or, if it left, nothing).
  */
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from './helpers/close-after-each';
@@ -19,24 +19,25 @@ const LINE = `${'y'.repeat(76)}\r\n`;
 
 
 describe('aborted transactions', () => {
-  it('client disconnects mid-DATA → the upstream transaction is cut off without its dot; nothing delivered', async () => {
+  it('client disconnects mid-DATA → no upstream transaction at all, the spooled part is discarded; nothing delivered', async () => {
     upstream = track(await startTestUpstream({ mode: 'accept' }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const dialog = await openDialog(gw.relayPort);
     const replies = await startData(dialog, 'app@example.com', ['user@example.org']);
     expect(replies.at(-1)?.code).toBe(354);
     dialog.write(HEAD + LINE.repeat(200));
-    // the gateway streams as it receives: the upstream is already in its DATA phase
-    await eventually(() => (upstream?.attempts[0]?.bytes ?? 0) > 0, 'the upstream to receive data');
+    // the gateway holds what it received so far, and the upstream has not been asked anything
+    await eventually(async () => (await gw!.spooledBytes()) > 0, 'the gateway to spool data');
+    expect(upstream.connections).toBe(0);
     dialog.destroy();
-    await upstream.waitForAttempts(1);
-    expect(upstream.attempts[0].completed).toBe(false);
-    expect(upstream.attempts[0].cutOff).toBe(true);
-    expect(upstream.messages).toHaveLength(0);
     await eventually(() => gw!.logs.some((line) => line.msg === 'transaction'), 'the transaction log line');
     const logged = gw.logs.find((line) => line.msg === 'transaction');
     expect(logged).toMatchObject({ outcome: 'aborted', reason: 'client_disconnect' });
-    // the pool replaced the connection it gave up on: the next message goes through whole
+    expect(await gw.spooledBytes()).toBe(0);
+    expect(upstream.connections).toBe(0);
+    expect(upstream.mailFroms).toHaveLength(0);
+    expect(upstream.messages).toHaveLength(0);
+    // the next message goes through whole
     const next = await openDialog(gw.relayPort);
     await startData(next, 'app@example.com', ['user@example.org']);
     next.write(`${HEAD}complete\r\n.\r\n`);
@@ -46,7 +47,7 @@ describe('aborted transactions', () => {
     next.destroy();
   });
 
-  it('message over maxMessageBytes → 552 5.3.4 while streaming; the upstream never gets the dot', async () => {
+  it('message over maxMessageBytes → 552 5.3.4; the upstream is never asked', async () => {
     upstream = track(await startTestUpstream({ mode: 'accept' }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } }));
     const dialog = await openDialog(gw.relayPort);
@@ -59,12 +60,10 @@ describe('aborted transactions', () => {
     const reply = await dialog.reply();
     expect(reply.code).toBe(552);
     expect(reply.text).toMatch(/^552 5\.3\.4 /);
-    // the abort may come before the upstream reached DATA at all; any attempt that began must end cut off
-    await eventually(() => upstream!.attempts.every((attempt) => attempt.completed || attempt.cutOff), 'upstream attempts to end');
-    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
-    // far less than the 150 KiB sent reached the upstream: the rest was dropped, not forwarded
-    expect(upstream.attempts.reduce((sum, attempt) => sum + attempt.bytes, 0)).toBeLessThan(4096 + 1024);
+    expect(upstream.mailFroms).toHaveLength(0);
     expect(upstream.messages).toHaveLength(0);
+    // what came past the limit was dropped, not stored
+    expect(await gw.spooledBytes()).toBe(0);
     // the session carries on
     expect((await dialog.command('MAIL FROM:<app@example.com>')).code).toBe(250);
     dialog.destroy();
@@ -81,7 +80,7 @@ describe('aborted transactions', () => {
     dialog.destroy();
   });
 
-  it('bare LF in the data → 550 5.6.0 (no smuggling); the upstream never gets the dot', async () => {
+  it('bare LF in the data → 550 5.6.0 (no smuggling); the upstream is never asked', async () => {
     upstream = track(await startTestUpstream({ mode: 'accept' }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const dialog = await openDialog(gw.relayPort);
@@ -91,7 +90,7 @@ describe('aborted transactions', () => {
     expect(reply.code).toBe(550);
     expect(reply.text).toMatch(/^550 5\.6\.0 .*Bare CR or LF/);
     expect(upstream.messages).toHaveLength(0);
-    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+    expect(upstream.mailFroms).toHaveLength(0);
     dialog.destroy();
   });
 
@@ -118,7 +117,7 @@ describe('aborted transactions', () => {
     expect(reply.code).toBe(550);
     expect(reply.text).toMatch(/^550 5\.7\.1 Header From <ceo@bank\.example>/);
     expect(upstream.messages).toHaveLength(0);
-    expect(upstream.attempts.every((attempt) => !attempt.completed)).toBe(true);
+    expect(upstream.mailFroms).toHaveLength(0);
     // an allowed header From on the same session goes through
     await dialog.command('MAIL FROM:<app@example.com>');
     await dialog.command('RCPT TO:<user@example.org>');

@@ -1,13 +1,13 @@
 /**
- * The reply rules of ARCHITECTURE.md end to end: a real client, the gateway,
+ * The reply rules of relay/reply-mapping.ts end to end: a real client, the gateway,
  * and a real upstream that accepts, refuses, stalls or drops. Every case
  * asserts both the client's reply and what the upstream received.
  */
 import { createServer } from 'node:net';
 import { simpleParser } from 'mailparser';
-import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from './helpers/close-after-each';
+import { sendRaw } from './helpers/send-raw';
 import { startTestGateway, type TestGateway } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
 
@@ -24,18 +24,7 @@ async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: Param
 }
 
 /** Sends with nodemailer; resolves with the final reply line whether accepted or refused. */
-async function send(port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, socketTimeout: 20_000 });
-  try {
-    const info = await client.sendMail({ envelope: { from: 'app@example.com', to }, raw });
-    return { code: 250, response: info.response };
-  } catch (err) {
-    const e = err as { responseCode?: number; response?: string; message: string };
-    return { code: e.responseCode ?? 0, response: e.response ?? e.message };
-  } finally {
-    client.close();
-  }
-}
+const send = (port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) => sendRaw(port, raw, { from: 'app@example.com', to });
 
 describe('reply to the final dot', () => {
   it('upstream 250 → client 250 with the upstream queue id, message delivered with Received, Message-ID and Date added', async () => {
@@ -149,13 +138,17 @@ describe('reply to the final dot', () => {
     expect(upstream.messages).toHaveLength(2);
   });
 
-  it('upstream refuses one of two recipients: 250 naming the refused one; only the other gets it; both logged', async () => {
+  it('upstream refuses one of two recipients: 250 naming the refused one; only the other gets it; the sender gets a DSN; logged', async () => {
     const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
     const reply = await send(gw.relayPort, MESSAGE, ['user@example.org', 'nobody@example.org']);
     expect(reply.code).toBe(250);
-    expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org/);
-    expect(upstream.messages.map((message) => message.to)).toEqual([['user@example.org']]);
-    expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', upstreamRejected: ['nobody@example.org'] });
+    expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org; the sender was sent a delivery status notification/);
+    // the message to the accepted recipient, then the notification (dsn.test.ts reads it in detail)
+    expect(upstream.messages.map((message) => [message.from, message.to])).toEqual([
+      ['app@example.com', ['user@example.org']],
+      ['', ['app@example.com']],
+    ]);
+    expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', upstreamRejected: ['nobody@example.org'], dsn: 'sent' });
     expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
   });
 

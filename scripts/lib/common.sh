@@ -4,13 +4,19 @@
 # `set -euo pipefail`.
 # shellcheck disable=SC2034 # the names below are used by the scripts that source this file
 
-# Names the chart, the cluster files and the seed agree on.
+# Names the chart, the cluster files and the README's table of the environments agree on.
 RELEASE=smtp-gateway
 CANARY_RELEASE=smtp-gateway-canary
 NAMESPACE=smtp-gateway
 ECR_REPOSITORY=smtp-gateway
 CHART_DIR=charts/smtp-gateway
+# The chart's app.kubernetes.io/name, and the container port of the gateway's /metrics (CONTAINER_PORTS.ops).
+APP_NAME=smtp-gateway
+OPS_PORT=9090
 LBC_RELEASE=aws-load-balancer-controller
+# The Service of the controller's admission webhook (the name its chart gives it).
+LBC_WEBHOOK_SERVICE=aws-load-balancer-webhook-service
+CLOUDWATCH_DASHBOARD=deploy/cloudwatch-dashboard.json
 
 DRY_RUN=false
 ASSUME_YES=false
@@ -68,6 +74,13 @@ query() {
     echo "$placeholder"
     return 0
   fi
+  inspect "$@"
+}
+
+# inspect CMD ARGS...: run a read-only command for its output, even under --dry-run: a decision the dry run
+# must show (may the canary go on?) depends on it. Stops the script if it fails.
+inspect() {
+  ! $DRY_RUN || echo "+ $(quote "$@")   # read-only, run for the decision" >&2
   local status=0
   "$@" || status=$?
   [ "$status" -eq 0 ] || die "step failed (exit $status): $(quote "$@")"
@@ -87,11 +100,17 @@ probe() {
   return "$status"
 }
 
-# require_tools TOOL...: stop naming every missing tool, before anything has been changed.
+# require_tools TOOL...: stop naming every missing tool, before anything has been changed. A dry run
+# calls none of them, so it only says which ones a real run will need.
 require_tools() {
   local missing=() tool
   for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-  [ "${#missing[@]}" -eq 0 ] || die "missing required tool(s): ${missing[*]} (install them and put them on PATH)"
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if $DRY_RUN; then
+    say "dry run: ${missing[*]} not found on PATH; a real run needs them"
+    return 0
+  fi
+  die "missing required tool(s): ${missing[*]} (install them and put them on PATH)"
 }
 
 # require_file FILE HINT: stop naming a missing file the environment needs and how to get it.
@@ -127,6 +146,16 @@ confirm() {
   local answer=""
   read -r answer || true
   [ "$answer" = "$CLUSTER" ] || die "not confirmed (expected '$CLUSTER', got '${answer}'); pass --yes to skip the question"
+}
+
+# runs_container_insights: true when the environment's eksctl file installs the amazon-cloudwatch-observability
+# add-on; such a cluster has the CloudWatch dashboard of $CLOUDWATCH_DASHBOARD, named after the cluster.
+runs_container_insights() {
+  local line pattern='^[[:space:]]*-[[:space:]]*name:[[:space:]]*amazon-cloudwatch-observability[[:space:]]*$'
+  while IFS= read -r line; do
+    [[ $line =~ $pattern ]] && return 0
+  done <"$ROOT/$EKSCTL_FILE"
+  return 1
 }
 
 # update_kubeconfig: point kubectl and helm at the environment's cluster.

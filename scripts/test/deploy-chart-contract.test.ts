@@ -9,8 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXISTING, IMAGE, CANARY_TAG, canaryImage, stableReplicas } from './helpers/aws-answers';
+import { EXISTING, IMAGE, CANARY_TAG, canaryImage, podsOf, stableReplicas } from './helpers/aws-answers';
 import { entrypoint, exposedPorts, imageEnv, imageUser } from './helpers/dockerfile';
+import { scrapeGatewayMetrics } from './helpers/gateway-metrics';
 import { REPO_ROOT } from './helpers/repo';
 import { ScriptSandbox } from './helpers/stand-ins';
 
@@ -65,7 +66,7 @@ describe.each([
   it('renders the LoadBalancer Services the script lists host names of, and a helm test to run', () => {
     const objects = render(helmUpgrades(script, [])[1], env);
     const balancers = ofKind(objects, 'Service').filter((s) => s.spec.type === 'LoadBalancer');
-    expect(balancers.length).toBe(2); // the seed's two NLBs
+    expect(balancers.length).toBe(2); // two NLBs: relay, and submission + SMTPS
     for (const service of balancers) expect(service.metadata.labels['app.kubernetes.io/instance']).toBe('smtp-gateway');
     const tests = objects.filter((o) => o.metadata?.annotations?.['helm.sh/hook'] === 'test');
     expect(tests.length).toBeGreaterThan(0);
@@ -132,6 +133,16 @@ describe('a production canary', () => {
     expect(canaryDeployment.metadata.name).not.toBe(stableDeployment.metadata.name);
   });
 
+  it("is counted by neither the stable release's HPA (its Deployment's selector) nor its PDB, but covered by its NetworkPolicy", () => {
+    const canaryPods = ofKind(canary, 'Deployment')[0].spec.template.metadata.labels;
+    const [stableDeployment] = ofKind(stable, 'Deployment');
+    const [hpa] = ofKind(stable, 'HorizontalPodAutoscaler');
+    expect(hpa.spec.scaleTargetRef.name).toBe(stableDeployment.metadata.name);
+    expect(matches(stableDeployment.spec.selector.matchLabels, canaryPods)).toBe(false);
+    expect(matches(ofKind(stable, 'PodDisruptionBudget')[0].spec.selector.matchLabels, canaryPods)).toBe(false);
+    expect(matches(ofKind(stable, 'NetworkPolicy')[0].spec.podSelector.matchLabels, canaryPods)).toBe(true);
+  });
+
   it("is found by the script's look-ups: the stable Deployment by instance smtp-gateway, the canary by its release", () => {
     const deployments = [...ofKind(stable, 'Deployment'), ...ofKind(canary, 'Deployment')];
     const byInstance = (instance: string) =>
@@ -140,8 +151,11 @@ describe('a production canary', () => {
     expect(byInstance('smtp-gateway-canary')).toEqual([ofKind(canary, 'Deployment')[0].metadata.name]);
   });
 
-  it('promotes to the stable release with values the chart accepts', () => {
-    const [upgrade] = helmUpgrades('deploy-aws-production.sh', ['promote'], [canaryImage, ...EXISTING]);
+  it('promotes to the stable release with values the chart accepts', async () => {
+    // The canary gates read both releases' /metrics first: one pod each, of a real gateway that relayed 100 messages.
+    const metrics = await scrapeGatewayMetrics({ relayed: 100 });
+    const pods = [...podsOf('smtp-gateway', { 'smtp-gateway-a': metrics }), ...podsOf('smtp-gateway-canary', { 'smtp-gateway-canary-a': metrics })];
+    const [upgrade] = helmUpgrades('deploy-aws-production.sh', ['promote'], [canaryImage, ...pods, ...EXISTING]);
     const objects = render(upgrade, 'prod');
     expect(ofKind(objects, 'Deployment')[0].spec.template.spec.containers[0].image).toBe(`${IMAGE}:${CANARY_TAG}`);
     expect(ofKind(objects, 'HorizontalPodAutoscaler')).toHaveLength(1);

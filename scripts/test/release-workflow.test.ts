@@ -1,7 +1,9 @@
 /**
  * The GitHub Actions release pipeline: actionlint (pinned in scripts/install-tools.sh, with shellcheck on
- * every `run:` block) passes on it and fails on a broken copy, and the jobs run in the order a release
- * needs: tests, then image and chart, then staging, then production behind its environment's approval.
+ * every `run:` block) passes on it and fails on a broken copy; every action is pinned to a commit; the
+ * jobs run in the order a release needs: the tag checked against the versions, tests, then image (with
+ * SBOM and build provenance) and chart, then staging, then production behind its environment's approval.
+ * The version check itself (scripts/check-release-version.sh) runs here against real files.
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,9 +50,117 @@ describe('actionlint', () => {
   });
 });
 
+describe('every workflow', () => {
+  it.each(['release.yaml', 'deploy.yaml'])('%s pins each action to a full commit, naming its release in a comment', (name) => {
+    const uses = readFileSync(join(WORKFLOWS, name), 'utf8')
+      .split('\n')
+      .filter((line) => /^\s+(- )?uses: /.test(line));
+    expect(uses.length).toBeGreaterThan(0);
+    for (const line of uses) {
+      const use = /uses: (\S+)(.*)$/.exec(line)!;
+      if (use[1].startsWith('./')) continue; // a workflow of this repository
+      expect(use[1], line).toMatch(/^[\w.-]+\/[\w.-]+@[0-9a-f]{40}$/);
+      expect(use[2], line).toMatch(/^ {2}# v\d+\.\d+\.\d+$/);
+    }
+  });
+
+  it('uses one commit per action across the workflows', () => {
+    const pins = new Map<string, Set<string>>();
+    for (const name of ['release.yaml', 'deploy.yaml']) {
+      for (const [, action, sha] of readFileSync(join(WORKFLOWS, name), 'utf8').matchAll(/uses: ([\w.-]+\/[\w.-]+)@([0-9a-f]{40})/g)) {
+        pins.set(action, (pins.get(action) ?? new Set()).add(sha));
+      }
+    }
+    for (const [action, shas] of pins) expect([...shas], action).toHaveLength(1);
+  });
+});
+
 describe('release.yaml', () => {
   const release = load('release.yaml');
   const jobs = release.jobs as Record<string, Yaml>;
+
+  describe('the version check, first', () => {
+    it('runs before the tests, so nothing is built or pushed for a tag that names another version', () => {
+      expect(jobs.test.needs).toBe('version');
+      const step = (jobs.version.steps as Yaml[]).find((s) => String(s.run).includes('check-release-version.sh'));
+      expect(step?.run).toBe('scripts/check-release-version.sh ${TAG:+"$TAG"}');
+      expect(step?.env.TAG).toBe("${{ github.ref_type == 'tag' && github.ref_name || '' }}");
+    });
+
+    /** The script in a copy of the repository files it reads, with the versions given. */
+    function check(versions: { package: string; chart: string; app: string }, args: string[]) {
+      const dir = mkdtempSync(join(tmpdir(), 'smtpgw-release-version-'));
+      try {
+        mkdirSync(join(dir, 'scripts'));
+        mkdirSync(join(dir, 'charts/smtp-gateway'), { recursive: true });
+        cpSync(join(REPO_ROOT, 'scripts/check-release-version.sh'), join(dir, 'scripts/check-release-version.sh'));
+        const pkg = readFileSync(join(REPO_ROOT, 'package.json'), 'utf8');
+        writeFileSync(join(dir, 'package.json'), pkg.replace(/^ {2}"version": "[^"]*",$/m, `  "version": "${versions.package}",`));
+        const chart = readFileSync(join(REPO_ROOT, 'charts/smtp-gateway/Chart.yaml'), 'utf8');
+        writeFileSync(
+          join(dir, 'charts/smtp-gateway/Chart.yaml'),
+          chart.replace(/^version: .*$/m, `version: ${versions.chart}`).replace(/^appVersion: .*$/m, `appVersion: "${versions.app}"`),
+        );
+        const result = spawnSync('bash', [join(dir, 'scripts/check-release-version.sh'), ...args], { encoding: 'utf8', timeout: 10_000 });
+        return { status: result.status, output: result.stdout + result.stderr };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    it("passes on this repository's own versions, with the tag they name", () => {
+      const version = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version;
+      const result = spawnSync('bash', [join(REPO_ROOT, 'scripts/check-release-version.sh'), `v${version}`], { encoding: 'utf8' });
+      expect(result.stderr).toBe('');
+      expect(result.status).toBe(0);
+    });
+
+    it('passes when tag, package and chart agree', () => {
+      const result = check({ package: '1.4.2', chart: '1.4.2', app: '1.4.2' }, ['v1.4.2']);
+      expect(result.output).toContain('release version 1.4.2 (tag v1.4.2): package.json, Chart.yaml version and appVersion agree');
+      expect(result.status).toBe(0);
+    });
+
+    it('fails on a tag naming another version, printing both', () => {
+      const result = check({ package: '1.4.2', chart: '1.4.2', app: '1.4.2' }, ['v1.5.0']);
+      expect(result.status).toBe(1);
+      expect(result.output).toContain("tag is 'v1.5.0' but package.json version is '1.4.2' (expected tag 'v1.4.2')");
+    });
+
+    it('fails on a chart version or appVersion other than the package version, printing both', () => {
+      const result = check({ package: '1.4.2', chart: '1.4.1', app: '1.4.0' }, ['v1.4.2']);
+      expect(result.status).toBe(1);
+      expect(result.output).toContain("Chart.yaml version is '1.4.1' but package.json version is '1.4.2'");
+      expect(result.output).toContain("Chart.yaml appVersion is '1.4.0' but package.json version is '1.4.2'");
+    });
+
+    it('without a tag (started by hand) still checks package and chart', () => {
+      expect(check({ package: '1.4.2', chart: '1.4.2', app: '1.4.2' }, []).status).toBe(0);
+      expect(check({ package: '1.4.2', chart: '1.4.3', app: '1.4.2' }, []).status).toBe(1);
+    });
+  });
+
+  describe('the image carries an SBOM and build provenance', () => {
+    const steps = jobs.image.steps as Yaml[];
+    const build = steps.find((s) => String(s.uses).startsWith('docker/build-push-action'));
+    const attest = steps.find((s) => String(s.uses).startsWith('actions/attest-build-provenance'));
+
+    it('BuildKit attaches an SBOM and full provenance to the pushed image', () => {
+      expect(build?.with).toMatchObject({ sbom: true, provenance: 'mode=max', push: true });
+    });
+
+    it('a signed provenance attestation is made for the digest that was pushed, and pushed beside it', () => {
+      expect(build?.id).toBe('build');
+      expect(attest?.with).toEqual({
+        'subject-name': '${{ steps.ecr.outputs.registry }}/smtp-gateway',
+        'subject-digest': '${{ steps.build.outputs.digest }}',
+        'push-to-registry': true,
+      });
+      expect(attest?.if).toBe(build?.if);
+      expect(steps.indexOf(attest!)).toBeGreaterThan(steps.indexOf(build!));
+      expect(jobs.image.permissions).toEqual({ contents: 'read', 'id-token': 'write', attestations: 'write' });
+    });
+  });
 
   it('runs on version tags and by hand', () => {
     expect(release.on.push.tags).toEqual(['v*']);

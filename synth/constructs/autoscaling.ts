@@ -4,7 +4,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import { NOT_CANARY, type ChartNames } from './names';
+import { HPA_ENABLED, type ChartNames } from './names';
 
 export interface AutoscalingProps {
   readonly names: ChartNames;
@@ -25,7 +25,7 @@ export class Autoscaling extends Construct {
       metrics: [kplus.Metric.resourceCpu(kplus.MetricTarget.averageUtilization(t.int(valueRef('autoscaling.targetCPUUtilizationPercentage'))))],
     });
     const apiObject = ApiObject.of(hpa);
-    helm.template(apiObject, { file: 'hpa.yaml', if: `and (${NOT_CANARY}) ${valueRef('autoscaling.enabled')}` });
+    helm.template(apiObject, { file: 'hpa.yaml', if: HPA_ENABLED });
     const memory = valueRef('autoscaling.targetMemoryUtilizationPercentage');
     helm.patch(
       apiObject,

@@ -1,7 +1,8 @@
 /** The SMTP listeners as the chart publishes them: container port, port name, Service port and Service group. */
-import { CONTAINER_PORTS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+import { CONTAINER_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+import { valueRef } from '../values/ref';
 
-/** A listener group is one Service (one NLB): the seed runs two. */
+/** A listener group is one Service (one NLB): the chart runs two. */
 export type ServiceGroup = 'smtp' | 'submission';
 
 export interface Listener {
@@ -9,17 +10,19 @@ export interface Listener {
   /** Container port name (≤ 15 characters, IANA style). */
   readonly portName: string;
   readonly containerPort: number;
-  readonly servicePort: number;
   readonly group: ServiceGroup;
 }
 
 export const LISTENERS: readonly Listener[] = [
-  { name: 'relay', portName: 'smtp', containerPort: CONTAINER_PORTS.relay, servicePort: SERVICE_PORTS.relay, group: 'smtp' },
-  { name: 'submission', portName: 'submission', containerPort: CONTAINER_PORTS.submission, servicePort: SERVICE_PORTS.submission, group: 'submission' },
-  { name: 'smtps', portName: 'smtps', containerPort: CONTAINER_PORTS.smtps, servicePort: SERVICE_PORTS.smtps, group: 'submission' },
+  { name: 'relay', portName: 'smtp', containerPort: CONTAINER_PORTS.relay, group: 'smtp' },
+  { name: 'submission', portName: 'submission', containerPort: CONTAINER_PORTS.submission, group: 'submission' },
+  { name: 'smtps', portName: 'smtps', containerPort: CONTAINER_PORTS.smtps, group: 'submission' },
 ];
 
 export const OPS_PORT_NAME = 'ops';
+
+/** `.Values` path of the port the listener's Service publishes it on. */
+export const servicePort = (listener: Listener) => valueRef(`services.${listener.group}.ports.${listener.name}`);
 
 /** The listeners one Service publishes. */
 export const listenersOf = (group: ServiceGroup) => LISTENERS.filter((l) => l.group === group);

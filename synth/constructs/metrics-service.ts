@@ -33,7 +33,7 @@ export class MetricsService extends Construct {
     helm.patch(
       apiObject,
       JsonPatch.replace('/spec/ports/0/targetPort', OPS_PORT_NAME),
-      JsonPatch.add('/spec/selector', props.names.selectorLabels()),
+      JsonPatch.add('/spec/selector', props.names.serviceSelectorLabels()),
     );
   }
 }

@@ -34,7 +34,7 @@ export class GatewayNetworkPolicy extends Construct {
     const smtpFrom = valueRef('networkPolicy.smtpFrom');
     helm.patch(
       apiObject,
-      JsonPatch.replace('/spec/podSelector', { matchLabels: props.names.selectorLabels() }),
+      JsonPatch.replace('/spec/podSelector', { matchLabels: props.names.serviceSelectorLabels() }),
       JsonPatch.replace('/spec/ingress', [
         // With every listener off the SMTP rule goes too (a rule without ports would open every port).
         t.when(anyEnabled(LISTENERS), {

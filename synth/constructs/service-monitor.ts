@@ -15,7 +15,7 @@ export interface ServiceMonitorProps {
   readonly names: ChartNames;
 }
 
-export const SERVICE_MONITOR_API = 'monitoring.coreos.com/v1';
+export const MONITORING_API = 'monitoring.coreos.com/v1';
 
 export class ServiceMonitor extends Construct {
   constructor(scope: Construct, id: string, props: ServiceMonitorProps) {
@@ -24,7 +24,7 @@ export class ServiceMonitor extends Construct {
     const t = helm.tokens;
     const values = (key: string) => valueRef(`metrics.serviceMonitor.${key}`);
     const monitor = new ApiObject(this, 'servicemonitor', {
-      apiVersion: SERVICE_MONITOR_API,
+      apiVersion: MONITORING_API,
       kind: 'ServiceMonitor',
       metadata: { name: props.names.fullname(), labels: props.names.labels({}, values('labels')) },
       spec: {
@@ -43,7 +43,7 @@ export class ServiceMonitor extends Construct {
     });
     helm.template(monitor, {
       file: 'servicemonitor.yaml',
-      if: `and (${NOT_CANARY}) ${values('enabled')} (.Capabilities.APIVersions.Has "${SERVICE_MONITOR_API}/ServiceMonitor")`,
+      if: `and (${NOT_CANARY}) ${values('enabled')} (.Capabilities.APIVersions.Has "${MONITORING_API}/ServiceMonitor")`,
     });
   }
 }

@@ -2,12 +2,16 @@
 import { App } from 'cdk8s';
 import { HelmChart } from '../helm/helm-chart';
 import { Autoscaling } from './autoscaling';
+import { CommonAnnotations } from './common-annotations';
 import { DisruptionBudget } from './disruption-budget';
+import { ExtraDeploy } from './extra-deploy';
 import { GatewayConfig } from './gateway-config';
 import { GatewaySecret } from './gateway-secret';
+import { GrafanaDashboard } from './grafana-dashboard';
 import { MetricsService } from './metrics-service';
 import { ChartNames } from './names';
 import { GatewayNetworkPolicy } from './network-policy';
+import { PrometheusRule } from './prometheus-rule';
 import { GatewayServiceAccount } from './service-account';
 import { ServiceMonitor } from './service-monitor';
 import { SmtpService } from './smtp-service';
@@ -32,5 +36,9 @@ export class SmtpGatewayChart extends HelmChart {
     new DisruptionBudget(this, 'pdb', { names });
     new GatewayNetworkPolicy(this, 'networkpolicy', { names, deployment });
     new TestHook(this, 'test', { names });
+    new PrometheusRule(this, 'prometheusrule', { names });
+    new GrafanaDashboard(this, 'dashboard', { names });
+    new ExtraDeploy(this, 'extradeploy');
+    new CommonAnnotations(this, 'commonannotations');
   }
 }

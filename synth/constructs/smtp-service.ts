@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import { CONTAINER_PORTS, OPS_PATHS } from '../../gateway/src/config/constants';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import { groupEnabled, listenerEnabled, listenersOf, type ServiceGroup } from './listeners';
+import { groupEnabled, listenerEnabled, listenersOf, servicePort, type ServiceGroup } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 
 export interface SmtpServiceProps {
@@ -65,11 +65,13 @@ export class SmtpService extends Construct {
       JsonPatch.replace(
         '/spec/ports',
         listenersOf(props.group).map((l) =>
-          t.when(listenerEnabled(l), { name: l.portName, port: l.servicePort, targetPort: l.portName, protocol: 'TCP' }),
+          t.when(listenerEnabled(l), { name: l.portName, port: t.int(servicePort(l)), targetPort: l.portName, protocol: 'TCP' }),
         ),
       ),
-      JsonPatch.add('/spec/selector', props.names.selectorLabels()),
+      JsonPatch.add('/spec/selector', props.names.serviceSelectorLabels()),
       JsonPatch.add('/spec/loadBalancerSourceRanges', t.yaml(values('loadBalancer.sourceRanges'), { omitEmpty: true, if: isLb })),
+      JsonPatch.add('/spec/externalTrafficPolicy', t.str(values('externalTrafficPolicy'), { if: isLb })),
+      JsonPatch.add('/spec/loadBalancerClass', t.str(values('loadBalancerClass'), { if: `and (${isLb}) ${values('loadBalancerClass')}` })),
     );
   }
 }

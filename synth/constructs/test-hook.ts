@@ -8,7 +8,8 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
-import { LISTENERS, listenerEnabled } from './listeners';
+import { imageReference } from './image-reference';
+import { LISTENERS, listenerEnabled, servicePort } from './listeners';
 import { NOT_CANARY, type ChartNames } from './names';
 import { restrictedContainerSecurity } from './pod-security';
 
@@ -51,20 +52,19 @@ export class TestHook extends Construct {
     const branches = candidates.map(
       ({ listener, condition }, i) =>
         `{{- ${i === 0 ? 'if' : 'else if'} ${condition} }}\n` +
-        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace ${listener.servicePort} }}`,
+        `{{- printf "%s.%s.svc:%d" (include "${helm.chartName}.componentName" (dict "root" . "component" "${listener.group}")) .Release.Namespace (int ${servicePort(listener)}) }}`,
     );
     helm.define('testEndpoint', `${branches.join('\n')}\n{{- end }}`);
-    helm.define(
-      'testImage',
-      `{{- printf "%s:%s" ${valueRef('tests.image.repository')} ${valueRef('tests.image.tag')} }}`,
-    );
 
     const pod = new kplus.Pod(this, 'pod', {
       metadata: {
         name: props.names.component('test'),
         // The instance label without the name label: found with its release, never selected by a Service.
         labels: props.names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': TEST_COMPONENT }),
-        annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
+        // Not hook-succeeded: helm deletes the pod before `helm test --logs` reads its logs, and the command
+        // fails although the test passed (https://github.com/helm/helm/issues/9098). The pod stays, passed
+        // or failed, for its logs, and the next `helm test` replaces it.
+        annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation' },
       },
       restartPolicy: kplus.RestartPolicy.NEVER,
       automountServiceAccountToken: false,
@@ -72,7 +72,7 @@ export class TestHook extends Construct {
       containers: [
         {
           name: 'smtp',
-          image: t.str(helm.include('testImage')),
+          image: t.str(imageReference(helm, { repository: valueRef('tests.image.repository'), tag: valueRef('tests.image.tag') })),
           command: ['sh', '-c', SMTP_TEST_SCRIPT],
           envVariables: {
             SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))),

@@ -22,9 +22,10 @@ import { HelmChart } from '../helm/helm-chart';
 import { valueRef } from '../values/ref';
 import { GatewayConfig } from './gateway-config';
 import { GatewaySecret, SECRET_CONDITIONS } from './gateway-secret';
+import { imageReference } from './image-reference';
 import { LISTENERS, OPS_PORT_NAME, listenerEnabled } from './listeners';
-import type { ChartNames } from './names';
-import { restrictedContainerSecurity } from './pod-security';
+import { HPA_ENABLED, type ChartNames } from './names';
+import { SecurityContextOverValues, restrictedContainerSecurity } from './pod-security';
 
 export interface WorkloadProps {
   readonly names: ChartNames;
@@ -48,15 +49,11 @@ export class Workload extends Construct {
     const helm = HelmChart.of(this);
     const t = helm.tokens;
     const { names } = props;
-    helm.define(
-      'image',
-      `{{- $tag := default .Chart.AppVersion ${valueRef('image.tag')} }}
-{{- if ${valueRef('image.digest')} }}
-{{- printf "%s@%s" ${valueRef('image.repository')} ${valueRef('image.digest')} }}
-{{- else }}
-{{- printf "%s:%s" ${valueRef('image.repository')} $tag }}
-{{- end }}`,
-    );
+    const image = imageReference(helm, {
+      repository: valueRef('image.repository'),
+      tag: `(default .Chart.AppVersion ${valueRef('image.tag')})`,
+      digest: valueRef('image.digest'),
+    });
     const probe = (path: string, which: 'startup' | 'liveness' | 'readiness') =>
       kplus.Probe.fromHttpGet(path, {
         port: CONTAINER_PORTS.ops,
@@ -64,6 +61,19 @@ export class Workload extends Construct {
         timeoutSeconds: Duration.seconds(t.int(valueRef(`probes.${which}.timeoutSeconds`))),
         failureThreshold: t.int(valueRef(`probes.${which}.failureThreshold`)),
       });
+    // With an HPA: autoscaling.minReplicas on the first install, so it does not start with 1 pod until the
+    // HPA's first sync; on an upgrade the live count (what the HPA chose), kept within min..max. Leaving
+    // replicas out instead would make helm's three-way merge drop the field and reset the Deployment to 1.
+    helm.define(
+      'replicas',
+      `{{- if ${HPA_ENABLED} }}
+{{- $live := include "${helm.chartName}.liveDeployment" . | fromJson }}
+{{- $current := dig "spec" "replicas" ${valueRef('autoscaling.minReplicas')} $live }}
+{{- max ${valueRef('autoscaling.minReplicas')} (min ${valueRef('autoscaling.maxReplicas')} $current) }}
+{{- else }}
+{{- ${valueRef('replicaCount')} }}
+{{- end }}`,
+    );
     const checksum = (file: string) => t.str(`include (print $.Template.BasePath "/${file}") . | sha256sum`);
 
     this.deployment = new kplus.Deployment(this, 'deployment', {
@@ -101,7 +111,7 @@ export class Workload extends Construct {
       containers: [
         {
           name: 'gateway',
-          image: t.str(helm.include('image')),
+          image: t.str(image),
           portNumber: CONTAINER_PORTS.relay,
           envVariables: { [ENV.configFile]: kplus.EnvValue.fromValue(posix.join(MOUNT_PATHS.configDir, CONFIG_FILE_NAME)) },
           startup: probe(OPS_PATHS.liveness, 'startup'),
@@ -120,9 +130,9 @@ export class Workload extends Construct {
       apiObject,
       // Set here, not as a prop: cdk8s-plus drops replicas once an HPA targets the Deployment, but
       // whether the HPA exists is only known at install time.
-      JsonPatch.add('/spec/replicas', t.intString(valueRef('replicaCount'), { if: `not ${valueRef('autoscaling.enabled')}` })),
+      JsonPatch.add('/spec/replicas', t.intString(helm.include('replicas'))),
       // Selectors are immutable: name and instance only, never labels that change with a version.
-      JsonPatch.replace('/spec/selector', { matchLabels: names.podSelector() }),
+      JsonPatch.replace('/spec/selector', { matchLabels: names.selectorLabels() }),
       JsonPatch.add(`${CONTAINER}/imagePullPolicy`, t.str(valueRef('image.pullPolicy'))),
       JsonPatch.replace(`${CONTAINER}/ports`, [
         ...LISTENERS.map((l) => t.when(listenerEnabled(l), { name: l.portName, containerPort: l.containerPort, protocol: 'TCP' })),
@@ -132,7 +142,16 @@ export class Workload extends Construct {
       JsonPatch.add(`${CONTAINER}/resources`, t.yaml(valueRef('resources'))),
       JsonPatch.add(`${CONTAINER}/volumeMounts/-`, { name: 'config', mountPath: MOUNT_PATHS.configDir, readOnly: true }),
       JsonPatch.add(`${POD}/volumes/-`, this.projectedVolume(helm, names)),
+      // Messages too large for memory wait here until the upstream replies; sized apart from /tmp.
+      JsonPatch.add(`${CONTAINER}/volumeMounts/-`, { name: 'spool', mountPath: MOUNT_PATHS.spoolDir }),
+      JsonPatch.add(`${POD}/volumes/-`, { name: 'spool', emptyDir: { sizeLimit: t.str(valueRef('spool.sizeLimit')) } }),
       JsonPatch.add(`${POD}/securityContext/seccompProfile`, { type: 'RuntimeDefault' }),
+      JsonPatch.add('/spec/revisionHistoryLimit', t.intString(valueRef('revisionHistoryLimit'))),
+      JsonPatch.add(`${POD}/initContainers`, t.yaml(valueRef('initContainers'), { omitEmpty: true })),
+      JsonPatch.add(`${POD}/containers/-`, t.splice(valueRef('extraContainers'), { omitEmpty: true })),
+      JsonPatch.add(`${POD}/volumes/-`, t.splice(valueRef('extraVolumes'), { omitEmpty: true })),
+      JsonPatch.add(`${CONTAINER}/volumeMounts/-`, t.splice(valueRef('extraVolumeMounts'), { omitEmpty: true })),
+      JsonPatch.add(`${CONTAINER}/envFrom`, t.yaml(valueRef('extraEnvFrom'), { omitEmpty: true })),
       // No <SERVICE>_PORT variables: a release named e.g. "smtpgw" would otherwise get SMTPGW_* variables
       // that the gateway reads as config overrides (ENV.overridePrefix).
       JsonPatch.add(`${POD}/enableServiceLinks`, false),
@@ -148,11 +167,19 @@ export class Workload extends Construct {
             maxSkew: t.int(valueRef('topologySpread.maxSkew')),
             topologyKey: t.str(valueRef('topologySpread.topologyKey')),
             whenUnsatisfiable: t.str(valueRef('topologySpread.whenUnsatisfiable')),
-            labelSelector: { matchLabels: names.podSelector() },
+            labelSelector: { matchLabels: names.selectorLabels() },
           },
         ]),
       ),
     );
+    // Last, over the synthesised restricted defaults: the user's fields, each replacing one default.
+    const overValues = new SecurityContextOverValues(helm);
+    helm.transform(apiObject, (manifest) => {
+      const pod = manifest.spec.template.spec;
+      pod.securityContext = t.yaml(overValues.expr(pod.securityContext, 'podSecurityContext'));
+      const gateway = pod.containers[0];
+      gateway.securityContext = t.yaml(overValues.expr(gateway.securityContext, 'containerSecurityContext'));
+    });
   }
 
   /** Config, Secret and TLS certificate as one read-only tree under the config folder. */

@@ -31,6 +31,8 @@ export class HelmChart extends Chart {
   private readonly options = new Map<ApiObject, TemplateOptions>();
   private readonly defines = new Map<string, string>();
   private readonly patches = new Map<ApiObject, JsonPatch[]>();
+  private readonly transforms: Array<{ object?: ApiObject; transform: ManifestTransform }> = [];
+  private readonly rawTemplates = new Map<string, string>();
 
   constructor(
     app: App,
@@ -42,9 +44,7 @@ export class HelmChart extends Chart {
 
   /** Puts an ApiObject into a template file. Every ApiObject in the chart must be placed. */
   template(object: ApiObject, options: TemplateOptions): void {
-    if (!/^([a-z0-9-]+\/)?[a-z0-9][a-z0-9.-]*\.yaml$/.test(options.file)) {
-      throw new Error(`Template file name must be lower-case and end in .yaml, got "${options.file}"`);
-    }
+    checkFileName(options.file);
     this.options.set(object, options);
   }
 
@@ -54,6 +54,21 @@ export class HelmChart extends Chart {
    */
   patch(object: ApiObject, ...patches: JsonPatch[]): void {
     this.patches.set(object, [...(this.patches.get(object) ?? []), ...patches]);
+  }
+
+  /**
+   * A change to the object's final manifest after its patches, for edits that depend on what the manifest
+   * already holds (wrapping a synthesised value in template logic). Without an object: every object.
+   */
+  transform(object: ApiObject | undefined, transform: ManifestTransform): void {
+    this.transforms.push({ object, transform });
+  }
+
+  /** A template file written as it is, for what is not one object (e.g. objects listed in values). */
+  rawTemplate(file: string, text: string): void {
+    checkFileName(file);
+    if (this.rawTemplates.has(file)) throw new Error(`Template file "${file}" is written twice`);
+    this.rawTemplates.set(file, text);
   }
 
   /** Adds `{{- define "<chart>.<name>" -}}` to _helpers.tpl and returns its full name. */
@@ -88,11 +103,26 @@ export class HelmChart extends Chart {
       if (!options) throw new Error(`${object.node.path} (${object.kind}) was not placed in a template file; call HelmChart.template()`);
       const manifest = JsonPatch.apply(object.toJson(), ...(this.patches.get(object) ?? [])) as Record<string, unknown>;
       stripCdk8sLabels(manifest);
+      for (const { transform } of this.transforms.filter((t) => t.object === undefined || t.object === object)) transform(manifest);
       const docs = files.get(options.file) ?? [];
       docs.push(emitter.document(manifest, options.if));
       files.set(options.file, docs);
     }
-    return new Map([...files].map(([file, docs]) => [file, docs.join('---\n')]));
+    const rendered = new Map([...files].map(([file, docs]) => [file, docs.join('---\n')]));
+    for (const [file, text] of this.rawTemplates) {
+      if (rendered.has(file)) throw new Error(`Template file "${file}" holds objects and raw text`);
+      rendered.set(file, text);
+    }
+    return rendered;
+  }
+}
+
+/** Edits a manifest in place. */
+export type ManifestTransform = (manifest: Record<string, any>) => void;
+
+function checkFileName(file: string): void {
+  if (!/^([a-z0-9-]+\/)?[a-z0-9][a-z0-9.-]*\.yaml$/.test(file)) {
+    throw new Error(`Template file name must be lower-case and end in .yaml, got "${file}"`);
   }
 }
 

@@ -1,15 +1,28 @@
 /** Shared by the chart suites: the repo's pinned tools (helm, kubeconform) and ways to render the chart. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import YAML from 'yaml';
+import { kubernetesSchemasDir, toolVersions } from '../../scripts/test/helpers/tool-versions';
 
 export const ROOT = resolve(__dirname, '..', '..');
 export const CHART = join(ROOT, 'charts', 'smtp-gateway');
 export const OVERLAYS = { staging: join(ROOT, 'values', 'staging.yaml'), prod: join(ROOT, 'values', 'prod.yaml') } as const;
+/** The chart's ci/<name>-values.yaml files (also linted by `make lint-chart`), by name. */
+export const CI_VALUES: Record<string, string> = Object.fromEntries(
+  readdirSync(join(CHART, 'ci'))
+    .filter((file) => file.endsWith('-values.yaml'))
+    .map((file) => [file.replace(/-values\.yaml$/, ''), join(CHART, 'ci', file)]),
+);
 const TOOLS = join(ROOT, '.tools');
-export const K8S_SCHEMAS = join(TOOLS, 'schemas', 'kubernetes-v1.28.15-strict');
+/** The Kubernetes versions the chart is validated against (scripts/install-tools.sh pins them). */
+export const KUBERNETES = {
+  /** The chart's kubeVersion floor. */
+  floor: toolVersions().K8S_FLOOR_SCHEMA_VERSION,
+  /** What the EKS clusters (eksctl/*.yaml) run. */
+  cluster: toolVersions().K8S_CLUSTER_SCHEMA_VERSION,
+} as const;
 const ENV = { ...process.env, PATH: `${join(TOOLS, 'bin')}:${process.env.PATH}`, HELM_PLUGINS: join(TOOLS, 'helm-plugins') };
 
 export interface Run {
@@ -40,16 +53,21 @@ export interface RenderOptions {
   namespace?: string;
   values?: string[];
   set?: string[];
-  /** Pretend the cluster serves the ServiceMonitor API. */
-  withServiceMonitorApi?: boolean;
+  /** Pretend the cluster runs the Prometheus Operator (serves the ServiceMonitor and PrometheusRule APIs). */
+  withPrometheusOperator?: boolean;
+  /** Further APIs the cluster pretends to serve, e.g. monitoring.coreos.com/v1/PrometheusRule. */
+  apiVersions?: string[];
   chart?: string;
+  /** Kubernetes version helm renders for (vX.Y.Z). @default KUBERNETES.floor */
+  kubeVersion?: string;
 }
 
 export function helmTemplate(options: RenderOptions = {}): Run {
-  const args = ['template', options.release ?? 'smtp-gateway', options.chart ?? CHART, '--namespace', options.namespace ?? 'smtp-gateway', '--kube-version', '1.28.0'];
+  const args = ['template', options.release ?? 'smtp-gateway', options.chart ?? CHART, '--namespace', options.namespace ?? 'smtp-gateway', '--kube-version', options.kubeVersion ?? KUBERNETES.floor];
   for (const file of options.values ?? []) args.push('--values', file);
   for (const pair of options.set ?? []) args.push('--set', pair);
-  if (options.withServiceMonitorApi) args.push('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor');
+  if (options.withPrometheusOperator) args.push('--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor', '--api-versions', 'monitoring.coreos.com/v1/PrometheusRule');
+  for (const api of options.apiVersions ?? []) args.push('--api-versions', api);
   return run('helm', args);
 }
 
@@ -62,8 +80,9 @@ export function render(options: RenderOptions = {}): Array<Record<string, any>> 
     .filter((d) => d);
 }
 
-/** kubeconform in strict mode against the pinned 1.28 + ServiceMonitor schemas, offline. */
-export function kubeconform(manifests: string): Run {
-  if (!existsSync(join(K8S_SCHEMAS, 'deployment-apps-v1.json'))) throw new Error(`no schemas in ${K8S_SCHEMAS}; run scripts/install-tools.sh`);
-  return run('kubeconform', ['-strict', '-summary', '-output', 'text', '-schema-location', `${K8S_SCHEMAS}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'], manifests);
+/** kubeconform in strict mode against one pinned Kubernetes version's + the ServiceMonitor and PrometheusRule schemas, offline. */
+export function kubeconform(manifests: string, kubeVersion: string = KUBERNETES.floor): Run {
+  const schemas = kubernetesSchemasDir(kubeVersion);
+  if (!existsSync(join(schemas, 'deployment-apps-v1.json'))) throw new Error(`no schemas in ${schemas}; run scripts/install-tools.sh`);
+  return run('kubeconform', ['-strict', '-summary', '-output', 'text', '-schema-location', `${schemas}/{{ .ResourceKind }}{{ .KindSuffix }}.json`, '-'], manifests);
 }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../gateway/src/config/schema';
 import { defaultValues, valuesJsonSchema, walkKeys, type JsonSchema } from '../values/json-schema';
+import { CHART_OWNED_CONFIG } from '../values/chart-owned-config';
 import { valueRef } from '../values/ref';
 import { CHART } from './support';
 
@@ -13,6 +14,7 @@ describe('values model', () => {
   const schema = valuesJsonSchema();
 
   it('closes every object with named keys, so a typo anywhere is an error', () => {
+    // Helm hands global to every chart of an umbrella release, with whatever keys the others use.
     const open: string[] = [];
     const visit = (node: JsonSchema, path: string) => {
       if (node.properties) {
@@ -22,14 +24,34 @@ describe('values model', () => {
       for (const child of node.anyOf ?? []) visit(child, path);
     };
     visit(schema, '');
-    expect(open).toEqual([]);
+    expect(open).toEqual(['global']);
   });
 
-  it("embeds the gateway's config schema: every gateway key is a chart key", () => {
+  it("embeds the gateway's config schema: every gateway key is a chart key, except those the chart owns", () => {
     const gateway = z.toJSONSchema(configSchema, { io: 'input' }) as JsonSchema;
     const chartConfig = schema.properties!.config;
-    const paths = (s: JsonSchema) => walkKeys(s, undefined).map((k) => k.path);
-    expect(paths(chartConfig)).toEqual(paths(gateway));
+    const leaves = (s: JsonSchema) => walkKeys(s, undefined).filter((k) => !k.section).map((k) => k.path);
+    const owned = Object.keys(CHART_OWNED_CONFIG);
+    expect(owned).toHaveLength(13);
+    const gatewayLeaves = leaves(gateway);
+    const chartLeaves = leaves(chartConfig);
+    expect(chartLeaves.filter((p) => gatewayLeaves.includes(p))).toEqual(gatewayLeaves.filter((p) => !owned.includes(p)));
+    // Objects whose every key is the chart's stay, as {}, so `config.ops.port` is refused with its message.
+    expect(chartLeaves.filter((p) => !gatewayLeaves.includes(p))).toEqual(['ops']);
+  });
+
+  it('marks each key the chart owns readOnly, leaves it out of values.yaml and the README table, and documents it', () => {
+    const values = YAML.parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
+    const readme = readFileSync(join(CHART, 'README.md'), 'utf8');
+    for (const [path, hint] of Object.entries(CHART_OWNED_CONFIG)) {
+      const parts = path.split('.');
+      const node = parts.reduce<JsonSchema | undefined>((at, key) => at?.properties?.[key], schema.properties!.config);
+      expect(node?.readOnly, path).toBe(true);
+      expect(parts.reduce<any>((at, key) => at?.[key], values.config), path).toBeUndefined();
+      const [owns, valuesTable] = readme.split('\n## Values\n');
+      expect(valuesTable).not.toContain(`\`config.${path}\``);
+      expect(owns).toContain(`| \`config.${path}\` | ${hint} |`);
+    }
   });
 
   it('writes values.yaml with every default and a comment above every key', () => {

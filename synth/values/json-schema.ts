@@ -25,7 +25,22 @@ export interface JsonSchema {
 /** values.schema.json: the input side of the model, so every key is optional and defaults are documented. */
 export function valuesJsonSchema(): JsonSchema {
   const schema = z.toJSONSchema(valuesSchema, { io: 'input' }) as JsonSchema;
+  const config = schema.properties?.config;
+  if (!config) throw new Error('values model has no config key: requireUpstream() has nothing to apply to');
+  schema.properties = { ...schema.properties, config: { ...config, ...requireUpstream() } };
   return { ...schema, title: 'smtp-gateway chart values' };
+}
+
+/**
+ * The gateway refuses to start without a smarthost unless devUpstream.enabled
+ * (gateway/src/config/schema.ts); JSON Schema from zod leaves that cross-key check
+ * out, so the chart states it itself and refuses to render a release that could not start.
+ */
+function requireUpstream(): JsonSchema {
+  return {
+    if: { properties: { devUpstream: { properties: { enabled: { const: true } }, required: ['enabled'] } }, required: ['devUpstream'] },
+    else: { properties: { upstream: { properties: { host: { minLength: 1 } }, required: ['host'] } }, required: ['upstream'] },
+  };
 }
 
 /** Every default filled in: the content of values.yaml. */
@@ -44,13 +59,15 @@ export interface ValueKey {
   readonly section: boolean;
 }
 
-/** Depth-first walk over named keys, in model order. */
+/** Depth-first walk over named keys, in model order; keys the chart owns (readOnly: refused when set) are left out. */
 export function walkKeys(schema: JsonSchema, defaults: unknown, prefix = '', depth = 0): ValueKey[] {
   const out: ValueKey[] = [];
   for (const [key, child] of Object.entries(schema.properties ?? {})) {
+    if (child.readOnly === true) continue;
     const path = prefix ? `${prefix}.${key}` : key;
     const value = (defaults as Record<string, unknown> | undefined)?.[key];
-    const section = child.properties !== undefined;
+    // An object whose keys are all the chart's is written as {} (a leaf), not as an empty section.
+    const section = Object.values(child.properties ?? {}).some((p) => p.readOnly !== true);
     out.push({ path, key, depth, schema: child, defaultValue: value, section });
     if (section) out.push(...walkKeys(child, value, path, depth + 1));
   }
@@ -69,7 +86,7 @@ export function typeName(schema: JsonSchema): string {
     return name;
   }
   if (base === 'array') return `list of ${schema.items ? typeName(schema.items) : 'any'}`;
-  if (base === 'object' && !schema.properties) return 'map';
+  if (base === 'object') return schema.properties ? 'object (every key set by the chart)' : 'map';
   return base;
 }
 

@@ -3,12 +3,9 @@ import { describe, typeName, walkKeys, type JsonSchema } from './json-schema';
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-export function renderValuesTable(schema: JsonSchema, defaults: unknown, notes: Record<string, string> = {}): string {
+export function renderValuesTable(schema: JsonSchema, defaults: unknown): string {
   const rows = walkKeys(schema, defaults)
     .filter((key) => !key.section)
-    .map((key) => {
-      const note = notes[key.path] ? ` ${notes[key.path]}` : '';
-      return `| \`${key.path}\` | ${cell(typeName(key.schema))} | \`${cell(JSON.stringify(key.defaultValue))}\` | ${cell(describe(key) + note)} |`;
-    });
+    .map((key) => `| \`${key.path}\` | ${cell(typeName(key.schema))} | \`${cell(JSON.stringify(key.defaultValue))}\` | ${cell(describe(key))} |`);
   return ['| Key | Type | Default | Description |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -3,11 +3,12 @@
  * (defaults, every key commented), values.schema.json (strict: a typo in an
  * overlay is an error) and the values table of the chart README. The `config`
  * section is the gateway's own schema, so the chart accepts exactly what the
- * gateway does.
+ * gateway does, less the keys the chart sets itself (refused when set).
  */
 import { z } from 'zod';
-import { configSchema } from '../../gateway/src/config/schema';
-import { SECRET_KEYS } from '../../gateway/src/config/constants';
+import { MOUNT_PATHS, SECRET_KEYS, SERVICE_PORTS, type ListenerName } from '../../gateway/src/config/constants';
+import { PROJECT } from '../project';
+import { CHART_OWNED_CONFIG, chartConfigSchema } from './chart-owned-config';
 
 /** A Kubernetes resource quantity such as 500m, 1, 512Mi. */
 const quantity = z
@@ -49,11 +50,22 @@ const probe = (period: number, failures: number, what: string) =>
     .prefault({})
     .describe(what);
 
-/** One load-balanced listener group (the seed runs two AWS NLBs). */
-const service = (what: string) =>
+const servicePorts = (listeners: ListenerName[]) =>
+  z
+    .strictObject(
+      Object.fromEntries(
+        listeners.map((l) => [l, z.number().int().min(1).max(65535).default(SERVICE_PORTS[l]).describe(`Port clients reach the ${l} listener on (the container listens on its own fixed port).`)]),
+      ),
+    )
+    .prefault({})
+    .describe('Service ports, by listener.');
+
+/** One load-balanced listener group (the chart runs two AWS NLBs). */
+const service = (what: string, listeners: ListenerName[]) =>
   z
     .strictObject({
       enabled: z.boolean().default(true).describe('Render this Service (it is left out anyway while all its listeners are disabled in config.listeners).'),
+      ports: servicePorts(listeners),
       type: z.enum(['ClusterIP', 'LoadBalancer']).default('ClusterIP').describe('ClusterIP for in-cluster clients; LoadBalancer for an AWS NLB (AWS Load Balancer Controller).'),
       annotations: stringMap('Extra annotations; the NLB annotations the chart sets (from loadBalancer.*) keep their values.'),
       loadBalancer: z
@@ -64,11 +76,21 @@ const service = (what: string) =>
         })
         .prefault({})
         .describe('AWS NLB settings, used when type is LoadBalancer. PROXY protocol v2 is turned on by config.proxyProtocol.enabled.'),
+      externalTrafficPolicy: z.enum(['Cluster', 'Local']).default('Cluster').describe('externalTrafficPolicy of a LoadBalancer Service (Local keeps traffic on the node it arrives at; with NLB ip targets it changes nothing).'),
+      loadBalancerClass: z.string().default('').describe('loadBalancerClass of a LoadBalancer Service, e.g. service.k8s.aws/nlb so only the AWS Load Balancer Controller handles it; empty leaves it to the cluster default. Immutable once the Service exists.'),
     })
     .prefault({})
     .describe(what);
 
 export const valuesSchema = z.strictObject({
+  global: z
+    .looseObject({
+      imageRegistry: z.string().default('').describe('Registry that replaces the registry of every image the chart runs (image.repository, tests.image.repository), e.g. a pull-through mirror.'),
+    })
+    .prefault({})
+    .describe('Values Helm shares with every chart of an umbrella release; other keys are accepted and ignored.'),
+  commonLabels: stringMap('Labels added to every object the chart renders (not to extraDeploy); the chart\'s own app.kubernetes.io/* and helm.sh/chart labels cannot be replaced.'),
+  commonAnnotations: stringMap('Annotations added to every object the chart renders (not to extraDeploy).'),
   nameOverride: z.string().default('').describe('Replaces the chart name in resource names.'),
   fullnameOverride: z.string().default('').describe('Replaces the whole <release>-<chart> resource name prefix.'),
   image: z
@@ -100,9 +122,9 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Container resources.'),
-  config: configSchema.prefault({}).describe(
-    'The gateway settings (gateway/src/config/schema.ts), written to config.yaml in a ConfigMap. The chart sets the ' +
-      'listen addresses and ports, the dev upstream folder and the paths of mounted Secrets itself.',
+  config: chartConfigSchema.prefault({}).describe(
+    'The gateway settings (gateway/src/config/schema.ts), written to config.yaml in a ConfigMap. The chart sets ' +
+      `${Object.keys(CHART_OWNED_CONFIG).map((key) => `config.${key}`).join(', ')} itself: setting one fails with the value to use instead.`,
   ),
   secret: z
     .strictObject({
@@ -123,8 +145,8 @@ export const valuesSchema = z.strictObject({
     .describe('Inbound TLS certificate.'),
   services: z
     .strictObject({
-      smtp: service('The relay listener, published on port 25.'),
-      submission: service('The submission (587) and SMTPS (465) listeners.'),
+      smtp: service('The relay listener.', ['relay']),
+      submission: service('The submission and SMTPS listeners.', ['submission', 'smtps']),
     })
     .prefault({})
     .describe('The Services that expose the SMTP listeners.'),
@@ -141,6 +163,25 @@ export const valuesSchema = z.strictObject({
         })
         .prefault({})
         .describe('Prometheus Operator ServiceMonitor.'),
+      prometheusRule: z
+        .strictObject({
+          enabled: z.boolean().default(false).describe('Create a PrometheusRule with the gateway\'s alerts (only when the cluster has the monitoring.coreos.com/v1 API).'),
+          labels: stringMap('Extra labels on the PrometheusRule, e.g. the release label your Prometheus selects rules by.'),
+          ruleLabels: stringMap('Extra labels on every alert, e.g. team for Alertmanager routing; severity stays the chart\'s.'),
+          runbookBaseUrl: z.string().regex(/^https?:\/\/\S+[^/]$/, { message: 'expected an http(s) URL without a trailing slash' }).default(`${PROJECT.home}/blob/main/docs/runbooks`).describe('Each alert\'s runbook_url is <runbookBaseUrl>/<AlertName>.md; point it at a copy of docs/runbooks you control.'),
+        })
+        .prefault({})
+        .describe('Prometheus Operator PrometheusRule: the alerting rules, each with a runbook.'),
+      grafanaDashboard: z
+        .strictObject({
+          enabled: z.boolean().default(false).describe('Create a ConfigMap holding the Grafana dashboard, for the Grafana sidecar to load.'),
+          label: z.string().min(1).default('grafana_dashboard').describe('Label the Grafana sidecar looks for (its dashboards.label).'),
+          labelValue: z.string().default('1').describe('Value of that label (its dashboards.labelValue).'),
+          folder: z.string().default('').describe('Grafana folder for the dashboard, set as the folderAnnotation annotation; empty leaves it to the sidecar.'),
+          folderAnnotation: z.string().min(1).default('grafana_folder').describe('Annotation the sidecar reads the folder from (its dashboards.folderAnnotation).'),
+        })
+        .prefault({})
+        .describe('Grafana dashboard for the sidecar of the Grafana chart (kube-prometheus-stack).'),
     })
     .prefault({})
     .describe('Metrics on the ops port (a ClusterIP Service is always rendered).'),
@@ -179,6 +220,19 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Probes on the ops port.'),
+  spool: z
+    .strictObject({
+      sizeLimit: z
+        .string()
+        .regex(/^[1-9]\d*(Ki|Mi|Gi)$/, { message: 'expected a size in Ki, Mi or Gi such as 1Gi' })
+        .default('1Gi')
+        .describe(
+          `sizeLimit of the emptyDir at ${MOUNT_PATHS.spoolDir} (config.spool.dir) that holds messages too large for memory until the upstream replies. ` +
+            'Must be more than config.spool.maxBytes (the chart refuses to render otherwise): past it the kubelet evicts the pod.',
+        ),
+    })
+    .prefault({})
+    .describe('The spool volume.'),
   shutdown: z
     .strictObject({
       preStopSeconds: seconds(15, 'Pause before SIGTERM so the NLB deregisters the pod first (the NLB takes 10-15 s).'),
@@ -204,6 +258,18 @@ export const valuesSchema = z.strictObject({
     })
     .prefault({})
     .describe('Gradual rollout (scripts/deploy.sh rollout): a second release beside the stable one.'),
+  revisionHistoryLimit: z.number().int().min(0).default(10).describe('Old ReplicaSets kept for `kubectl rollout undo`.'),
+  podSecurityContext: passthroughMap('Pod securityContext fields set over the restricted defaults (non-root uid/gid 10001, fsGroup, seccomp RuntimeDefault): each key given replaces that default, the others stay.'),
+  containerSecurityContext: passthroughMap('Gateway container securityContext fields set over the restricted defaults (read-only root, no privilege escalation, all capabilities dropped): each key given replaces that default, maps such as capabilities merge key by key.'),
+  initContainers: passthroughList('Init containers run before the gateway starts.'),
+  extraContainers: passthroughList('Containers run beside the gateway in each pod (sidecars).'),
+  extraVolumes: passthroughList('Extra volumes of the pods, for extraVolumeMounts, initContainers or extraContainers.'),
+  extraVolumeMounts: passthroughList('Extra volume mounts of the gateway container.'),
+  extraEnvFrom: passthroughList('Extra envFrom sources of the gateway container (ConfigMaps, Secrets); SMTPGW_* keys override config.'),
+  extraDeploy: z
+    .array(z.union([z.record(z.string(), z.unknown()), z.string()]))
+    .default([])
+    .describe('Extra objects released with the chart, each a map or a YAML string, rendered through tpl (so they may use {{ .Release.Name }} or values).'),
   nodeSelector: stringMap('Node labels the pods must match.'),
   tolerations: passthroughList('Tolerations of the pods.'),
   affinity: passthroughMap('Affinity of the pods.'),

@@ -30,13 +30,37 @@ app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "smtp-gateway.podSelectorLabels" -}}
+{{- define "smtp-gateway.stableRelease" -}}
 {{- if .Values.canary.enabled }}
-app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
-app.kubernetes.io/instance: {{ required "canary.stableRelease must name the stable release when canary.enabled is true" .Values.canary.stableRelease }}
-app.kubernetes.io/track: canary
+{{- $stable := required "canary.stableRelease must name the stable release when canary.enabled is true" .Values.canary.stableRelease }}
+{{- if eq $stable .Release.Name }}
+{{- fail (printf "canary.stableRelease must name another release than the canary itself, got %q" $stable) }}
+{{- end }}
+{{- $stable }}
 {{- else }}
+{{- .Release.Name }}
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.liveDeployment" -}}
+{{- lookup "apps/v1" "Deployment" .Release.Namespace (include "smtp-gateway.fullname" .) | toJson }}
+{{- end }}
+
+{{- define "smtp-gateway.podLabels" -}}
+{{ include "smtp-gateway.selectorLabels" . }}
+smtp-gateway/stable-release: {{ include "smtp-gateway.stableRelease" . }}
+{{- if .Values.canary.enabled }}
+app.kubernetes.io/track: canary
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.serviceSelectorLabels" -}}
+{{- $live := include "smtp-gateway.liveDeployment" . | fromJson }}
+{{- if and $live (not (hasKey (dig "spec" "template" "metadata" "labels" (dict) $live) "smtp-gateway/stable-release")) }}
 {{- include "smtp-gateway.selectorLabels" . }}
+{{- else }}
+app.kubernetes.io/name: {{ include "smtp-gateway.name" . }}
+smtp-gateway/stable-release: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
@@ -45,6 +69,14 @@ helm.sh/chart: {{ include "smtp-gateway.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- range $key, $_ := .Values.commonLabels }}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (hasPrefix "helm.sh/" $key) }}
+{{- fail (printf "commonLabels.%s cannot be set: the chart sets the app.kubernetes.io/* and helm.sh/* labels itself (add your own label names)" $key) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "smtp-gateway.labels" -}}
@@ -61,10 +93,56 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- end }}
 
 {{- define "smtp-gateway.config" -}}
+{{- if hasKey .Values.config "listenAddress" }}
+{{- fail (printf "config.listenAddress is set by the chart, not by values (got %s): the pod listens on all its addresses; limit who may relay with config.policy.allowedNetworks and who may connect with networkPolicy" (toJson (index .Values.config "listenAddress"))) }}
+{{- end }}
+{{- if hasKey (dig "listeners" "relay" (dict) .Values.config) "port" }}
+{{- fail (printf "config.listeners.relay.port is set by the chart, not by values (got %s): the container listens on 2525; set the port clients use with services.smtp.ports.relay (default 25), and turn the listener on or off with config.listeners.relay.enabled" (toJson (index (dig "listeners" "relay" (dict) .Values.config) "port"))) }}
+{{- end }}
+{{- if hasKey (dig "listeners" "submission" (dict) .Values.config) "port" }}
+{{- fail (printf "config.listeners.submission.port is set by the chart, not by values (got %s): the container listens on 2587; set the port clients use with services.submission.ports.submission (default 587), and turn the listener on or off with config.listeners.submission.enabled" (toJson (index (dig "listeners" "submission" (dict) .Values.config) "port"))) }}
+{{- end }}
+{{- if hasKey (dig "listeners" "smtps" (dict) .Values.config) "port" }}
+{{- fail (printf "config.listeners.smtps.port is set by the chart, not by values (got %s): the container listens on 2465; set the port clients use with services.submission.ports.smtps (default 465), and turn the listener on or off with config.listeners.smtps.enabled" (toJson (index (dig "listeners" "smtps" (dict) .Values.config) "port"))) }}
+{{- end }}
+{{- if hasKey (dig "ops" (dict) .Values.config) "listenAddress" }}
+{{- fail (printf "config.ops.listenAddress is set by the chart, not by values (got %s): the ops server listens on all the pod's addresses; limit who may connect with networkPolicy.metricsFrom" (toJson (index (dig "ops" (dict) .Values.config) "listenAddress"))) }}
+{{- end }}
+{{- if hasKey (dig "ops" (dict) .Values.config) "port" }}
+{{- fail (printf "config.ops.port is set by the chart, not by values (got %s): the ops server listens on 9090, which the probes, the metrics Service and the ServiceMonitor use" (toJson (index (dig "ops" (dict) .Values.config) "port"))) }}
+{{- end }}
+{{- if hasKey (dig "devUpstream" (dict) .Values.config) "dir" }}
+{{- fail (printf "config.devUpstream.dir is set by the chart, not by values (got %s): the development upstream writes to /tmp/dev-mail, the only writable folder; set config.upstream.host to relay to a smarthost" (toJson (index (dig "devUpstream" (dict) .Values.config) "dir"))) }}
+{{- end }}
+{{- if hasKey (dig "spool" (dict) .Values.config) "dir" }}
+{{- fail (printf "config.spool.dir is set by the chart, not by values (got %s): messages wait in the emptyDir the chart mounts at /var/spool/smtp-gateway; size it with spool.sizeLimit and cap it with config.spool.maxBytes" (toJson (index (dig "spool" (dict) .Values.config) "dir"))) }}
+{{- end }}
+{{- if hasKey (dig "tls" (dict) .Values.config) "certFile" }}
+{{- fail (printf "config.tls.certFile is set by the chart, not by values (got %s): set tls.existingSecret to a kubernetes.io/tls Secret: the chart mounts it and points the gateway at it" (toJson (index (dig "tls" (dict) .Values.config) "certFile"))) }}
+{{- end }}
+{{- if hasKey (dig "tls" (dict) .Values.config) "keyFile" }}
+{{- fail (printf "config.tls.keyFile is set by the chart, not by values (got %s): set tls.existingSecret to a kubernetes.io/tls Secret: the chart mounts it and points the gateway at it" (toJson (index (dig "tls" (dict) .Values.config) "keyFile"))) }}
+{{- end }}
+{{- if hasKey (dig "upstream" (dict) .Values.config) "usernameFile" }}
+{{- fail (printf "config.upstream.usernameFile is set by the chart, not by values (got %s): set secret.useUpstreamCredentials (and secret.existingSecret): the chart mounts its upstream-username" (toJson (index (dig "upstream" (dict) .Values.config) "usernameFile"))) }}
+{{- end }}
+{{- if hasKey (dig "upstream" (dict) .Values.config) "passwordFile" }}
+{{- fail (printf "config.upstream.passwordFile is set by the chart, not by values (got %s): set secret.useUpstreamCredentials (and secret.existingSecret): the chart mounts its upstream-password" (toJson (index (dig "upstream" (dict) .Values.config) "passwordFile"))) }}
+{{- end }}
+{{- if hasKey (dig "auth" (dict) .Values.config) "usersFile" }}
+{{- fail (printf "config.auth.usersFile is set by the chart, not by values (got %s): set secret.useAuthUsers (and secret.existingSecret): the chart mounts its auth-users" (toJson (index (dig "auth" (dict) .Values.config) "usersFile"))) }}
+{{- end }}
 {{- if and .Values.config.proxyProtocol.enabled (not .Values.config.proxyProtocol.trustedNetworks) }}
 {{- fail "config.proxyProtocol.trustedNetworks must list the load balancers' networks (e.g. the VPC CIDR) when config.proxyProtocol.enabled is true: the gateway refuses a PROXY header from any other peer" }}
 {{- end }}
-{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail")) }}
+{{- $limit := toString .Values.spool.sizeLimit }}
+{{- $number := regexFind "^[0-9]+" $limit }}
+{{- $bytes := mul (int64 $number) (get (dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824) (trimPrefix $number $limit)) }}
+{{- $maxBytes := int64 .Values.config.spool.maxBytes }}
+{{- if ge $maxBytes $bytes }}
+{{- fail (printf "config.spool.maxBytes (%d) must be less than spool.sizeLimit (%s, %d bytes): the kubelet evicts a pod whose spool volume outgrows its sizeLimit" $maxBytes $limit $bytes) }}
+{{- end }}
+{{- $config := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) (dict "listenAddress" "0.0.0.0" "listeners" (dict "relay" (dict "port" 2525) "submission" (dict "port" 2587) "smtps" (dict "port" 2465)) "ops" (dict "listenAddress" "0.0.0.0" "port" 9090) "devUpstream" (dict "dir" "/tmp/dev-mail") "spool" (dict "dir" "/var/spool/smtp-gateway")) }}
 {{- if .Values.tls.existingSecret }}
 {{- $_ := mustMergeOverwrite $config (dict "tls" (dict "certFile" "/etc/smtp-gateway/tls/tls.crt" "keyFile" "/etc/smtp-gateway/tls/tls.key")) }}
 {{- end }}
@@ -81,23 +159,48 @@ app.kubernetes.io/part-of: {{ include "smtp-gateway.name" . }}
 {{- default (include "smtp-gateway.fullname" .) .Values.secret.existingSecret }}
 {{- end }}
 
-{{- define "smtp-gateway.image" -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag }}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- define "smtp-gateway.imageReference" -}}
+{{- $repository := .repository }}
+{{- with .registry }}
+{{- $parts := splitn "/" 2 $repository }}
+{{- if and $parts._1 (regexMatch "[.:]|^localhost$" $parts._0) }}
+{{- $repository = $parts._1 }}
 {{- end }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .digest }}
+{{- printf "%s@%s" $repository .digest }}
+{{- else }}
+{{- printf "%s:%s" $repository .tag }}
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.replicas" -}}
+{{- if and (not .Values.canary.enabled) .Values.autoscaling.enabled }}
+{{- $live := include "smtp-gateway.liveDeployment" . | fromJson }}
+{{- $current := dig "spec" "replicas" .Values.autoscaling.minReplicas $live }}
+{{- max .Values.autoscaling.minReplicas (min .Values.autoscaling.maxReplicas $current) }}
+{{- else }}
+{{- .Values.replicaCount }}
+{{- end }}
+{{- end }}
+
+{{- define "smtp-gateway.setOver" -}}
+{{- $out := deepCopy .base }}
+{{- range $key, $value := .over }}
+{{- if and (kindIs "map" $value) (kindIs "map" (index $out $key)) }}
+{{- $_ := set $out $key (include "smtp-gateway.setOver" (dict "base" (index $out $key) "over" $value) | fromYaml) }}
+{{- else }}
+{{- $_ := set $out $key $value }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{- define "smtp-gateway.testEndpoint" -}}
 {{- if and .Values.services.smtp.enabled .Values.config.listeners.relay.enabled }}
-{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "smtp")) .Release.Namespace 25 }}
+{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "smtp")) .Release.Namespace (int .Values.services.smtp.ports.relay) }}
 {{- else if and .Values.services.submission.enabled .Values.config.listeners.submission.enabled }}
-{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "submission")) .Release.Namespace 587 }}
+{{- printf "%s.%s.svc:%d" (include "smtp-gateway.componentName" (dict "root" . "component" "submission")) .Release.Namespace (int .Values.services.submission.ports.submission) }}
 {{- end }}
-{{- end }}
-
-{{- define "smtp-gateway.testImage" -}}
-{{- printf "%s:%s" .Values.tests.image.repository .Values.tests.image.tag }}
 {{- end }}

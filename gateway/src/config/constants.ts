@@ -27,6 +27,17 @@ export const SERVICE_PORTS = {
 export type ListenerName = 'relay' | 'submission' | 'smtps';
 export const LISTENER_NAMES: readonly ListenerName[] = ['relay', 'submission', 'smtps'];
 
+/** The SMTP AUTH mechanisms the listeners offer; smtp-server refuses any other before the gateway sees it. */
+export const AUTH_METHODS = ['PLAIN', 'LOGIN'] as const;
+
+/**
+ * ESMTP extensions the gateway can pass through to the upstream (advertised to
+ * clients only when upstream.extensions lists them). REQUIRETLS is not among
+ * them: it is never advertised and its parameter is refused.
+ */
+export const FORWARDED_EXTENSIONS = ['8BITMIME', 'SMTPUTF8', 'DSN'] as const;
+export type ForwardedExtension = (typeof FORWARDED_EXTENSIONS)[number];
+
 /** HTTP paths served on the ops port. */
 export const OPS_PATHS = {
   metrics: '/metrics',
@@ -44,6 +55,8 @@ export const MOUNT_PATHS = {
   tlsDir: '/etc/smtp-gateway/tls',
   /** The only writable path under a read-only root filesystem. */
   tmpDir: '/tmp',
+  /** The emptyDir that holds messages too large for memory until the upstream replies (spool.dir). */
+  spoolDir: '/var/spool/smtp-gateway',
 } as const;
 
 export const CONFIG_FILE_NAME = 'config.yaml';

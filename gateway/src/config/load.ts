@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ENV } from './constants';
 import { configSchema, type GatewayConfig } from './schema';
-import { envName, objectShape, unwrap } from './schema-walk';
+import { envName, leaves, objectShape, unwrap } from './schema-walk';
 
 /** A configuration that cannot be used; `problems` each name a key, a value and what was expected. */
 export class ConfigError extends Error {
@@ -36,7 +36,9 @@ type Input = Record<string, unknown>;
 
 export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const env = options.env ?? process.env;
-  const file = options.file ?? (env[ENV.configFile] || undefined);
+  const file = options.file ?? env[ENV.configFile];
+  // set but empty is a mistake, never a request for the built-in defaults
+  if (file === '') throw new ConfigError([`${options.file === undefined ? ENV.configFile : '--config'}: expected a file name, got ""`]);
   const input: Input = file ? readConfigFile(file) : {};
   const fromEnv = new Map<string, string>();
   const envProblems = applyEnvOverrides(input, env, fromEnv);
@@ -93,10 +95,10 @@ function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv, fromEnv: Map<st
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV.overridePrefix) || name === ENV.configFile || raw === undefined) continue;
     const segments = name.slice(ENV.overridePrefix.length).split('__');
-    // Kubernetes service links (SMTPGW_SMTP_GATEWAY_SERVICE_HOST for a release named
-    // smtpgw) share the prefix but never the "__" separator: only a variable with
-    // "__" or naming a top-level key is ours, so a typo below the top level is still caught.
-    if (segments.length === 1 && !topLevel.has(normalise(segments[0]))) continue;
+    // Kubernetes service links (SMTPGW_SMTP_GATEWAY_SERVICE_HOST=10.0.0.1 for a release named
+    // smtpgw) share the prefix but never "__" and carry an address, port or protocol: only
+    // those are passed over; any other SMTPGW_* is ours, so a misspelt one is refused.
+    if (segments.length === 1 && !topLevel.has(normalise(segments[0])) && isServiceLink(name, raw)) continue;
     let schema: z.ZodType = configSchema;
     let target = input;
     const path: string[] = [];
@@ -105,7 +107,10 @@ function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv, fromEnv: Map<st
       const key = shape && Object.keys(shape).find((candidate) => normalise(candidate) === normalise(segment));
       if (!shape || !key) {
         const known = shape ? Object.keys(shape).map((k) => envName([k])).join(', ') : 'none (this key takes a value)';
-        problems.push(`${name}: ${[...path, segment.toLowerCase()].join('.')} is not a configuration key (keys here: ${known})`);
+        const guess = didYouMean(name);
+        problems.push(
+          `${name}: ${[...path, segment.toLowerCase()].join('.')} is not a configuration key (keys here: ${known})${guess ? `; did you mean ${guess}?` : ''}`,
+        );
         break;
       }
       path.push(key);
@@ -125,6 +130,42 @@ function applyEnvOverrides(input: Input, env: NodeJS.ProcessEnv, fromEnv: Map<st
   return problems;
 }
 
+const SERVICE_LINK_VALUES: ReadonlyArray<[RegExp, RegExp]> = [
+  [/_SERVICE_HOST$|_PORT_\d+_(TCP|UDP|SCTP)_ADDR$/, /^[\d.]+$|^[\da-f:]+$/i],
+  [/_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)_PORT$/, /^\d+$/],
+  [/_PORT_\d+_(TCP|UDP|SCTP)_PROTO$/, /^(tcp|udp|sctp)$/],
+  [/_PORT(_\d+_(TCP|UDP|SCTP))?$/, /^(tcp|udp|sctp):\/\//],
+];
+
+/** A variable Kubernetes sets for a Service whose name starts like our prefix (name and value both fit). */
+function isServiceLink(name: string, value: string): boolean {
+  return SERVICE_LINK_VALUES.some(([suffix, shape]) => suffix.test(name) && shape.test(value));
+}
+
+/** The known variable closest to a misspelt one, when it is close enough to be the one meant. */
+function didYouMean(name: string): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const leaf of leaves(configSchema)) {
+    const candidate = ENV.overridePrefix + envName(leaf.path);
+    const distance = levenshtein(name, candidate);
+    if (!best || distance < best.distance) best = { name: candidate, distance };
+  }
+  const allowed = Math.max(2, Math.floor(name.length / 4));
+  return best && best.distance <= allowed ? best.name : undefined;
+}
+
+function levenshtein(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
 const normalise = (key: string) => key.replace(/_/g, '').toLowerCase();
 
 type Converted = { ok: true; value: unknown } | { ok: false; expected: string };
@@ -134,8 +175,9 @@ function fromEnvString(schema: z.ZodType, raw: string): Converted {
   const def = inner._zod.def as { type: string; element?: z.ZodType };
   switch (def.type) {
     case 'number': {
-      const value = Number(raw.trim());
-      return raw.trim() !== '' && Number.isFinite(value) ? { ok: true, value } : { ok: false, expected: 'a number' };
+      // decimal only: Number() would also read 0x10, 0b101, 0o7 and 1e1
+      const text = raw.trim();
+      return /^[+-]?\d+(\.\d+)?$/.test(text) ? { ok: true, value: Number(text) } : { ok: false, expected: 'a decimal number' };
     }
     case 'boolean': {
       const value = raw.trim().toLowerCase();

@@ -1,16 +1,20 @@
 /**
  * The gateway's configuration: one zod schema that is at once the type, the
  * defaults, the validation at start-up and (through synth) the JSON schema of the
- * chart's `config` values. Defaults are what `make run` needs with no config at
- * all and are safe: loopback-only relaying, TLS required upstream, no open relay.
+ * chart's `config` values. Defaults are safe (loopback-only relaying, TLS required
+ * upstream, no open relay, deadlines on every session); the one value without a
+ * default is where mail goes: upstream.host, or devUpstream.enabled as `make run` sets.
  */
 import { z } from 'zod';
+import { canonicalPattern } from '../smtp/domains';
 import { parseCidr } from './cidr';
-import { CONTAINER_PORTS, MOUNT_PATHS, SECRET_KEYS } from './constants';
+import { CONTAINER_PORTS, FORWARDED_EXTENSIONS, MOUNT_PATHS, SECRET_KEYS } from './constants';
 
 const port = z.number().int().min(1).max(65535);
 /** A port to listen on; 0 lets the OS pick a free one (tests, local runs), and the gateway logs the real one. */
 const listenPort = z.number().int().min(0).max(65535);
+
+const seconds = (value: number, description: string) => z.number().int().min(1).default(value).describe(description);
 
 const isLoopbackHost = (host: string) => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
@@ -19,11 +23,14 @@ export const cidr = z.string().refine((value) => parseCidr(value) !== undefined,
   message: 'expected an IP address or CIDR block such as 10.0.0.0/8 or fd00::/8',
 });
 
+const DOMAIN_EXPECTED = 'expected a domain name such as example.com, *.example.com, bücher.example or xn--bcher-kva.example';
+/** Either spelling of an internationalised domain; smtp/domains.ts compares them in one canonical form. */
 const domain = z
   .string()
-  .regex(/^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i, {
-    message: 'expected a domain name such as example.com or *.example.com',
-  });
+  // the JSON schema's share of the rule (the chart validates with it); the refine does the rest
+  .regex(/^(\*\.)?[^\s@*[\]]+$/u, { message: DOMAIN_EXPECTED, abort: true })
+  .refine((value) => canonicalPattern(value) !== undefined, { message: DOMAIN_EXPECTED })
+  .overwrite((value) => canonicalPattern(value) ?? value);
 
 const listener = (defaultPort: number, enabled: boolean, what: string) =>
   z
@@ -34,7 +41,11 @@ const listener = (defaultPort: number, enabled: boolean, what: string) =>
     .strict()
     .prefault({});
 
-export const configSchema = z
+/**
+ * Every setting, without the checks across groups: the chart's `config` values
+ * (synth) are this, since a chart may leave upstream.host to an overlay.
+ */
+export const configFields = z
   .object({
     hostname: z
       .string()
@@ -106,17 +117,31 @@ export const configSchema = z
         maxRecipients: z.number().int().min(1).max(1000).default(50).describe('Recipients per message (SES allows 50).'),
         maxMessageBytes: z.number().int().min(1024).default(26214400).describe('Largest message accepted, advertised with SIZE.'),
         maxConnections: z.number().int().min(1).default(1000).describe('Open SMTP connections in total.'),
-        maxConnectionsPerIp: z.number().int().min(1).default(100).describe('Open SMTP connections per client IP.'),
+        maxConnectionsPerIp: z.number().int().min(1).default(100).describe('Open SMTP connections per client (IP address; an IPv6 client by its prefix, see clientPrefixLength).'),
         messagesPerMinute: z
           .number()
           .int()
           .min(0)
           .default(0)
-          .describe('Messages per minute per client IP or AUTH user; 0 means no limit.'),
+          .describe('Messages per minute per client (as for maxConnectionsPerIp) or AUTH user; 0 means no limit.'),
         lineEndings: z
           .enum(['reject', 'normalize'])
           .default('reject')
           .describe('Bare CR or LF in message data: reject (550, stops SMTP smuggling) or normalize to CRLF.'),
+        clientPrefixLength: z
+          .object({
+            ipv4: z.number().int().min(8).max(32).default(32).describe('Leading bits of an IPv4 client address that make one client.'),
+            ipv6: z
+              .number()
+              .int()
+              .min(16)
+              .max(128)
+              .default(64)
+              .describe('Leading bits of an IPv6 client address that make one client: a /64 is one host\'s subnet, its owner picks any address in it.'),
+          })
+          .strict()
+          .prefault({})
+          .describe('How per-client limits (maxConnectionsPerIp, messagesPerMinute, auth.maxFailures) group client addresses.'),
       })
       .strict()
       .prefault({})
@@ -128,7 +153,7 @@ export const configSchema = z
           .default('')
           .describe(`File of "user:scrypt-hash" lines (the chart mounts it at ${MOUNT_PATHS.secretsDir}/${SECRET_KEYS.authUsers}); empty disables AUTH.`),
         allowInsecure: z.boolean().default(false).describe('Allow AUTH without TLS (tests only).'),
-        maxFailures: z.number().int().min(1).default(5).describe('Failed AUTH attempts per client IP within the window before AUTH is refused.'),
+        maxFailures: z.number().int().min(1).default(5).describe('Failed AUTH attempts per client (policy.clientPrefixLength) within the window before AUTH is refused.'),
         failureWindowSeconds: z.number().int().min(1).default(300).describe('Window for counting failed AUTH attempts.'),
       })
       .strict()
@@ -136,7 +161,7 @@ export const configSchema = z
       .describe('SMTP AUTH (PLAIN, LOGIN).'),
     upstream: z
       .object({
-        host: z.string().default('').describe('Smarthost, e.g. email-smtp.us-east-1.amazonaws.com; empty uses the embedded development upstream.'),
+        host: z.string().default('').describe('Smarthost, e.g. email-smtp.us-east-1.amazonaws.com; required unless devUpstream.enabled.'),
         port: port.default(587).describe('Smarthost port.'),
         security: z
           .enum(['starttls', 'tls', 'none'])
@@ -151,6 +176,12 @@ export const configSchema = z
         messagesPerSecond: z.number().min(0).default(0).describe('Send-rate limit (SES maximum send rate); 0 means none.'),
         connectionTimeoutMs: z.number().int().min(100).default(10000).describe('Time to establish a connection.'),
         socketTimeoutMs: z.number().int().min(100).default(60000).describe('Idle time allowed on an upstream socket.'),
+        extensions: z
+          .array(z.enum(FORWARDED_EXTENSIONS))
+          .default(['8BITMIME'])
+          .describe(
+            "ESMTP extensions the smarthost offers, which the gateway then advertises to clients and forwards: 8BITMIME (BODY=), SMTPUTF8, DSN (RET, ENVID, NOTIFY, ORCPT). Parameters of extensions not listed are refused (555 5.5.4). List only what the smarthost's EHLO shows (after STARTTLS): a message whose upstream connection turns out not to offer a listed extension it needs gets 451 and is never sent without it.",
+          ),
       })
       .strict()
       .superRefine((upstream, ctx) => {
@@ -163,13 +194,82 @@ export const configSchema = z
       })
       .prefault({})
       .describe('The smarthost mail is relayed to.'),
+    spool: z
+      .object({
+        dir: z
+          .string()
+          .min(1)
+          .default('.spool')
+          .describe('Folder for messages too large to hold in memory while they are relayed; owned by this gateway, leftovers are removed at start-up.'),
+        memoryThresholdBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(256 * 1024)
+          .describe('A message up to this size is held in memory; a larger one spills to spool.dir.'),
+        memoryMaxBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(64 * 1024 * 1024)
+          .describe('All messages held in memory together; beyond it smaller messages spill to spool.dir too.'),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(512 * 1024 * 1024)
+          .describe('All files in spool.dir together; a message that does not fit gets 452 4.3.1. Keep it below the volume size.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Each message is received whole before it is relayed: a slow client never holds an upstream connection.'),
+    dsn: z
+      .object({
+        from: z
+          .string()
+          .regex(/^$|^[^\s@<>]+@[^\s@<>]+$/, { message: 'expected an address such as bounces@example.com, or empty' })
+          .default('')
+          .describe('Header From of the delivery status notifications sent to a sender for recipients the upstream refused (the envelope sender is always <>); empty means MAILER-DAEMON@ the hostname. With SES use an address of a verified identity.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Delivery status notifications (RFC 3464).'),
     devUpstream: z
       .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('Relay to an embedded development upstream that writes .eml files and delivers nothing (make run); upstream.host must then be empty.'),
         dir: z.string().default('.dev-mail').describe('Folder the development upstream writes .eml files to.'),
       })
       .strict()
       .prefault({})
-      .describe('The embedded development upstream used when upstream.host is empty.'),
+      .describe('The embedded development upstream, only when asked for: it answers 250 to every message and delivers none.'),
+    deadlines: z
+      .object({
+        firstCommandSeconds: seconds(30, 'From the connection (its implicit TLS handshake included) to the first complete command line.'),
+        commandSeconds: seconds(
+          60,
+          'Each command line must be complete this long after the gateway is ready for it; a deadline, not an idle timer: bytes trickled in do not extend it (Postfix smtpd_per_record_deadline). Covers the STARTTLS handshake, and closes idle pooled connections.',
+        ),
+        authOrMailSeconds: seconds(
+          30,
+          'From the connection to a successful AUTH or an accepted MAIL FROM, on every listener: what a client may hold a slot for before it does anything useful.',
+        ),
+        dataGraceSeconds: seconds(30, 'Time DATA may take before the minimum rate applies (the base of the Postfix-style deadline below).'),
+        dataMinBytesPerSecond: z
+          .number()
+          .int()
+          .min(1)
+          .default(500)
+          .describe('Minimum DATA rate: each byte received extends the DATA deadline by 1/rate seconds (Postfix smtpd_min_data_rate, also 500).'),
+        dataMaxSeconds: seconds(600, 'The whole DATA phase, 354 to the final dot, at any rate (RFC 5321 section 4.5.3.2.6: 10 minutes).'),
+        sessionMaxSeconds: seconds(3600, 'A whole session; reached while the gateway works on a command, it ends right after the reply.'),
+        maxCommands: z.number().int().min(10).default(10000).describe('Commands per session (a pooled client sends about 5 + recipients per message).'),
+      })
+      .strict()
+      .prefault({})
+      .describe('Inbound deadlines; each expiry answers 421 4.4.2 and closes the connection.'),
     ops: z
       .object({
         listenAddress: z.string().default('127.0.0.1').describe('Address the ops server binds to.'),
@@ -194,6 +294,24 @@ export const configSchema = z
       .prefault({}),
   })
   .strict();
+
+/** Every setting, and which upstream: the smarthost or, only when asked for, the development one. */
+export const configSchema = configFields.superRefine((config, ctx) => {
+  // the development upstream answers 250 and delivers nothing: never the fallback for a missing host
+  if (config.devUpstream.enabled && config.upstream.host) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['devUpstream', 'enabled'],
+      message: `devUpstream.enabled and upstream.host ${JSON.stringify(config.upstream.host)} exclude each other: relay to the smarthost or to the development upstream, not both`,
+    });
+  } else if (!config.devUpstream.enabled && !config.upstream.host) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['upstream', 'host'],
+      message: 'expected the smarthost, e.g. email-smtp.us-east-1.amazonaws.com (for local development without one set devUpstream.enabled: true, which delivers nothing)',
+    });
+  }
+});
 
 /** Configuration as written by a user (every key optional). */
 export type GatewayConfigInput = z.input<typeof configSchema>;

@@ -12,20 +12,25 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import { LISTENER_NAMES, type ListenerName } from '../config/constants';
+import { AUTH_METHODS, LISTENER_NAMES, type ListenerName } from '../config/constants';
 import { gatewayVersion } from './version';
 
 export type { ListenerName };
 
-/** Why a connection was closed before the greeting. */
+/**
+ * Why a connection was closed before the greeting. (A draining gateway refuses none: its listeners
+ * stop accepting, so the kernel turns new connections away before the gateway sees them.)
+ */
 export type ConnectionRefusedReason =
   | 'max_connections'
   | 'max_per_ip'
   | 'proxy_untrusted'
   | 'proxy_invalid'
   | 'proxy_timeout'
-  | 'draining'
   | 'internal_error';
+
+/** Which inbound deadline expired (smtp/session-deadlines.ts). */
+export type DeadlineName = 'first_command' | 'command' | 'auth_or_mail' | 'data_rate' | 'data_total' | 'session' | 'commands';
 
 export type MessageOutcome = 'relayed' | 'rejected' | 'deferred' | 'aborted';
 
@@ -36,23 +41,30 @@ export type RejectReason =
   | 'sender_domain'
   | 'header_from'
   | 'recipient_domain'
-  | 'too_many_recipients'
   | 'message_size'
   | 'line_endings'
   | 'invalid_message'
+  | 'unsupported_parameter'
+  | 'smtputf8_required'
   | 'upstream_permanent';
 
 /** Temporary refusals (4xx to the client, which will retry). */
 export type DeferReason =
   | 'rate_limited'
+  /** 452 to a recipient past policy.maxRecipients: the client sends it in another transaction. */
+  | 'too_many_recipients'
   | 'upstream_temporary'
   | 'upstream_timeout'
   | 'upstream_connection'
   | 'shutdown'
+  | 'spool_full'
   | 'internal_error';
 
-/** The transaction ended without a reply to the final dot; nothing was delivered. */
-export type AbortReason = 'client_disconnect' | 'client_timeout' | 'client_reset';
+/**
+ * The transaction ended without a reply to the final dot; nothing was delivered. A session a deadline
+ * closed (smtp_gateway_deadlines_expired_total) counts as client_disconnect.
+ */
+export type AbortReason = 'client_disconnect' | 'client_reset';
 
 /** The labels of smtp_gateway_messages_total: each outcome only with its own reasons. */
 export type MessageLabels =
@@ -63,8 +75,13 @@ export type MessageLabels =
 
 export type MessageReason = MessageLabels['reason'];
 
-export type AuthMechanism = 'plain' | 'login' | 'xoauth2' | 'cram-md5' | 'other';
-export type AuthResult = 'success' | 'failure' | 'rate_limited' | 'refused_insecure';
+/** The mechanisms the listeners offer (AUTH_METHODS); 'other' only if smtp-server ever passed another. */
+export type AuthMechanism = 'plain' | 'login' | 'other';
+/**
+ * An AUTH the gateway checked or refused. AUTH before TLS never reaches it: the listeners do not
+ * offer AUTH until STARTTLS (unless auth.allowInsecure), and smtp-server answers such a command itself.
+ */
+export type AuthResult = 'success' | 'failure' | 'rate_limited';
 
 export type TlsHandshakeResult = 'success' | 'failure';
 
@@ -76,6 +93,12 @@ export type UpstreamReplyLabel = SmtpReplyCode | 'timeout' | 'connection_error' 
 
 export type UpstreamPoolState = 'active' | 'idle' | 'queued';
 export const UPSTREAM_POOL_STATES: readonly UpstreamPoolState[] = ['active', 'idle', 'queued'];
+
+export type SpoolMedium = 'memory' | 'disk';
+export const SPOOL_MEDIA: readonly SpoolMedium[] = ['memory', 'disk'];
+
+/** What became of a delivery status notification the gateway tried to send. */
+export type DsnResult = 'sent' | 'failed';
 
 /** What the upstream pool looks like right now; read on every scrape. */
 export type UpstreamPoolSnapshot = Record<UpstreamPoolState, number>;
@@ -124,6 +147,7 @@ export interface GatewayMetrics {
   connectionsOpen: LabelledGauge<{ listener: ListenerName }>;
   connections: LabelledCounter<{ listener: ListenerName }>;
   connectionsRefused: LabelledCounter<{ listener: ListenerName; reason: ConnectionRefusedReason }>;
+  deadlinesExpired: LabelledCounter<{ listener: ListenerName; deadline: DeadlineName }>;
 
   messages: LabelledCounter<MessageLabels>;
   /** Bytes of message data relayed (counted once the upstream accepted the message). */
@@ -141,6 +165,10 @@ export interface GatewayMetrics {
   /** Seconds from the client's MAIL FROM to our final reply (or the abort). */
   transactionLatency: LabelledHistogram<{ outcome: MessageOutcome }>;
   upstreamPool: LabelledGauge<{ state: UpstreamPoolState }>;
+  /** Bytes of received messages held in the spool, read at scrape time. */
+  spoolBytes: LabelledGauge<{ medium: SpoolMedium }>;
+  /** Delivery status notifications for recipients the upstream refused after taking the message. */
+  dsn: LabelledCounter<{ result: DsnResult }>;
 
   /** 1 while accepting mail, 0 before the listeners are up and while draining. */
   ready: Gauge;
@@ -151,6 +179,9 @@ export interface GatewayMetrics {
    * nodemailerPoolSnapshot in ./upstream-pool). Without a source the gauge reads 0.
    */
   setUpstreamPoolSource(source: (() => UpstreamPoolSnapshot | undefined) | undefined): void;
+
+  /** Where smtp_gateway_spool_bytes reads its values at scrape time. Without a source the gauge reads 0. */
+  setSpoolSource(source: (() => Record<SpoolMedium, number>) | undefined): void;
 
   /**
    * Makes smtp_gateway_ready read `source` at scrape time: pass the same
@@ -187,11 +218,20 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     new Histogram<L>({ name, help, labelNames, buckets: [...buckets], registers });
 
   const connectionsOpen = gauge('smtp_gateway_connections_open', 'SMTP connections open now, by listener.', ['listener']);
-  const connections = counter('smtp_gateway_connections_total', 'SMTP connections accepted, by listener.', ['listener']);
+  const connections = counter(
+    'smtp_gateway_connections_total',
+    'TCP connections the SMTP listener accepted, by listener; those then refused are also in smtp_gateway_connections_refused_total.',
+    ['listener'],
+  );
   const connectionsRefused = counter(
     'smtp_gateway_connections_refused_total',
     'SMTP connections refused before or at the greeting, by listener and reason.',
     ['listener', 'reason'],
+  );
+  const deadlinesExpired = counter(
+    'smtp_gateway_deadlines_expired_total',
+    'SMTP sessions closed with 421 because a deadline expired, by listener and deadline.',
+    ['listener', 'deadline'],
   );
   const messages = counter(
     'smtp_gateway_messages_total',
@@ -245,6 +285,23 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     },
   });
 
+  let spoolSource: (() => Record<SpoolMedium, number>) | undefined;
+  const spoolBytes = new Gauge({
+    name: 'smtp_gateway_spool_bytes',
+    help: 'Bytes of received messages held until the upstream replies, in memory or spilled to spool.dir.',
+    labelNames: ['medium'] as const,
+    registers,
+    collect() {
+      const usage = spoolSource?.();
+      for (const medium of SPOOL_MEDIA) this.set({ medium }, usage?.[medium] ?? 0);
+    },
+  });
+  const dsn = counter(
+    'smtp_gateway_dsn_total',
+    'Delivery status notifications to senders for recipients the upstream refused after taking the message, by result.',
+    ['result'],
+  );
+
   let readySource: (() => boolean) | undefined;
   const ready = new Gauge({
     name: 'smtp_gateway_ready',
@@ -266,6 +323,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   ready.set(0);
   buildInfo.set({ version: options.version ?? gatewayVersion() }, 1);
   messageBytes.inc(0);
+  for (const result of ['sent', 'failed'] as const) dsn.inc({ result }, 0);
   for (const listener of options.listeners ?? LISTENER_NAMES) {
     connectionsOpen.set({ listener }, 0);
     connections.inc({ listener }, 0);
@@ -276,6 +334,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     connectionsOpen,
     connections,
     connectionsRefused,
+    deadlinesExpired,
     messages,
     messageBytes,
     messageSize,
@@ -286,10 +345,15 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
     upstreamLatency,
     transactionLatency,
     upstreamPool,
+    spoolBytes,
+    dsn,
     ready,
     buildInfo,
     setUpstreamPoolSource(source) {
       poolSource = source;
+    },
+    setSpoolSource(source) {
+      spoolSource = source;
     },
     setReadySource(source) {
       readySource = source;
@@ -297,7 +361,7 @@ export function createMetrics(registry: Registry = new Registry(), options: Metr
   };
 }
 
-const AUTH_MECHANISMS: ReadonlySet<string> = new Set(['plain', 'login', 'xoauth2', 'cram-md5']);
+const AUTH_MECHANISMS: ReadonlySet<string> = new Set(AUTH_METHODS.map((method) => method.toLowerCase()));
 
 /** smtp-server's `auth.method` ("PLAIN", "LOGIN", …) as a label value. */
 export function authMechanismLabel(method: string | undefined): AuthMechanism {

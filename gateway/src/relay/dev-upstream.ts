@@ -1,5 +1,5 @@
 /**
- * The development upstream `make run` relays to when no upstream.host is set: a
+ * The development upstream `make run` relays to (devUpstream.enabled, never a fallback): a
  * loopback SMTP server that writes each message it is given to an .eml file and
  * logs where. It sits behind the real upstream transport, so local runs exercise
  * the same relay path as production.

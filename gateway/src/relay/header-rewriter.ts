@@ -1,13 +1,12 @@
 /**
  * Finds the top-level header block of a message as it streams past, lets the
- * caller check it (the header From rule), adds a Received header and a
+ * caller check it (the header From rule, SMTPUTF8), adds a Received header and a
  * Message-ID/Date when missing, and passes the body through untouched. Only
  * the header block is held in memory, and only up to `maxHeaderBytes`; MIME
  * parts are never parsed, which keeps the per-message CPU cost low.
  * Expects CRLF line endings (the line-ending guard runs first).
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { Headers } from '@zone-eu/mailsplit';
 
 export interface HeaderRewriterOptions {
   /** Value of the Received header to prepend (without the "Received:" name). */
@@ -16,8 +15,8 @@ export interface HeaderRewriterOptions {
   readonly messageIdDomain: string;
   /** Largest header block accepted. @default 262144 */
   readonly maxHeaderBytes?: number;
-  /** Called once with the parsed header block; an Error returned fails the stream with it. */
-  readonly inspect?: (headers: Headers) => Error | undefined;
+  /** Called once with the raw header block; an Error returned fails the stream with it. */
+  readonly inspect?: (block: Buffer) => Error | undefined;
 }
 
 /** A header block larger than allowed (the stream fails with it). */
@@ -91,23 +90,15 @@ export class HeaderRewriter extends Transform {
   }
 
   private rewrite(block: Buffer): Buffer {
-    if (!this.options.inspect) return this.surround(block);
-    const headers = new Headers(block);
-    const problem = this.options.inspect?.(headers);
+    const problem = this.options.inspect?.(block);
     if (problem) throw problem;
-    if (!headers.hasHeader('Message-ID')) {
-      headers.add('Message-ID', `<${crypto.randomUUID()}@${this.options.messageIdDomain}>`, Infinity);
-    }
-    if (!headers.hasHeader('Date')) headers.add('Date', rfc5322Date(new Date()), Infinity);
-    headers.add('Received', this.options.received, 0);
-    // build() ends with the empty separator line; the body keeps its own
-    const built = headers.build();
-    return built.subarray(0, built.length - 2);
+    return this.surround(block);
   }
 
   /**
-   * With nothing to check, the block is not parsed at all: the added lines go
-   * around the client's own bytes, which pass unchanged.
+   * The block is never parsed and rebuilt: the added lines go around the
+   * client's own bytes, which pass unchanged (so the upstream reads exactly the
+   * header fields `inspect` was shown).
    */
   private surround(block: Buffer): Buffer {
     const text = block.toString('latin1');

@@ -1,11 +1,12 @@
 /**
  * The reply to the client's final dot, decided by what the upstream did with the
- * same message (see ARCHITECTURE.md, "The message path"):
+ * same message:
  * upstream 250 → 250 with the upstream's queue id; upstream 5xx → 5xx with its
  * reason; anything temporary or unknown → 451, so the client retries.
  */
 import type { DeferReason, MessageLabels, UpstreamReplyLabel } from '../ops/metrics';
 import type { SmtpReply } from '../smtp/smtp-reply';
+import type { UpstreamAcceptance } from './upstream';
 
 export type TransactionResult = MessageLabels & {
   readonly reply: SmtpReply;
@@ -13,15 +14,11 @@ export type TransactionResult = MessageLabels & {
   readonly upstreamReply?: string;
   /** Recipients the upstream refused at RCPT while it took the message for the others. */
   readonly upstreamRejected?: readonly string[];
+  /** What became of the notification to the sender about `upstreamRejected`. */
+  readonly dsn?: DsnOutcome;
   /** The upstream's reply code, or why there was none; absent when the upstream was not involved. */
   readonly upstreamLabel?: UpstreamReplyLabel;
 };
-
-/** What nodemailer reports for a sent message (the fields used here). */
-export interface UpstreamInfo {
-  readonly response?: string;
-  readonly rejected?: readonly unknown[];
-}
 
 /** What nodemailer reports for a failed send (the fields used here). */
 export interface UpstreamError {
@@ -65,20 +62,34 @@ export function queueId(text: string): string {
   return match ? match[1] : text;
 }
 
+/** What became of the delivery status notification for recipients the upstream refused. */
+export type DsnOutcome = 'sent' | 'failed' | 'null_sender' | 'not_requested';
+
+const DSN_TEXT: Record<DsnOutcome, string> = {
+  sent: 'the sender was sent a delivery status notification',
+  failed: 'the delivery status notification to the sender could not be sent',
+  null_sender: 'no delivery status notification for a null sender',
+  not_requested: 'the sender asked for no delivery status notification (NOTIFY)',
+};
+
 /**
  * SMTP has no way to tell the client after DATA that some recipients failed, and
- * the others already have the message; the reply text and the log name the
- * refused ones so the sender can find out. Only permanent refusals get here: a
- * deferred recipient fails the whole attempt before its data (upstream.ts).
+ * the others already have the message: the sender gets a delivery status
+ * notification (dsn.ts), and the reply text and the log name the refused ones.
+ * Only permanent refusals get here: a deferred recipient fails the whole
+ * attempt before its data (smtp-upstream.ts).
  */
-export function acceptedReply(info: UpstreamInfo): TransactionResult {
-  const line = (info.response ?? '250').toString();
+export function acceptedReply(acceptance: UpstreamAcceptance, dsn?: DsnOutcome): TransactionResult {
+  const line = acceptance.response || '250';
   const { text } = replyText(line);
-  const rejected = (info.rejected ?? []).map((address) => String(address));
-  const partial = rejected.length ? `; upstream refused ${rejected.length} recipient(s): ${rejected.slice(0, 3).join(', ')}${rejected.length > 3 ? ', ...' : ''}` : '';
+  const rejected = acceptance.rejected.map((refusal) => refusal.address);
+  const partial = rejected.length
+    ? `; upstream refused ${rejected.length} recipient(s): ${rejected.slice(0, 3).join(', ')}${rejected.length > 3 ? ', ...' : ''}${dsn ? `; ${DSN_TEXT[dsn]}` : ''}`
+    : '';
   return {
     reply: { code: 250, status: '2.0.0', text: `Ok: queued as ${queueId(text) || 'unknown'}${partial}` },
     upstreamRejected: rejected.length ? rejected : undefined,
+    dsn,
     outcome: 'relayed',
     reason: 'ok',
     upstreamReply: line.trim(),

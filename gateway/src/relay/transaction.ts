@@ -1,45 +1,24 @@
 /**
- * One message from the client's DATA to the reply to its final dot. The data is
- * streamed through the line-ending guard and the header rewriter straight into
- * the upstream transport. Any failure before the dot (size, bare line endings,
- * header From, the client leaving, our shutdown) aborts the upstream
- * transaction: the raw stream is destroyed and the upstream connection closed
- * without the final dot, and the rest of the client's data is read and thrown
- * away, never buffered. The result is the client's reply (reply-mapping.ts).
+ * One message from the client's DATA to the reply to its final dot: receive it
+ * whole into the spool (receive.ts), only then hand it to the upstream, which
+ * takes a connection and sends at its own speed; the client's reply is the
+ * upstream's (reply-mapping.ts). Recipients the upstream refused permanently
+ * while it took the message for others get a delivery status notification to
+ * the sender (dsn.ts). The spooled copy is discarded before the reply is given.
  */
-import type { Readable } from 'node:stream';
-import type { Headers } from '@zone-eu/mailsplit';
-import type { RejectReason } from '../ops/metrics';
-import type { SmtpReply } from '../smtp/smtp-reply';
-import { HeaderRewriter } from './header-rewriter';
-import { LineEndingGuard, type LineEndingMode } from './line-endings';
-import { acceptedReply, failedReply, shutdownReply, type TransactionResult } from './reply-mapping';
-import type { Envelope, Upstream } from './upstream';
+import { buildDsn, headerBlock } from './dsn';
+import { type DataStream, type ReceiveOptions, receiveMessage } from './receive';
+import { acceptedReply, type DsnOutcome, failedReply, shutdownReply, type TransactionResult } from './reply-mapping';
+import { bufferedMessage } from './spool';
+import type { Envelope, SpooledMessage, Upstream, UpstreamAcceptance } from './upstream';
 
-/** smtp-server's DATA stream (the fields used here). */
-export type DataStream = Readable & { sizeExceeded?: boolean; byteLength?: number };
+// where the session hooks have always found it
+export { Refusal } from './receive';
 
-export interface RelayOptions {
+export interface RelayOptions extends ReceiveOptions {
   readonly upstream: Upstream;
-  readonly lineEndings: LineEndingMode;
-  readonly maxMessageBytes: number;
-  /** Value of the Received header to add. */
-  readonly received: string;
-  readonly messageIdDomain: string;
-  /** Checks the header block; returns the refusal, if any. */
-  readonly inspectHeaders?: (headers: Headers) => Refusal | undefined;
-  /** Aborted when the gateway gives up on in-flight transactions (end of the drain grace period). */
-  readonly shutdown?: AbortSignal;
-}
-
-/** A policy refusal raised while the message streams. */
-export class Refusal extends Error {
-  constructor(
-    readonly reply: SmtpReply,
-    readonly reason: RejectReason,
-  ) {
-    super(reply.text);
-  }
+  /** Header From of delivery status notifications. */
+  readonly dsnFrom: string;
 }
 
 export interface RelayRecord {
@@ -48,91 +27,81 @@ export interface RelayRecord {
   readonly sizeIn: number;
   /** Bytes handed to the upstream (with the added headers). */
   readonly sizeOut: number;
+  /** True when the message spilled from memory to spool.dir. */
+  readonly spilled?: boolean;
   /** Seconds the upstream took, from handing it the message to its reply; absent if it never replied. */
   readonly upstreamSeconds?: number;
+  /** Why a delivery status notification could not be sent, when it could not. */
+  readonly dsnError?: string;
 }
 
-export function relayMessage(stream: DataStream, envelope: Envelope, options: RelayOptions): Promise<RelayRecord> {
-  return new Promise((resolve) => {
-    const abort = new AbortController();
-    const guard = new LineEndingGuard({ mode: options.lineEndings });
-    const rewriter = new HeaderRewriter({
-      received: options.received,
-      messageIdDomain: options.messageIdDomain,
-      inspect: options.inspectHeaders,
-    });
-    let sizeIn = 0;
-    let upstreamStarted = 0;
-    let settled = false;
-
-    const settle = (result: TransactionResult, upstreamReplied: boolean) => {
-      if (settled) return;
-      settled = true;
-      options.shutdown?.removeEventListener('abort', onShutdown);
-      const upstreamSeconds = upstreamReplied ? (performance.now() - upstreamStarted) / 1000 : undefined;
-      resolve({ result, sizeIn, sizeOut: rewriter.bytesOut, upstreamSeconds });
-    };
-
-    // Stops everything that still flows towards the upstream and keeps reading
-    // (and dropping) what the client sends until its dot.
-    const fail = (result: TransactionResult, upstreamReplied = false) => {
-      if (settled) return;
-      stream.unpipe(guard);
-      abort.abort();
-      guard.destroy();
-      // with an error, so the upstream side sees a failed stream and never an end
-      rewriter.destroy(new Error(`transaction aborted: ${result.reason}`));
-      stream.resume();
-      settle(result, upstreamReplied);
-    };
-
-    const onShutdown = () => fail(shutdownReply());
-    if (options.shutdown?.aborted) return fail(shutdownReply());
-    options.shutdown?.addEventListener('abort', onShutdown, { once: true });
-
-    // Registered before the pipe so an oversized chunk is stopped before it is forwarded.
-    stream.on('data', (chunk: Buffer) => {
-      sizeIn += chunk.length;
-      if (stream.sizeExceeded || sizeIn > options.maxMessageBytes) {
-        fail(refused({ code: 552, status: '5.3.4', text: `Message exceeds the maximum size of ${options.maxMessageBytes} bytes` }, 'message_size'));
-      }
-    });
-    let clientEnded = false;
-    stream.once('end', () => {
-      clientEnded = true;
-    });
-    const onClientGone = () => {
-      if (!clientEnded) fail({ reply: { code: 421, status: '4.4.2', text: 'Connection lost during DATA' }, outcome: 'aborted', reason: 'client_disconnect' });
-    };
-    stream.once('error', onClientGone);
-    stream.once('close', onClientGone);
-
-    guard.on('error', (err) => fail(streamFailure(err)));
-    rewriter.on('error', (err) => fail(streamFailure(err)));
-
-    stream.pipe(guard).pipe(rewriter);
-    upstreamStarted = performance.now();
-    options.upstream.send(envelope, rewriter, abort.signal).then(
-      (info) => settle(acceptedReply(info), true),
-      (err) => {
-        if (abort.signal.aborted) return;
-        fail(failedReply(err), true);
-      },
-    );
+export async function relayMessage(stream: DataStream, envelope: Envelope, options: RelayOptions): Promise<RelayRecord> {
+  const arrival = new Date();
+  const received = await receiveMessage(stream, options);
+  const { sizeIn, sizeOut } = received;
+  if (!received.message) return { result: received.failure, sizeIn, sizeOut };
+  const message = received.message;
+  const abort = new AbortController();
+  const onShutdown = () => abort.abort();
+  options.shutdown?.addEventListener('abort', onShutdown, { once: true });
+  const started = performance.now();
+  const record = (result: TransactionResult, replied: boolean, dsnError?: string): RelayRecord => ({
+    result,
+    sizeIn,
+    sizeOut,
+    spilled: message.spilled,
+    upstreamSeconds: replied ? (performance.now() - started) / 1000 : undefined,
+    dsnError,
   });
+  try {
+    if (options.shutdown?.aborted) return record(shutdownReply(), false);
+    let acceptance: UpstreamAcceptance;
+    try {
+      acceptance = await options.upstream.send(envelope, message, abort.signal);
+    } catch (err) {
+      return abort.signal.aborted ? record(shutdownReply(), false) : record(failedReply(err as Error), true);
+    }
+    if (!acceptance.rejected.length) return record(acceptedReply(acceptance), true);
+    const notified = await notifySender(envelope, acceptance, message, arrival, options, abort.signal);
+    return record(acceptedReply(acceptance, notified.outcome), true, notified.error);
+  } finally {
+    options.shutdown?.removeEventListener('abort', onShutdown);
+    await message.discard();
+  }
 }
 
-function refused(reply: SmtpReply, reason: RejectReason): TransactionResult {
-  return { reply, outcome: 'rejected', reason };
-}
-
-function streamFailure(err: Error & { code?: string }): TransactionResult {
-  if (err instanceof Refusal) return refused(err.reply, err.reason);
-  if (err.code === 'BARE_LINE_ENDING') {
-    return refused({ code: 550, status: '5.6.0', text: 'Bare CR or LF in message data is not allowed; lines must end with CRLF' }, 'line_endings');
+/** Sends the delivery status notification for the refused recipients; never throws. */
+async function notifySender(
+  envelope: Envelope,
+  acceptance: UpstreamAcceptance,
+  message: SpooledMessage,
+  arrivalDate: Date,
+  options: RelayOptions,
+  signal: AbortSignal,
+): Promise<{ outcome: DsnOutcome; error?: string }> {
+  // RFC 5321 section 4.5.5: never a notification about a notification
+  if (!envelope.from) return { outcome: 'null_sender' };
+  // RFC 3461 section 4.1: a recipient given NOTIFY without FAILURE (or NEVER) gets no failure notice
+  const dsnOf = (address: string) => envelope.parameters?.recipients?.get(address);
+  const refusals = acceptance.rejected
+    .filter((refusal) => !dsnOf(refusal.address)?.notify || /\bFAILURE\b/.test(dsnOf(refusal.address)?.notify ?? ''))
+    .map((refusal) => ({ ...refusal, orcpt: dsnOf(refusal.address)?.orcpt }));
+  if (!refusals.length) return { outcome: 'not_requested' };
+  try {
+    const dsn = buildDsn({
+      reportingMta: options.messageIdDomain,
+      remoteMta: options.upstream.remoteName,
+      from: options.dsnFrom,
+      sender: envelope.from,
+      refusals,
+      envid: envelope.parameters?.envid,
+      headers: await headerBlock(message),
+      arrivalDate,
+    });
+    await options.upstream.send({ from: '', to: [envelope.from] }, bufferedMessage(dsn), signal);
+    return { outcome: 'sent' };
+  } catch (err) {
+    const e = err as { response?: string; message?: string };
+    return { outcome: 'failed', error: (e.response ?? e.message ?? String(err)).toString() };
   }
-  if (err.code === 'HEADER_TOO_LARGE') {
-    return refused({ code: 552, status: '5.3.4', text: err.message }, 'invalid_message');
-  }
-  return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure processing the message' }, outcome: 'deferred', reason: 'internal_error' };
 }

@@ -1,176 +1,67 @@
 /**
- * The pooled SMTP transport to the smarthost (nodemailer's SMTPPool). The message
- * goes in as a raw stream and is streamed out as it arrives; aborting the signal
- * closes the upstream connection so a half-sent message never gets its final dot.
+ * The seam between the gateway and whatever carries a message on: the gateway
+ * receives a message whole into the spool, then hands it to an `Upstream`,
+ * which sends it at the upstream's speed and resolves with the upstream's
+ * acceptance. smtp-upstream.ts is the SMTP implementation (nodemailer's pool);
+ * another transport (e.g. an API) implements the same interface beside it.
  *
- * Messages are handed to the pool directly rather than through
- * `transport.sendMail({ raw })`: the message is already complete, and sendMail's
- * per-message MIME compile step (a MimeNode, a generated Message-ID, plugin
- * passes) was about a tenth of the gateway's CPU per message. The pool reads
- * only the envelope, the stream and the signal from what it is given.
+ * The contract every implementation keeps:
+ * - resolve only once the upstream has taken responsibility for the message,
+ *   with the recipients it refused permanently (the gateway notifies the
+ *   sender of those, dsn.ts);
+ * - reject with an `UpstreamError` otherwise; reply-mapping.ts turns it into
+ *   the client's reply. A recipient refused only for now must fail the whole
+ *   message before anyone gets it (the client's retry then reaches everyone
+ *   exactly once);
+ * - `message.open()` may be called again for a retry on another connection: a
+ *   spooled message can be read any number of times;
+ * - when `signal` aborts, stop without completing the message (no final dot).
  */
-import { readFileSync } from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
-import type { SMTPPoolOptions } from 'nodemailer';
-import type { MailMessage } from 'nodemailer/lib/mailer';
-import SMTPPool from 'nodemailer/lib/smtp-pool';
-import type { GatewayConfig } from '../config/schema';
-import { installFastDotStuffing } from './dot-stuffing';
-import type { UpstreamError, UpstreamInfo } from './reply-mapping';
-
-installFastDotStuffing();
+import type { Readable } from 'node:stream';
+import type { UpstreamPoolSnapshot } from '../ops/metrics';
+import type { EnvelopeParameters } from './upstream-parameters';
 
 export interface Envelope {
   readonly from: string;
   readonly to: readonly string[];
+  /** ESMTP parameters to forward (BODY, SMTPUTF8, DSN); the connection sends exactly these or fails the message. */
+  readonly parameters?: EnvelopeParameters;
+}
+
+/** A message received whole, as it will be sent (headers already rewritten). */
+export interface SpooledMessage {
+  /** Bytes in the message. */
+  readonly size: number;
+  /** A new stream over the message from its first byte. */
+  open(): Readable;
+  /** The whole message in memory (for transports that need it so; reads the spool file if it spilled). */
+  buffer(): Promise<Buffer>;
+}
+
+/** A recipient the upstream refused while it took the message for the others. */
+export interface RecipientRefusal {
+  readonly address: string;
+  /** The upstream's reply code, e.g. 550. */
+  readonly code: number;
+  /** The upstream's reply line, e.g. "550 5.1.1 <x@example.org>: no such user". */
+  readonly reply: string;
+}
+
+/** The upstream took the message. */
+export interface UpstreamAcceptance {
+  /** The upstream's reply to the end of the message, e.g. "250 Ok: queued as 4Fx9". */
+  readonly response: string;
+  /** Recipients refused permanently; empty when everyone was accepted. */
+  readonly rejected: readonly RecipientRefusal[];
 }
 
 export interface Upstream {
-  /** Sends one message; resolves with the upstream's reply to the final dot. */
-  send(envelope: Envelope, raw: Readable, signal: AbortSignal): Promise<UpstreamInfo>;
-  /** The nodemailer transporter (for the pool metrics). */
-  readonly transport: unknown;
+  /** Where messages go, for logs and the Remote-MTA of a delivery status notification. */
+  readonly remoteName: string;
+  /** Sends one message; resolves once the upstream accepted it, rejects with an UpstreamError. */
+  send(envelope: Envelope, message: SpooledMessage, signal: AbortSignal): Promise<UpstreamAcceptance>;
+  /** Connections in use, idle and messages waiting, for smtp_gateway_upstream_pool; undefined when not pooled. */
+  poolSnapshot(): UpstreamPoolSnapshot | undefined;
   /** Closes idle connections; `force` also drops connections in the middle of a message. */
   close(force?: boolean): void;
-}
-
-export type UpstreamSettings = GatewayConfig['upstream'] & {
-  /** Name used in the EHLO to the upstream. */
-  readonly clientName?: string;
-};
-
-export function createUpstream(settings: UpstreamSettings): Upstream {
-  const transport = new SMTPPool(transportOptions(settings));
-  transport.on('error', () => undefined);
-  return {
-    transport,
-    send(envelope, raw, signal) {
-      return new Promise<UpstreamInfo>((resolve, reject) => {
-        transport.send(poolMessage(envelope, raw, signal), (err, info) => {
-          if (err) reject(err);
-          else resolve(info ?? {});
-        });
-      });
-    },
-    close(force = false) {
-      transport.close({ force });
-    },
-  };
-}
-
-/** Reads a secret file; a missing or empty file is a start-up error that names the key and path. */
-function readSecret(key: string, file: string): string {
-  let value: string;
-  try {
-    value = readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    throw new Error(`upstream.${key}: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`);
-  }
-  if (!value) throw new Error(`upstream.${key}: ${JSON.stringify(file)} is empty`);
-  return value;
-}
-
-/** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
-interface AttemptEnvelope {
-  readonly from: string;
-  readonly to: string[];
-  rejectedErrors?: UpstreamError[];
-}
-
-/** The part of a nodemailer MailMessage the pool reads for a ready-made message. */
-function poolMessage(envelope: Envelope, raw: Readable, signal: AbortSignal): MailMessage<never> {
-  // a fresh object per attempt: the connection records the replies (mailError,
-  // rejected recipients) on the envelope it is given, and a requeued message must
-  // not carry the refusals of the connection it was requeued from
-  const smtpEnvelope = (): AttemptEnvelope => ({ from: envelope.from, to: [...envelope.to] });
-  let attempt: AttemptEnvelope | undefined;
-  return {
-    data: { envelope: smtpEnvelope(), signal },
-    message: {
-      getEnvelope: () => (attempt = smtpEnvelope()),
-      messageId: () => '',
-      getHeader: () => '',
-      createReadStream: () => handOff(raw, () => deferral(attempt)),
-    },
-  } as unknown as MailMessage<never>;
-}
-
-/**
- * A recipient the upstream refused for now (4xx at RCPT) would lose the message
- * if the others got it and the client heard 250: SMTP cannot defer one recipient
- * after DATA. The whole attempt fails before any data instead (451, no dot), so
- * the client's retry reaches everyone. Permanent refusals are reported in the
- * 250 instead (reply-mapping.ts): retrying cannot help those.
- */
-function deferral(attempt: AttemptEnvelope | undefined): Error | undefined {
-  const deferred = attempt?.rejectedErrors?.find((err) => (err.responseCode ?? 0) >= 400 && (err.responseCode ?? 0) < 500);
-  if (!deferred) return undefined;
-  // 451 rather than the upstream's own code: a 421 would make the pool retry it on another connection
-  return Object.assign(new Error('upstream deferred a recipient'), { responseCode: 451, response: deferred.response });
-}
-
-/**
- * A fresh stream per delivery attempt that starts reading `raw` only once the
- * pool starts sending the data. When a reused pooled connection turns out to be
- * closed by the smarthost, the pool destroys the attempt's stream and requeues
- * the message on another connection; `raw` must still be whole for that retry.
- * nodemailer starts reading after the upstream's 354, with every RCPT reply in:
- * `refusal` decides then whether the data may go at all.
- */
-function handOff(raw: Readable, refusal: () => Error | undefined): Readable {
-  const out = new PassThrough();
-  const forwardError = (err: Error) => out.destroy(err);
-  raw.once('error', forwardError);
-  out.once('resume', () => {
-    const refused = refusal();
-    if (refused) out.destroy(refused);
-    else raw.pipe(out);
-  });
-  out.once('close', () => {
-    raw.unpipe(out);
-    raw.removeListener('error', forwardError);
-  });
-  return out;
-}
-
-export function transportOptions(settings: UpstreamSettings): SMTPPoolOptions & { pool: true } {
-  const rate = rateLimit(settings.messagesPerSecond);
-  const auth =
-    settings.usernameFile || settings.passwordFile
-      ? { user: readSecret('usernameFile', settings.usernameFile), pass: readSecret('passwordFile', settings.passwordFile) }
-      : undefined;
-  return {
-    pool: true,
-    host: settings.host,
-    port: settings.port,
-    name: settings.clientName || undefined,
-    secure: settings.security === 'tls',
-    requireTLS: settings.security === 'starttls',
-    ignoreTLS: settings.security === 'none',
-    auth,
-    tls: {
-      rejectUnauthorized: settings.rejectUnauthorized,
-      minVersion: 'TLSv1.2',
-      ca: settings.caFile ? readFileSync(settings.caFile) : undefined,
-      servername: settings.host,
-    },
-    connectionTimeout: settings.connectionTimeoutMs,
-    greetingTimeout: settings.connectionTimeoutMs,
-    socketTimeout: settings.socketTimeoutMs,
-    // an aborted message's connection is destroyed, not ended: nothing queued for it is flushed
-    socketCloseTimeout: 0,
-    dnsTimeout: settings.connectionTimeoutMs,
-    maxConnections: settings.maxConnections,
-    maxMessages: settings.maxMessagesPerConnection,
-    ...rate,
-    logger: false,
-    debug: false,
-  };
-}
-
-/** SES-style "N messages per second" as nodemailer's messages-per-window pair. */
-function rateLimit(messagesPerSecond: number): { rateLimit?: number; rateDelta?: number } {
-  if (messagesPerSecond <= 0) return {};
-  if (messagesPerSecond >= 1) return { rateLimit: Math.floor(messagesPerSecond), rateDelta: 1000 };
-  return { rateLimit: 1, rateDelta: Math.round(1000 / messagesPerSecond) };
 }

@@ -22,7 +22,14 @@ export type AuthHandler = (
 /** Added to the 535 of a failed AUTH per failure the client IP has in the window. */
 export const FAILURE_DELAY_MS = 250;
 
-export function createAuthHandler(settings: GatewayConfig['auth'], users: UserStore, metrics: GatewayMetrics, logger: Logger): AuthHandler {
+/** @param clientKey the key failures are counted under (smtp/client-key.ts: an IPv6 client by its prefix) */
+export function createAuthHandler(
+  settings: GatewayConfig['auth'],
+  users: UserStore,
+  metrics: GatewayMetrics,
+  logger: Logger,
+  clientKey: (ip: string) => string,
+): AuthHandler {
   const failures = new SlidingWindowLimiter({ limit: settings.maxFailures, windowMs: settings.failureWindowSeconds * 1000 });
   // One verification at a time per client IP: checked side by side, every attempt a
   // guesser opens connections for would pass the limit before the first failure is
@@ -30,7 +37,7 @@ export function createAuthHandler(settings: GatewayConfig['auth'], users: UserSt
   const turns = new Map<string, Promise<void>>();
   const attempt = async (...[auth, session, callback]: Parameters<AuthHandler>): Promise<void> => {
     const mechanism = authMechanismLabel(auth.method);
-    const ip = session.remoteAddress;
+    const ip = clientKey(session.remoteAddress);
     // maxFailures failed attempts within the window block further attempts until the oldest ages out
     if (!failures.allows(ip)) {
       metrics.authAttempts.inc({ mechanism, result: 'rate_limited' });
@@ -59,7 +66,7 @@ export function createAuthHandler(settings: GatewayConfig['auth'], users: UserSt
     setTimeout(() => callback(smtpError(535, '5.7.8', 'Authentication credentials invalid')), delay).unref();
   };
   return (auth, session, callback) => {
-    const ip = session.remoteAddress;
+    const ip = clientKey(session.remoteAddress);
     const turn = (turns.get(ip) ?? Promise.resolve())
       .then(() => attempt(auth, session, callback))
       // never a rejected link: the next attempt from this IP must still get its turn

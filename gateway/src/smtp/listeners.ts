@@ -8,16 +8,22 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
-import type { ListenerName } from '../config/constants';
+import { AUTH_METHODS, type ListenerName } from '../config/constants';
 import type { ConnectionRefusedReason, GatewayMetrics } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import type { CertificatePair } from './certificate-watcher';
+import type { AdvertisedExtensions } from './envelope-extensions';
 import type { NetworkList } from './networks';
 import { ProxyProtocolError, onUntrustedProxyHeader, readProxyHeader } from './proxy-protocol';
 import type { ConnectionCounter } from './rate-limiter';
+import { SessionDeadlines, type DeadlineSettings } from './session-deadlines';
+import { observeConnection } from './smtp-server-adapter';
 
 /** The smtp-server hooks a listener runs (see session-hooks.ts). */
 export type SessionHooks = Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onAuth' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>;
+
+/** How long a late 421 may take to reach a client before its socket is destroyed (it may not be reading). */
+const CLOSE_LINGER_MS = 1000;
 
 export interface ListenerSettings {
   readonly name: ListenerName;
@@ -32,15 +38,19 @@ export interface ListenerSettings {
   readonly authEnabled: boolean;
   readonly allowInsecureAuth: boolean;
   readonly maxMessageBytes: number;
+  /** Which of 8BITMIME, SMTPUTF8, DSN, REQUIRETLS the EHLO advertises. */
+  readonly advertised: AdvertisedExtensions;
   /** PROXY headers are read from these peers (and refused from all others); undefined = PROXY protocol off. */
   readonly proxyFrom?: NetworkList;
   readonly proxyTimeoutMs?: number;
   readonly connections: ConnectionCounter;
+  /** The key a client address is counted under (smtp/client-key.ts: IPv6 by prefix). */
+  readonly clientKey: (ip: string) => string;
   readonly hooks: SessionHooks;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
-  /** Idle time allowed between client commands. @default 60000 */
-  readonly socketTimeoutMs?: number;
+  /** The session deadlines (config.deadlines). */
+  readonly deadlines: DeadlineSettings;
 }
 
 export interface SmtpListener {
@@ -73,6 +83,7 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
   // socket when it starts TLS (implicit or STARTTLS), so that socket's 'close' never
   // reaches us for TLS sessions; its onClose hook does, for every session.
   const releases = new Map<string, () => void>();
+  const deadlines = new Map<string, SessionDeadlines>();
   const secured = new WeakSet<SMTPServerSession>();
   const smtp = new SMTPServer({
     name: settings.hostname,
@@ -84,13 +95,17 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
     disabledCommands,
     ...(settings.tls ? { key: settings.tls.key, cert: settings.tls.cert } : {}),
     minVersion: settings.minTlsVersion,
-    authMethods: ['PLAIN', 'LOGIN'],
-    // submission always requires AUTH; relay and smtps accept allowed networks without it
-    authOptional: name !== 'submission',
+    authMethods: [...AUTH_METHODS],
+    // submission always requires AUTH, but the hooks' MAIL FROM says so (530, counted), before and after
+    // STARTTLS alike; smtp-server's own check would answer without the gateway seeing it
+    authOptional: true,
     allowInsecureAuth: settings.allowInsecureAuth,
     size: settings.maxMessageBytes,
+    ...settings.advertised,
     disableReverseLookup: true,
-    socketTimeout: settings.socketTimeoutMs ?? 60_000,
+    // smtp-server's own timer is an idle timer that every byte resets; the deadlines
+    // (session-deadlines.ts) bound a session, this only backs them up
+    socketTimeout: settings.deadlines.sessionMaxSeconds * 1000,
     logger: false,
     ...settings.hooks,
     // AUTH is not even advertised before TLS (unless allowed): a client that sends
@@ -109,7 +124,36 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
       secured.add(session);
       settings.hooks.onSecure(socket, session, callback);
     },
+    onAuth(auth, session, callback) {
+      if (!settings.hooks.onAuth) return callback(new Error('AUTH is not enabled'));
+      settings.hooks.onAuth(auth, session, (err, response) => {
+        if (!err && response?.user) deadlines.get(session.id)?.established();
+        callback(err, response);
+      });
+    },
+    onMailFrom(address, session, callback) {
+      const accept = (err?: Error | null) => {
+        if (!err) deadlines.get(session.id)?.established();
+        callback(err);
+      };
+      if (settings.hooks.onMailFrom) settings.hooks.onMailFrom(address, session, accept);
+      else accept();
+    },
+    onData(stream, session, callback) {
+      const clock = deadlines.get(session.id);
+      clock?.dataStarted(stream as typeof stream & { byteLength?: number });
+      const answer: typeof callback = (err, message) => {
+        callback(err, message);
+        // smtp-server writes the reply once the message is read to its end: the next deadline starts after it
+        if (stream.readableEnded) clock?.dataAnswered();
+        else stream.once('end', () => clock?.dataAnswered());
+      };
+      if (settings.hooks.onData) settings.hooks.onData(stream, session, answer);
+      else stream.on('end', () => answer(null));
+    },
     onClose(session, callback) {
+      deadlines.get(session.id)?.close();
+      deadlines.delete(session.id);
       releases.get(session.id)?.();
       settings.hooks.onClose?.(session, callback);
     },
@@ -128,9 +172,9 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
   });
   net.on('error', (err) => logger.error('listener error', { listener: name, err: err.message }));
 
-  const refuse = (socket: Socket, reason: ConnectionRefusedReason, reply?: string) => {
+  const refuse = (socket: Socket, reason: ConnectionRefusedReason, reply?: string, clientKey?: string) => {
     metrics.connectionsRefused.inc({ listener: name, reason });
-    logger.info('connection refused', { listener: name, client: socket.remoteAddress, reason });
+    logger.info('connection refused', { listener: name, client: socket.remoteAddress, clientKey, reason });
     socket.on('error', () => undefined);
     // a reply can only be written in plain text; on implicit TLS the client just sees the close
     if (reply && !implicitTls) socket.end(`${reply}\r\n`);
@@ -157,19 +201,21 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
         return refuse(socket, timedOut ? 'proxy_timeout' : 'proxy_invalid');
       }
     }
-    const verdict = settings.connections.acquire(remoteAddress);
+    const client = settings.clientKey(remoteAddress);
+    const verdict = settings.connections.acquire(client);
     if (verdict !== 'ok') {
       return refuse(
         socket,
         verdict === 'total' ? 'max_connections' : 'max_per_ip',
         verdict === 'total' ? '421 4.7.0 Too many connections, try again later' : '421 4.7.0 Too many connections from your address, try again later',
+        client,
       );
     }
     metrics.connectionsOpen.inc({ listener: name });
     const id = randomBytes(10).toString('hex');
     const release = () => {
       if (!releases.delete(id)) return;
-      settings.connections.release(remoteAddress);
+      settings.connections.release(client);
       metrics.connectionsOpen.dec({ listener: name });
     };
     releases.set(id, release);
@@ -182,12 +228,25 @@ export async function startListener(settings: ListenerSettings): Promise<SmtpLis
       onUntrustedProxyHeader(socket, () => refuse(socket, 'proxy_untrusted'));
     }
     smtp.connect(socket, { id, remoteAddress, remotePort });
+    const clock = new SessionDeadlines(settings.deadlines, (deadline) => {
+      metrics.deadlinesExpired.inc({ listener: name, deadline });
+      logger.info('deadline expired', { listener: name, session: id, client: remoteAddress, deadline });
+      connection.close421(
+        deadline === 'commands' ? `4.7.0 ${settings.hostname} Error: too many commands` : `4.4.2 ${settings.hostname} Error: timeout exceeded`,
+      );
+      setTimeout(() => socket.destroy(), CLOSE_LINGER_MS).unref();
+    });
+    const connection = observeConnection(smtp, id, { command: () => clock.command(), ready: () => clock.ready() });
+    deadlines.set(id, clock);
+    socket.once('close', () => clock.close());
   }
 
   await new Promise<void>((resolve, reject) => {
-    net.once('error', reject);
+    const onError = (err: Error) =>
+      reject(new Error(`listenAddress ${JSON.stringify(settings.host)} / listeners.${name}.port ${settings.port}: ${err.message}`));
+    net.once('error', onError);
     net.listen(settings.port, settings.host, () => {
-      net.off('error', reject);
+      net.off('error', onError);
       resolve();
     });
   });

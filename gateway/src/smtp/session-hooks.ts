@@ -2,18 +2,21 @@
  * The smtp-server hooks of every listener: policy decisions at MAIL FROM and
  * RCPT TO, the relay of the DATA stream, and the bookkeeping around them
  * (metrics, one log line per transaction, drain tracking). The decisions
- * themselves live in session-policy.ts and relay/transaction.ts.
+ * themselves live in session-policy.ts, envelope-extensions.ts and
+ * relay/transaction.ts.
  */
-import type { Headers } from '@zone-eu/mailsplit';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerName } from '../config/constants';
 import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import { rfc5322Date } from '../relay/header-rewriter';
+import type { Spool } from '../relay/spool';
 import type { TransactionResult } from '../relay/reply-mapping';
 import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
 import type { AuthHandler } from './auth';
+import { canonicalAddress } from './domains';
+import type { EnvelopeExtensions } from './envelope-extensions';
 import type { SessionHooks } from './listeners';
 import type { PolicyRefusal, SessionPolicy } from './session-policy';
 import { formatReply, toError } from './smtp-reply';
@@ -21,6 +24,8 @@ import { formatReply, toError } from './smtp-reply';
 export interface HookDeps {
   readonly listener: ListenerName;
   readonly policy: SessionPolicy;
+  /** ESMTP parameters and internationalised mail (envelope-extensions.ts). */
+  readonly extensions: EnvelopeExtensions;
   readonly auth?: AuthHandler;
   readonly relay: Omit<RelayOptions, 'received' | 'inspectHeaders'>;
   /** Name in the Received header. */
@@ -43,11 +48,14 @@ interface TransactionState {
 const refusalLabels = (refusal: PolicyRefusal) =>
   ({ outcome: refusal.reply.code >= 500 ? 'rejected' : 'deferred', reason: refusal.reason }) as MessageLabels;
 
+/** The submission listener's answer to MAIL FROM before AUTH. */
+const AUTH_REQUIRED: PolicyRefusal = { reply: { code: 530, status: '5.7.0', text: 'Authentication required' }, reason: 'auth_required' };
+
 /** The 421 a drain sends: to idle sessions, to new transactions, and to sessions after their last one. */
 export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
 
 export function createSessionHooks(deps: HookDeps): SessionHooks {
-  const { policy, metrics, logger, drain } = deps;
+  const { policy, extensions, metrics, logger, drain } = deps;
   // The open transaction of each session, by session id. Not by envelope: RSET, EHLO and
   // STARTTLS swap the envelope for a new one without any hook running, and a transaction
   // keyed by the old one would stay "in flight" for ever, holding every drain to its grace.
@@ -86,8 +94,8 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     });
   };
 
-  const inspectHeaderFrom = (headers: Headers) => {
-    const refusal = policy.checkHeaderFrom(headers);
+  const inspectHeaders = (block: Buffer) => {
+    const refusal = policy.checkHeaderFrom(block) ?? extensions.checkHeaders(block);
     return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
   };
 
@@ -101,14 +109,16 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
 
     onMailFrom(address, session, callback) {
       if (deps.stopping()) return callback(toError(SHUTTING_DOWN));
-      // smtp-server enforces this only while AUTH is advertised, which it is not before STARTTLS
+      // the listeners leave this to the hooks (authOptional), so it is counted like any refusal
       if (deps.listener === 'submission' && !session.user) {
-        return callback(toError({ code: 530, status: '5.7.0', text: 'Authentication required' }));
+        recordRefusal(session, 'MAIL FROM', AUTH_REQUIRED, address.address);
+        return callback(toError(AUTH_REQUIRED.reply));
       }
       endTransaction(session.id, 'reset'); // one given up without DATA (RSET, EHLO, STARTTLS)
-      const refusal = policy.checkMailFrom(address.address, session);
+      const mailFrom = canonicalAddress(address.address);
+      const refusal = extensions.checkMailFrom(address) ?? policy.checkMailFrom(mailFrom, session) ?? spoolRefusal(address.args, deps.relay.spool);
       if (refusal) {
-        recordRefusal(session, 'MAIL FROM', refusal, address.address);
+        recordRefusal(session, 'MAIL FROM', refusal, mailFrom);
         return callback(toError(refusal.reply));
       }
       transactions.set(session.id, { started: performance.now(), leave: drain.enter() });
@@ -116,9 +126,10 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     },
 
     onRcptTo(address, session, callback) {
-      const refusal = policy.checkRcptTo(address.address, session);
+      const rcptTo = canonicalAddress(address.address);
+      const refusal = policy.checkRcptTo(rcptTo, session) ?? extensions.checkRcptTo(address, session.envelope);
       if (refusal) {
-        recordRefusal(session, 'RCPT TO', refusal, address.address);
+        recordRefusal(session, 'RCPT TO', refusal, rcptTo);
         return callback(toError(refusal.reply));
       }
       callback();
@@ -127,14 +138,15 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     onData(stream: SMTPServerDataStream, session, callback) {
       const envelope = session.envelope;
       const state = transactions.get(session.id);
-      const from = envelope.mailFrom ? envelope.mailFrom.address : '';
-      const to = envelope.rcptTo.map((rcpt) => rcpt.address);
+      // domains go upstream in their canonical ASCII form, whatever smtp-server decoded them to
+      const from = envelope.mailFrom ? canonicalAddress(envelope.mailFrom.address) : '';
+      const to = envelope.rcptTo.map((rcpt) => canonicalAddress(rcpt.address));
       const relay: RelayOptions = {
         ...deps.relay,
         received: receivedHeader(session, deps.hostname),
-        inspectHeaders: policy.checksHeaderFrom ? inspectHeaderFrom : undefined,
+        inspectHeaders: policy.checksHeaderFrom || extensions.checksHeaders ? inspectHeaders : undefined,
       };
-      relayMessage(stream, { from, to }, relay)
+      relayMessage(stream, { from, to, parameters: extensions.forwarded(envelope) }, relay)
         .then((record) => {
           try {
             record_(record);
@@ -162,11 +174,14 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
         const refusedUpstream = result.upstreamRejected?.length ?? 0;
         metrics.recipients.inc({ outcome: result.outcome }, to.length - refusedUpstream);
         if (refusedUpstream) metrics.recipients.inc({ outcome: 'rejected' }, refusedUpstream);
+        if (result.dsn === 'sent' || result.dsn === 'failed') metrics.dsn.inc({ result: result.dsn });
         metrics.transactionLatency.observe({ outcome: result.outcome }, seconds);
         if (result.upstreamLabel) metrics.upstreamReplies.inc({ code: result.upstreamLabel });
         if (record.upstreamSeconds !== undefined) metrics.upstreamLatency.observe(record.upstreamSeconds);
         if (result.outcome === 'relayed') metrics.messageBytes.inc(record.sizeOut);
-        logger.info('transaction', {
+        // a refused recipient whose sender could not be told is the one case needing a person
+        const log = result.dsn === 'failed' ? logger.error.bind(logger) : logger.info.bind(logger);
+        log('transaction', {
           session: session.id,
           transaction: session.transaction,
           listener: deps.listener,
@@ -182,6 +197,9 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           reply: formatReply(result.reply),
           upstreamReply: result.upstreamReply,
           upstreamRejected: result.upstreamRejected,
+          dsn: result.dsn,
+          dsnError: record.dsnError,
+          spilled: record.spilled,
           seconds: Math.round(seconds * 1000) / 1000,
         });
       }
@@ -191,6 +209,13 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       endTransaction(session.id, 'closed');
     },
   };
+}
+
+/** RFC 1870 section 6.1: a declared SIZE the spool has no room for now gets 452 4.3.1 before any data. */
+function spoolRefusal(args: unknown, spool: Spool): PolicyRefusal | undefined {
+  const declared = Number((args as { SIZE?: string } | undefined)?.SIZE ?? 0);
+  if (!(declared > 0) || spool.fits(declared)) return undefined;
+  return { reply: { code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, reason: 'spool_full' };
 }
 
 /** The sessions that are not inside a transaction, which a drain may close at once. */

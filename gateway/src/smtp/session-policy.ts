@@ -4,11 +4,11 @@
  * the refusal (reply + metrics reason) or undefined to accept. The SMTP hooks
  * in listeners.ts only translate these into smtp-server callbacks.
  */
-import type { Headers } from '@zone-eu/mailsplit';
-import addressparser from 'nodemailer/lib/addressparser';
 import type { GatewayConfig } from '../config/schema';
 import type { DeferReason, RejectReason } from '../ops/metrics';
+import { clientKey, type ClientPrefixLength } from './client-key';
 import { DomainList, domainOf } from './domains';
+import { readHeaderFrom } from './header-from';
 import { NetworkList } from './networks';
 import { SlidingWindowLimiter } from './rate-limiter';
 import type { SmtpReply } from './smtp-reply';
@@ -37,6 +37,7 @@ export class SessionPolicy {
   private readonly recipientDeny: DomainList;
   private readonly maxRecipients: number;
   private readonly messageRate?: SlidingWindowLimiter;
+  private readonly prefixLength: ClientPrefixLength;
 
   constructor(policy: GatewayConfig['policy']) {
     this.allowedNetworks = new NetworkList(policy.allowedNetworks);
@@ -44,6 +45,7 @@ export class SessionPolicy {
     this.recipientAllow = new DomainList(policy.recipientDomains.allow);
     this.recipientDeny = new DomainList(policy.recipientDomains.deny);
     this.maxRecipients = policy.maxRecipients;
+    this.prefixLength = policy.clientPrefixLength;
     if (policy.messagesPerMinute > 0) {
       this.messageRate = new SlidingWindowLimiter({ limit: policy.messagesPerMinute, windowMs: 60_000 });
     }
@@ -67,7 +69,7 @@ export class SessionPolicy {
       };
     }
     // counted per message: one hit per MAIL FROM that passed the other checks
-    if (this.messageRate && !this.messageRate.hit(rateKey(session))) {
+    if (this.messageRate && !this.messageRate.hit(rateKey(session, this.prefixLength))) {
       return {
         reply: { code: 451, status: '4.7.1', text: 'Message rate limit exceeded, try again later' },
         reason: 'rate_limited',
@@ -94,18 +96,17 @@ export class SessionPolicy {
     return undefined;
   }
 
-  /** The header From must name only allowed sender domains (when a list is set). */
-  checkHeaderFrom(headers: Headers): PolicyRefusal | undefined {
+  /**
+   * The header From (read strictly, header-from.ts) must name only allowed sender
+   * domains when a list is set. `block` is the raw header block.
+   */
+  checkHeaderFrom(block: Buffer): PolicyRefusal | undefined {
     if (this.senderDomains.empty) return undefined;
-    const values = headers.get('from');
-    const addresses = values.flatMap((line) => flatten(addressparser(line.replace(/^from:\s*/i, ''))));
-    if (values.length !== 1 || addresses.length === 0) {
-      return {
-        reply: { code: 550, status: '5.7.1', text: 'Message must have exactly one From header with an address' },
-        reason: 'header_from',
-      };
+    const reading = readHeaderFrom(block);
+    if (!reading.ok) {
+      return { reply: { code: 550, status: '5.7.1', text: `Header From refused: ${reading.problem}` }, reason: 'header_from' };
     }
-    const bad = addresses.find((address) => !this.senderDomains.matches(domainOf(address)));
+    const bad = reading.addresses.find((address) => !this.senderDomains.matches(domainOf(address)));
     if (bad !== undefined) {
       return {
         reply: { code: 550, status: '5.7.1', text: `Header From <${bad}> is not in an allowed sender domain` },
@@ -116,13 +117,7 @@ export class SessionPolicy {
   }
 }
 
-/** Rate limits apply per AUTH user when there is one, else per client IP. */
-function rateKey(session: PolicySession): string {
-  return session.user ? `user:${String(session.user)}` : `ip:${session.remoteAddress}`;
-}
-
-type Parsed = { address?: string; group?: Parsed[] };
-
-function flatten(list: Parsed[]): string[] {
-  return list.flatMap((entry) => (entry.group ? flatten(entry.group) : entry.address ? [entry.address] : []));
+/** Rate limits apply per AUTH user when there is one, else per client (IPv6 by prefix). */
+function rateKey(session: PolicySession, prefixLength: ClientPrefixLength): string {
+  return session.user ? `user:${String(session.user)}` : `ip:${clientKey(session.remoteAddress, prefixLength)}`;
 }

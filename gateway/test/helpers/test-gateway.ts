@@ -3,8 +3,13 @@
  * timeouts and no drain delay, relaying to a given upstream port. Its JSON log
  * lines are captured so tests can assert what was (and was not) logged.
  */
+import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
+import { afterAll } from 'vitest';
 import { validateConfig } from '../../src/config/load';
 import type { GatewayConfig, GatewayConfigInput } from '../../src/config/schema';
 import { startGateway, type Gateway } from '../../src/gateway';
@@ -30,7 +35,20 @@ export interface TestGateway {
   logText(): string;
   /** The Prometheus exposition text. */
   metricsText(): Promise<string>;
+  /** Bytes of received messages the gateway holds in its spool now (memory and disk). */
+  spooledBytes(): Promise<number>;
   close(): Promise<void>;
+}
+
+// one folder per test file (vitest imports this module afresh for each), removed after its last test
+const SPOOL_ROOT = join(tmpdir(), `gateway-spool-${randomUUID()}`);
+let spools = 0;
+afterAll(() => rmSync(SPOOL_ROOT, { recursive: true, force: true }));
+
+/** A spool folder of its own for each test gateway (a gateway empties its spool folder at start-up); the gateway creates it. */
+export function testSpoolDir(): string {
+  spools += 1;
+  return join(SPOOL_ROOT, String(spools));
 }
 
 export function testConfig(options: TestGatewayOptions = {}): GatewayConfig {
@@ -49,6 +67,7 @@ export function testConfig(options: TestGatewayOptions = {}): GatewayConfig {
     },
     drain: { delaySeconds: 0, graceSeconds: 5 },
     log: { level: 'debug' },
+    spool: { dir: overrides.spool?.dir ?? testSpoolDir() },
   };
   const config = validateConfig(merge(base, overrides));
   return config;
@@ -79,7 +98,15 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     },
     logText: () => lines.join('\n'),
     metricsText: () => registry.metrics(),
-    close: () => gateway.close(),
+    spooledBytes: async () => {
+      const lines = (await registry.metrics()).match(/^smtp_gateway_spool_bytes\{[^}]*\} \d+$/gm) ?? [];
+      return lines.reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+    },
+    close: async () => {
+      await gateway.close();
+      // only a folder this helper made: a test that names its own spool checks and removes it itself
+      if (!options.spool?.dir) rmSync(config.spool.dir, { recursive: true, force: true });
+    },
   };
 }
 

@@ -20,10 +20,12 @@ export interface TestUpstreamOptions {
   readonly replyDelayMs?: number;
   /** Answer 421 and close at MAIL FROM once a connection has carried this many messages (an idle-closing smarthost). */
   readonly maxMessagesPerConnection?: number;
-  /** Refuse this recipient at RCPT TO with 550 whatever the mode. */
-  readonly rejectRecipient?: string;
+  /** Refuse this recipient (or these) at RCPT TO with 550 whatever the mode. */
+  readonly rejectRecipient?: string | readonly string[];
   /** Refuse this recipient at RCPT TO with 451 (try later) whatever the mode. */
   readonly deferRecipient?: string;
+  /** Refuse MAIL FROM:<> (a null reverse-path, as bounces use) with 550. */
+  readonly refuseNullSender?: boolean;
   /** drop-mid-data: bytes of data to receive before dropping the connection. @default 1 */
   readonly dropAfterBytes?: number;
   /** Offer STARTTLS with this certificate pair (or implicit TLS with `implicitTls`). */
@@ -34,6 +36,8 @@ export interface TestUpstreamOptions {
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Queue id in the 250 reply. @default 'TESTQ<n>' */
   readonly queueId?: (n: number) => string;
+  /** Which extensions the EHLO hides (smtp-server offers 8BITMIME and SMTPUTF8, hides DSN by default). */
+  readonly ehlo?: Pick<SMTPServerOptions, 'hide8BITMIME' | 'hideSMTPUTF8' | 'hideDSN'>;
 }
 
 export interface ReceivedMessage {
@@ -42,6 +46,9 @@ export interface ReceivedMessage {
   readonly raw: Buffer;
   readonly secure: boolean;
   readonly user?: string;
+  /** The MAIL FROM parameters, and each recipient's RCPT TO parameters (xtext decoded), as received. */
+  readonly mailArgs: Record<string, string | true>;
+  readonly rcptArgs: Array<Record<string, string | true>>;
 }
 
 export interface DataAttempt {
@@ -93,6 +100,7 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
     name: 'test-upstream.localhost',
     logger: false,
     disableReverseLookup: true,
+    ...options.ehlo,
     ...(options.tls
       ? { key: options.tls.key, cert: options.tls.cert, secure: options.implicitTls ?? false }
       : { hideSTARTTLS: true, disabledCommands: ['STARTTLS'] }),
@@ -112,10 +120,13 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
         return callback(Object.assign(new Error('4.4.2 Idle connection closed, reconnect'), { responseCode: 421 }));
       }
       mailFroms.push(address.address);
+      if (options.refuseNullSender && !address.address) {
+        return callback(Object.assign(new Error('5.7.1 Test upstream: null sender not allowed'), { responseCode: 550 }));
+      }
       callback(refusesAt('mail') ? refusal() : null);
     },
     onRcptTo(address, _session, callback) {
-      if (address.address === options.rejectRecipient) {
+      if ([options.rejectRecipient ?? []].flat().includes(address.address)) {
         return callback(Object.assign(new Error('5.1.1 Test upstream: no such user'), { responseCode: 550 }));
       }
       if (address.address === options.deferRecipient) {
@@ -159,6 +170,8 @@ export async function startTestUpstream(options: TestUpstreamOptions = {}): Prom
           raw: Buffer.concat(chunks),
           secure: session.secure,
           user: session.user as string | undefined,
+          mailArgs: (session.envelope.mailFrom && session.envelope.mailFrom.args) || {},
+          rcptArgs: session.envelope.rcptTo.map((rcpt) => rcpt.args || {}),
         });
         accepted++;
         callback(null, `Ok: queued as ${options.queueId ? options.queueId(accepted) : `TESTQ${accepted}`}`);

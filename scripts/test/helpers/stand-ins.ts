@@ -31,10 +31,12 @@ export interface RunOptions {
    * machine has a real kubectl in /usr/bin, and a missing stand-in must not fall through to it.
    */
   systemPath?: boolean;
+  /** Extra environment variables for the script (its settings, e.g. CANARY_MIN_SOAK_PROMOTE). */
+  env?: Record<string, string>;
 }
 
 /** The only system programs the scripts may use besides the stand-ins. */
-const SYSTEM_TOOLS = ['bash', 'basename', 'dirname', 'git', 'sed', 'date', 'cat'];
+const SYSTEM_TOOLS = ['bash', 'basename', 'dirname', 'git', 'sed', 'date', 'cat', 'awk'];
 const systemTool = (name: string) => {
   const found = spawnSync('bash', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
   if (!found) throw new Error(`the script tests need '${name}' on PATH`);
@@ -56,7 +58,7 @@ export interface RunResult {
 const US = '\x1f';
 
 /** Files the scripts read from a work tree. */
-const COPIED = ['scripts/deploy.sh', 'scripts/cleanup.sh', 'scripts/lib', 'eksctl', 'gateway/Dockerfile', 'package.json'];
+const COPIED = ['scripts/deploy.sh', 'scripts/cleanup.sh', 'scripts/lib', 'eksctl', 'deploy/cloudwatch-dashboard.json', 'gateway/Dockerfile', 'package.json'];
 const WRAPPERS = ['deploy-aws-staging.sh', 'deploy-aws-production.sh', 'cleanup-aws-staging.sh', 'cleanup-aws-production.sh'];
 
 export class ScriptSandbox {
@@ -124,7 +126,7 @@ export class ScriptSandbox {
       cwd,
       input: options.input ?? '',
       stdio: ['pipe', fd, fd],
-      env: { PATH: options.systemPath ? `${bin}:/usr/bin:/bin` : bin, HOME: this.dir, STANDIN_LOG: log, STANDIN_RULES: rules, LANG: 'C.UTF-8' },
+      env: { ...options.env, PATH: options.systemPath ? `${bin}:/usr/bin:/bin` : bin, HOME: this.dir, STANDIN_LOG: log, STANDIN_RULES: rules, LANG: 'C.UTF-8' },
       timeout: 20_000,
     });
     closeSync(fd);

@@ -1,0 +1,134 @@
+/**
+ * The client's DATA, received whole into the spool in one pass through the
+ * message checks: size, the line-ending guard and the header rewriter (header
+ * From check, Received, Message-ID, Date). Nothing goes upstream here. Any
+ * failure before the dot (size, bare line endings, header From, a full spool,
+ * the client leaving, our shutdown) discards what was spooled, and the rest
+ * of the client's data is read and thrown away, never stored.
+ */
+import type { Readable } from 'node:stream';
+import type { RejectReason } from '../ops/metrics';
+import type { SmtpReply } from '../smtp/smtp-reply';
+import { HeaderRewriter } from './header-rewriter';
+import { LineEndingGuard, type LineEndingMode } from './line-endings';
+import { shutdownReply, type TransactionResult } from './reply-mapping';
+import type { Spool, SpoolEntry } from './spool';
+
+/** smtp-server's DATA stream (the fields used here). */
+export type DataStream = Readable & { sizeExceeded?: boolean; byteLength?: number };
+
+export interface ReceiveOptions {
+  readonly spool: Spool;
+  readonly lineEndings: LineEndingMode;
+  readonly maxMessageBytes: number;
+  /** Value of the Received header to add. */
+  readonly received: string;
+  readonly messageIdDomain: string;
+  /** Checks the raw header block; returns the refusal, if any. */
+  readonly inspectHeaders?: (block: Buffer) => Refusal | undefined;
+  /** Aborted when the gateway gives up on in-flight transactions (end of the drain grace period). */
+  readonly shutdown?: AbortSignal;
+}
+
+/** A policy refusal raised while the message streams. */
+export class Refusal extends Error {
+  constructor(
+    readonly reply: SmtpReply,
+    readonly reason: RejectReason,
+  ) {
+    super(reply.text);
+  }
+}
+
+export type Reception = { readonly sizeIn: number; readonly sizeOut: number } & (
+  | { readonly message: SpoolEntry; readonly failure?: undefined }
+  | { readonly message?: undefined; readonly failure: TransactionResult }
+);
+
+const CLIENT_GONE: TransactionResult = {
+  reply: { code: 421, status: '4.4.2', text: 'Connection lost during DATA' },
+  outcome: 'aborted',
+  reason: 'client_disconnect',
+};
+
+export function receiveMessage(stream: DataStream, options: ReceiveOptions): Promise<Reception> {
+  return new Promise((resolve) => {
+    const guard = new LineEndingGuard({ mode: options.lineEndings });
+    const rewriter = new HeaderRewriter({
+      received: options.received,
+      messageIdDomain: options.messageIdDomain,
+      inspect: options.inspectHeaders,
+    });
+    const entry = options.spool.create();
+    let sizeIn = 0;
+    let settled = false;
+    let clientEnded = false;
+
+    const settle = (failure?: TransactionResult) => {
+      if (settled) return;
+      settled = true;
+      options.shutdown?.removeEventListener('abort', onShutdown);
+      stream.removeListener('error', onClientGone);
+      stream.removeListener('close', onClientGone);
+      const sizes = { sizeIn, sizeOut: rewriter.bytesOut };
+      resolve(failure ? { ...sizes, failure } : { ...sizes, message: entry });
+    };
+
+    // Stops storing and keeps reading (and dropping) what the client sends until its dot.
+    const fail = (result: TransactionResult) => {
+      if (settled) return;
+      stream.unpipe(guard);
+      guard.destroy();
+      rewriter.destroy();
+      void entry.discard();
+      stream.resume();
+      settle(result);
+    };
+
+    const onShutdown = () => fail(shutdownReply());
+    if (options.shutdown?.aborted) return fail(shutdownReply());
+    options.shutdown?.addEventListener('abort', onShutdown, { once: true });
+
+    // Registered before the pipe so an oversized chunk is stopped before it is stored.
+    stream.on('data', (chunk: Buffer) => {
+      sizeIn += chunk.length;
+      if (stream.sizeExceeded || sizeIn > options.maxMessageBytes) {
+        fail(refused({ code: 552, status: '5.3.4', text: `Message exceeds the maximum size of ${options.maxMessageBytes} bytes` }, 'message_size'));
+      }
+    });
+    stream.once('end', () => {
+      clientEnded = true;
+    });
+    const onClientGone = () => {
+      if (!clientEnded) fail(CLIENT_GONE);
+    };
+    stream.once('error', onClientGone);
+    stream.once('close', onClientGone);
+
+    guard.on('error', (err) => fail(streamFailure(err)));
+    rewriter.on('error', (err) => fail(streamFailure(err)));
+    entry.on('error', (err) => fail(streamFailure(err)));
+    entry.once('finish', () => settle());
+
+    stream.pipe(guard).pipe(rewriter).pipe(entry);
+  });
+}
+
+function refused(reply: SmtpReply, reason: RejectReason): TransactionResult {
+  return { reply, outcome: 'rejected', reason };
+}
+
+function streamFailure(err: Error & { code?: string }): TransactionResult {
+  if (err instanceof Refusal) return refused(err.reply, err.reason);
+  if (err.code === 'BARE_LINE_ENDING') {
+    return refused({ code: 550, status: '5.6.0', text: 'Bare CR or LF in message data is not allowed; lines must end with CRLF' }, 'line_endings');
+  }
+  if (err.code === 'HEADER_TOO_LARGE') {
+    return refused({ code: 552, status: '5.3.4', text: err.message }, 'invalid_message');
+  }
+  if (err.code === 'SPOOL_FULL') {
+    // RFC 5321 452 / RFC 3463 4.3.1: our storage is full; the client retries later or elsewhere
+    return { reply: { code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, outcome: 'deferred', reason: 'spool_full' };
+  }
+  return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure processing the message' }, outcome: 'deferred', reason: 'internal_error' };
+}
