@@ -13,6 +13,9 @@ RESULTS := .test-results
 # vitest with a JSON report per area, which `make test` adds up at the end.
 VITEST = vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json $(2)
 VERSION := $(shell node -p "require('./package.json').version")
+# The image make test-cluster builds from gateway/Dockerfile and loads into the test cluster's node.
+CLUSTER_IMAGE := localhost/smtp-gateway:e2e
+CLUSTER_IMAGE_ARCHIVE := .tools/images/smtp-gateway-e2e.oci.tar
 
 .PHONY: help
 help: ## List the targets
@@ -84,6 +87,17 @@ test-ship: ## Image, cluster definitions and deploy scripts
 .PHONY: test-prove
 test-prove: ## Short fault-injection scenarios and hostile input
 	$(call VITEST,prove,bench/test)
+
+.PHONY: test-cluster
+test-cluster: ## The chart, the image and mail on a real one-node Kubernetes built here (root; not yet part of make test)
+	scripts/install-cluster-tools.sh
+	scripts/build-cluster-image.sh $(CLUSTER_IMAGE) $(CLUSTER_IMAGE_ARCHIVE)
+	scripts/test-cluster.sh down
+	trap 'scripts/test-cluster.sh down' EXIT; \
+	  scripts/test-cluster.sh up; \
+	  scripts/test-cluster.sh import $(CLUSTER_IMAGE_ARCHIVE) $(CLUSTER_IMAGE); \
+	  $(call VITEST,cluster,--config e2e/vitest.config.ts)
+	scripts/test-cluster.sh check-clean
 
 .PHONY: test-faults
 test-faults: ## Fault injection under load: each scenario 10 s+ at C >= 20 (not part of make test)
