@@ -214,15 +214,24 @@ describe.sequential('the chart on a real cluster', () => {
 
     await kube.helm(['uninstall', second, '-n', NAMESPACE, '--wait', '--timeout', '3m']);
     await kube.helm(['uninstall', RELEASE, '-n', NAMESPACE, '--wait', '--timeout', '3m']);
-    const left = await waitFor('an empty namespace', async () => {
-      const names = (await kube.kubectl(['-n', NAMESPACE, 'get', 'all,configmap,secret,serviceaccount,pdb,hpa,networkpolicy,servicemonitor,endpointslice', '-o', 'name']))
+    // helm uninstall does not remove hook resources: the test pod, kept for `helm test --logs`, stays.
+    const keptTestPod = `pod/${RELEASE}-test`;
+    const expected = [...SECRETS.map((name) => `secret/${name}`), keptTestPod].sort();
+    const leftovers = async () =>
+      (await kube.kubectl(['-n', NAMESPACE, 'get', 'all,configmap,secret,serviceaccount,pdb,hpa,networkpolicy,servicemonitor,endpointslice,role,rolebinding', '-o', 'name']))
         .split('\n')
         .filter(Boolean)
         // What every namespace has.
-        .filter((name) => name !== 'serviceaccount/default' && name !== 'configmap/kube-root-ca.crt');
-      return names.every((name) => name.startsWith('secret/')) ? names : undefined;
-    }, 120_000);
-    expect(left.sort()).toEqual(SECRETS.map((name) => `secret/${name}`).sort());
-    report(`uninstall: left ${left.join(', ')}`);
+        .filter((name) => name !== 'serviceaccount/default' && name !== 'configmap/kube-root-ca.crt')
+        .sort();
+    const left = await waitFor('only the Secrets and the kept test pod', async () => {
+      const names = await leftovers();
+      return JSON.stringify(names) === JSON.stringify(expected) ? names : undefined;
+    }, 120_000).catch(async (error) => {
+      throw new Error(`${String(error)}; left: ${(await leftovers()).join(', ')}`);
+    });
+    expect(left).toEqual(expected);
+    report(`uninstall: left ${left.join(', ')} (the test pod is a helm hook, which helm uninstall keeps)`);
+    await kube.kubectl(['-n', NAMESPACE, 'delete', keptTestPod, '--wait=true', '--timeout=60s']);
   });
 });
