@@ -16,6 +16,7 @@ VERSION := $(shell node -p "require('./package.json').version")
 # The image make test-cluster builds from gateway/Dockerfile and loads into the test cluster's node.
 CLUSTER_IMAGE := localhost/smtp-gateway:e2e
 CLUSTER_IMAGE_ARCHIVE := .tools/images/smtp-gateway-e2e.oci.tar
+CLUSTER_LOCK := /tmp/smtp-gateway-test-cluster.lock
 
 .PHONY: help
 help: ## List the targets
@@ -89,9 +90,15 @@ test-prove: ## Short fault-injection scenarios and hostile input
 	$(call VITEST,prove,bench/test)
 
 .PHONY: test-cluster
-test-cluster: ## The chart, the image and mail on a real one-node Kubernetes built here (root; not yet part of make test)
+test-cluster: ## The chart, the image and mail on a real one-node Kubernetes built here (root; not part of make test)
 	scripts/install-cluster-tools.sh
 	scripts/build-cluster-image.sh $(CLUSTER_IMAGE) $(CLUSTER_IMAGE_ARCHIVE)
+	@# The cluster's addresses, interfaces and state folder are the machine's, not the work tree's:
+	@# one run at a time on a machine, the next waits (at most 30 minutes).
+	flock --wait 1800 $(CLUSTER_LOCK) $(MAKE) --no-print-directory test-cluster-locked
+
+.PHONY: test-cluster-locked
+test-cluster-locked:
 	scripts/test-cluster.sh down
 	trap 'scripts/test-cluster.sh down' EXIT; \
 	  scripts/test-cluster.sh up; \
