@@ -13,6 +13,10 @@ RESULTS := .test-results
 # vitest with a JSON report per area, which `make test` adds up at the end.
 VITEST = vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json $(2)
 VERSION := $(shell node -p "require('./package.json').version")
+# The image make test-cluster builds from gateway/Dockerfile and loads into the test cluster's node.
+CLUSTER_IMAGE := localhost/smtp-gateway:e2e
+CLUSTER_IMAGE_ARCHIVE := .tools/images/smtp-gateway-e2e.oci.tar
+CLUSTER_LOCK := /tmp/smtp-gateway-test-cluster.lock
 
 .PHONY: help
 help: ## List the targets
@@ -84,6 +88,23 @@ test-ship: ## Image, cluster definitions and deploy scripts
 .PHONY: test-prove
 test-prove: ## Short fault-injection scenarios and hostile input
 	$(call VITEST,prove,bench/test)
+
+.PHONY: test-cluster
+test-cluster: ## The chart, the image and mail on a real one-node Kubernetes built here (root; not part of make test)
+	scripts/install-cluster-tools.sh
+	scripts/build-cluster-image.sh $(CLUSTER_IMAGE) $(CLUSTER_IMAGE_ARCHIVE)
+	@# The cluster's addresses, interfaces and state folder are the machine's, not the work tree's:
+	@# one run at a time on a machine, the next waits (at most 30 minutes).
+	flock --wait 1800 $(CLUSTER_LOCK) $(MAKE) --no-print-directory test-cluster-locked
+
+.PHONY: test-cluster-locked
+test-cluster-locked:
+	scripts/test-cluster.sh down
+	trap 'scripts/test-cluster.sh down' EXIT; \
+	  scripts/test-cluster.sh up; \
+	  scripts/test-cluster.sh import $(CLUSTER_IMAGE_ARCHIVE) $(CLUSTER_IMAGE); \
+	  $(call VITEST,cluster,--config e2e/vitest.config.ts)
+	scripts/test-cluster.sh check-clean
 
 .PHONY: test-faults
 test-faults: ## Fault injection under load: each scenario 10 s+ at C >= 20 (not part of make test)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real peers: swaks (SMTP client) with the Perl modules
-# for its STARTTLS and AUTH, Postfix's smtp-sink/smtp-source, promtool, shellcheck, yamllint and busybox.
+# for its STARTTLS and AUTH, Postfix's smtp-sink/smtp-source, promtool, shellcheck, yamllint and busybox;
+# and what the test cluster (make test-cluster) runs on and builds its images with.
 # Checks what each tool can do, not only that its command exists: Debian installs swaks without TLS and
 # SASL when recommends are skipped, and the tests then fail far from the cause. Idempotent: a machine
 # that passes every check installs nothing.
@@ -20,6 +21,8 @@ and capabilities the tests need, then checks every capability:
   promtool              prometheus (check metrics, check rules, test rules)
   shellcheck, yamllint  shellcheck, yamllint
   busybox               busybox, with the sh and nc applets the chart's helm test uses
+  the test cluster      containerd, runc, containernetworking-plugins (/usr/lib/cni), iptables,
+                        conntrack; buildah and mmdebstrap for the images (make test-cluster)
 A machine that passes every check installs nothing.
 
   --check   only check; exit 1 naming each missing capability and the package that brings it
@@ -69,6 +72,13 @@ CHECKS=(
   "yamllint command|yamllint|has_command yamllint && yamllint --version >/dev/null"
   "busybox sh applet|busybox|has_command busybox && busybox_has sh"
   "busybox nc applet|busybox|has_command busybox && busybox_has nc"
+  "containerd (the test cluster's runtime)|containerd|has_command containerd && has_command ctr"
+  "runc|runc|has_command runc"
+  "CNI bridge, host-local, portmap and loopback plugins|containernetworking-plugins|[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] && [ -x /usr/lib/cni/loopback ]"
+  "iptables and ip6tables (kube-proxy, CNI)|iptables|has_command iptables && has_command ip6tables"
+  "conntrack|conntrack|has_command conntrack"
+  "buildah (builds gateway/Dockerfile)|buildah|has_command buildah"
+  "mmdebstrap (the Debian base of the images)|mmdebstrap|has_command mmdebstrap"
 )
 
 # check_all: prints one line per failed check ("what: install PACKAGES") and fails if there was one.

@@ -42,6 +42,10 @@ export interface RecordingUpstreamOptions extends UpstreamBehaviour {
   readonly port?: number;
   /** Also append each delivered id to this file (survives the process being killed). */
   readonly recordFile?: string;
+  /** Offer STARTTLS with this certificate pair, as a smarthost does. @default none (no STARTTLS) */
+  readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
+  /** Require AUTH (PLAIN, LOGIN) with these credentials, as SES does. @default none (no AUTH) */
+  readonly auth?: { readonly user: string; readonly pass: string };
   /** @default Math.random */
   readonly random?: () => number;
 }
@@ -53,6 +57,8 @@ export interface RecordingUpstream {
   readonly deliveries: Map<string, number>;
   /** performance.now() of every 250, in order (send rates over time windows). */
   readonly deliveredAt: number[];
+  /** The header block (first 8 KiB) of each id's first delivery, to check what the gateway added. */
+  readonly heads: Map<string, string>;
   /** Times each id was received whole but never answered (dropAfterDotRate). */
   readonly unanswered: Map<string, number>;
   /** Every recipient each id was answered 250 for, over all its deliveries. */
@@ -73,14 +79,22 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
   const deliveries = new Map<string, number>();
   const unanswered = new Map<string, number>();
   const recipients = new Map<string, Set<string>>();
+  const heads = new Map<string, string>();
   const counts = { connections: 0, transactions: 0, accepted: 0, tempFailed: 0, permFailed: 0, dropped: 0, stalled: 0, ungreeted: 0, droppedAfterDot: 0, rcptDeferred: 0, throttled: 0 };
   const deliveredAt: number[] = [];
   let sequence = 0;
 
   const server: SMTPServer = new SMTPServer({
     logger: false,
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
+    // A reverse lookup would send DNS queries off this machine; the tests talk to loopback and their own addresses only.
+    disableReverseLookup: true,
+    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
+    ...(options.auth ? { authMethods: ['PLAIN', 'LOGIN'] } : { authOptional: true }),
+    disabledCommands: [...(options.auth ? [] : ['AUTH']), ...(options.tls ? [] : ['STARTTLS'])],
+    onAuth(auth, _session, callback) {
+      if (options.auth && auth.username === options.auth.user && auth.password === options.auth.pass) return callback(null, { user: auth.username });
+      callback(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
+    },
     size: 64 * 1024 * 1024,
     // Stalled transactions must not hold the server's close() for its default 30 s.
     closeTimeout: 500,
@@ -143,6 +157,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
         // ever show up as an unacknowledged delivery, never hide a lost one.
         deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
         deliveredAt.push(performance.now());
+        if (!heads.has(id)) heads.set(id, head.split('\r\n\r\n')[0]);
         const taken = recipients.get(id) ?? new Set<string>();
         for (const rcpt of session.envelope.rcptTo) taken.add(rcpt.address);
         recipients.set(id, taken);
@@ -163,6 +178,7 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
     port: address.port,
     deliveries,
     deliveredAt,
+    heads,
     unanswered,
     recipients,
     counts,
