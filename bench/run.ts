@@ -22,6 +22,7 @@ import { cpus, freemem, totalmem, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { check, describeFailures, latencyStats } from './lib/checker';
+import type { GatewayConfigInput } from '../gateway/src/config/schema';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
 import { startDelayProxy } from './lib/delay-proxy';
 import { HARAKA_VERSION, startHaraka } from './lib/haraka';
@@ -60,6 +61,8 @@ interface Cell {
   readonly upstreamConnections?: number;
   /** Run Haraka beside the gateway on this cell. */
   readonly peer?: boolean;
+  /** Gateway settings of this cell (a send rate, a bounded wait). */
+  readonly gateway?: GatewayConfigInput;
   readonly targets: Targets;
 }
 
@@ -88,6 +91,11 @@ const CELLS: readonly Cell[] = [
   { name: 'remote-500-r100-pool5', messageBytes: 2 * KiB, concurrency: 500, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 5, targets: {} },
   { name: 'remote-500-r100-pool10', messageBytes: 2 * KiB, concurrency: 500, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, targets: { maxP95: 200, maxP99: 500 } },
   { name: 'remote-1000-r100-pool10', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, targets: { maxP95: 200, maxP99: 500 } },
+  // SES's rate (14 msgs/s) with 200 clients sending back to back (far above the rate): every reply within
+  // maxWait + 1 s, the excess deferred with 451 before anything is sent, nothing lost or duplicated. At the
+  // default maxWait (20 s) 200 waiting clients drain in 200 / 14 = 14.3 s, so none is deferred; at 5 s most are.
+  { name: 'wait-c200-r14', messageBytes: 2 * KiB, concurrency: 200, durationS: 60, rampMs: 2000, gateway: { upstream: { messagesPerSecond: 14, maxWaitSeconds: 20 } }, targets: { maxP99: 21_000, maxPeakRssMiB: 256 } },
+  { name: 'wait-c200-r14-max5', messageBytes: 2 * KiB, concurrency: 200, durationS: 60, rampMs: 2000, gateway: { upstream: { messagesPerSecond: 14, maxWaitSeconds: 5 } }, targets: { maxP99: 6_000, maxPeakRssMiB: 256 } },
   { name: '25mb', messageBytes: 25_000_000, concurrency: 1, durationS: 60, maxMessages: 1, targets: { maxRssGrowthMiB: 40 } },
 ];
 
@@ -212,7 +220,8 @@ async function runCell(
           config: benchGatewayConfig(upstream, {
             // The limit is a policy knob, not what this cell measures: leave headroom above 1,000.
             policy: { maxConnections: 1200 },
-            ...(options.upstreamConnections ? { upstream: { maxConnections: options.upstreamConnections } } : {}),
+            ...cell.gateway,
+            upstream: { ...cell.gateway?.upstream, ...(options.upstreamConnections ? { maxConnections: options.upstreamConnections } : {}) },
           }),
           nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : [],
         })
