@@ -4,8 +4,8 @@
  * machine it was written on). Every file git would commit is read; what it would cite is named.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/repo';
 
@@ -29,6 +29,13 @@ function outsidePointers(text: string): string[] {
 
 const SELF = 'scripts/test/self-contained.test.ts';
 
+/** Relative link targets in a Markdown text (no scheme, no bare #anchor), without their #anchor. */
+function relativeLinks(text: string): string[] {
+  return [...text.matchAll(/\]\(([^)\s]+)\)/g)]
+    .map((match) => match[1].split('#')[0])
+    .filter((target) => target && !/^[a-z][a-z0-9+.-]*:/i.test(target));
+}
+
 function repositoryFiles(): string[] {
   const listed = spawnSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' });
   if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
@@ -51,6 +58,18 @@ describe('the repository is self-contained', () => {
       offending.push(...outsidePointers(text).map((hit) => `${file}:${hit}`));
     }
     expect(offending).toEqual([]);
+  });
+
+  it('every relative link in a Markdown file names a file or folder of the repository', () => {
+    const broken: string[] = [];
+    for (const file of repositoryFiles().filter((name) => name.endsWith('.md'))) {
+      if (!existsSync(join(REPO_ROOT, file))) continue;
+      for (const target of relativeLinks(readFileSync(join(REPO_ROOT, file), 'utf8'))) {
+        if (!existsSync(join(REPO_ROOT, dirname(file), target))) broken.push(`${file}: ${target}`);
+      }
+    }
+    expect(broken).toEqual([]);
+    expect(relativeLinks('[a](../x.md#y) [b](https://e.com/z) [c](#only) [d](mailto:a@b)')).toEqual(['../x.md']);
   });
 
   it('catches each kind of pointer (the check can fail), and leaves a random seed alone', () => {
