@@ -21,7 +21,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, totalmem, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { check, describeFailures, latencyStats } from './lib/checker';
+import { check, describeFailures, latencyStats, median } from './lib/checker';
 import type { GatewayConfigInput } from '../gateway/src/config/schema';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
 import { startDelayProxy } from './lib/delay-proxy';
@@ -287,13 +287,6 @@ async function runCell(
     loadAvg: loadavg()[0],
     backgroundBusy,
   };
-}
-
-function median(values: number[]): number {
-  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
-  if (!sorted.length) return Number.NaN;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 type Medians = Record<keyof Figures, number>;

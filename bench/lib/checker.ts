@@ -142,6 +142,14 @@ export function describeFailures(report: CheckReport, outcomes: readonly Outcome
   return lines;
 }
 
+/** The median of the numbers that are not NaN (NaN when none is). */
+export function median(values: number[]): number {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (!sorted.length) return Number.NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 /** Latency percentiles of accepted messages, in ms. */
 export function latencyStats(outcomes: readonly Outcome[]): { p50: number; p95: number; p99: number; max: number } {
   const values = outcomes

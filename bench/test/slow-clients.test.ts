@@ -13,6 +13,7 @@
  *   transactions, and the gateway's spool is empty again.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { median } from '../lib/checker';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
 import { bodyForTotal, makeHead } from '../lib/message';
 import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
@@ -129,8 +130,3 @@ describe('slow and vanishing clients (issue 9 section 2)', () => {
     expect((await gateway.metric('smtp_gateway_messages_total')) - finishedBefore).toBe(VANISHING);
   });
 });
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
