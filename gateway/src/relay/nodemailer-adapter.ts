@@ -21,20 +21,13 @@ import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
 import SMTPPool, { type SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
 import type { UpstreamPoolSnapshot } from '../ops/metrics';
 import { dotStuffingFlush, dotStuffingTransform } from './dot-stuffing';
-import type { SpooledMessage } from './upstream';
+import type { SpooledMessage, UpstreamError } from './upstream';
 import { commandWithParameters, type EnvelopeParameters, missingExtensionError, requiredExtensions } from './upstream-parameters';
 
 export type PoolOptions = SMTPPoolOptions;
 
-/** How nodemailer reports a failed send or a refused recipient (the fields the gateway reads). */
-export interface PoolError {
-  readonly code?: string;
-  readonly responseCode?: number;
-  readonly response?: string;
-  readonly message?: string;
-  /** The refused recipient, on a recipient's refusal. */
-  readonly recipient?: string;
-}
+/** How nodemailer reports a failed send, or a refused recipient (then with `recipient`). */
+export type PoolError = UpstreamError & { readonly recipient?: string };
 
 /** The upstream took the message: its reply to the dot, and the recipients it refused at RCPT. */
 export interface PoolDelivery {

@@ -8,13 +8,11 @@
  */
 import { buildDsn, headerBlock } from './dsn';
 import { type DataStream, type ReceiveOptions, receiveMessage } from './receive';
-import { acceptedReply, type DsnOutcome, failedReply, shutdownReply, type TransactionResult } from './reply-mapping';
+import type { DsnOutcome, Outcome } from './outcome';
+import { acceptedReply, failedReply, shutdownReply } from './reply-mapping';
 import { sesHeaders } from './ses-headers';
 import { bufferedMessage } from './spool';
 import type { Envelope, SpooledMessage, Upstream, UpstreamAcceptance } from './upstream';
-
-// where the session hooks have always found it
-export { Refusal } from './receive';
 
 export interface RelayOptions extends ReceiveOptions {
   readonly upstream: Upstream;
@@ -23,7 +21,7 @@ export interface RelayOptions extends ReceiveOptions {
 }
 
 export interface RelayRecord {
-  readonly result: TransactionResult;
+  readonly outcome: Outcome;
   /** Bytes received from the client. */
   readonly sizeIn: number;
   /** Bytes handed to the upstream (with the added headers). */
@@ -40,14 +38,14 @@ export async function relayMessage(stream: DataStream, envelope: Envelope, optio
   const arrival = new Date();
   const received = await receiveMessage(stream, { ...options, added: options.upstream.applicationHeaders ? sesHeaders(envelope.application) : [] });
   const { sizeIn, sizeOut } = received;
-  if (!received.message) return { result: received.failure, sizeIn, sizeOut };
+  if (!received.message) return { outcome: received.failure, sizeIn, sizeOut };
   const message = received.message;
   const abort = new AbortController();
   const onShutdown = () => abort.abort();
   options.shutdown?.addEventListener('abort', onShutdown, { once: true });
   const started = performance.now();
-  const record = (result: TransactionResult, replied: boolean, dsnError?: string): RelayRecord => ({
-    result,
+  const record = (outcome: Outcome, replied: boolean, dsnError?: string): RelayRecord => ({
+    outcome,
     sizeIn,
     sizeOut,
     spilled: message.spilled,
