@@ -3,7 +3,7 @@
  * release: the internals the adapter relies on exist and behave as it expects,
  * checked with real SMTP over loopback against a real smtp-server.
  */
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { text } from 'node:stream/consumers';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
@@ -117,6 +117,18 @@ describe('NodemailerPool with a real upstream', () => {
     abort.abort();
     await expect(sent).rejects.toThrow();
     expect(upstream.messages).toHaveLength(0);
+  });
+
+  it('leaves no listener on a signal shared by every send (the gateway passes its shutdown signal)', async () => {
+    const upstream = await startTestUpstream({ rejectRecipient: 'gone@example.org' });
+    cleanups.push(() => upstream.close());
+    const shared = new AbortController().signal;
+    const sender = pool(upstream.port, { maxConnections: 2 });
+    const send = (n: number) =>
+      sender.send({ from: 'a@example.com', to: n % 3 ? ['b@example.org'] : ['gone@example.org'], message: bufferedMessage(Buffer.from(`Subject: ${n}\r\n\r\nhi\r\n`)), signal: shared });
+    const settled = await Promise.allSettled(Array.from({ length: 12 }, (_, n) => send(n)));
+    expect(settled.filter((result) => result.status === 'fulfilled')).toHaveLength(8);
+    expect(getEventListeners(shared, 'abort')).toHaveLength(0);
   });
 
   it('snapshot() counts busy and idle connections and queued messages as the pool moves', async () => {

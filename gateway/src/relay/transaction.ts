@@ -34,15 +34,16 @@ export interface RelayRecord {
   readonly dsnError?: string;
 }
 
+const NEVER_ABORTED = new AbortController().signal;
+
 export async function relayMessage(stream: DataStream, envelope: Envelope, options: RelayOptions): Promise<RelayRecord> {
   const arrival = new Date();
   const received = await receiveMessage(stream, { ...options, added: options.upstream.applicationHeaders ? sesHeaders(envelope.application) : [] });
   const { sizeIn, sizeOut } = received;
   if (!received.message) return { outcome: received.failure, sizeIn, sizeOut };
   const message = received.message;
-  const abort = new AbortController();
-  const onShutdown = () => abort.abort();
-  options.shutdown?.addEventListener('abort', onShutdown, { once: true });
+  // the upstream stops on the gateway's own shutdown signal: no controller and listener per message
+  const signal = options.shutdown ?? NEVER_ABORTED;
   const started = performance.now();
   const record = (outcome: Outcome, replied: boolean, dsnError?: string): RelayRecord => ({
     outcome,
@@ -56,15 +57,14 @@ export async function relayMessage(stream: DataStream, envelope: Envelope, optio
     if (options.shutdown?.aborted) return record(shutdownReply(), false);
     let acceptance: UpstreamAcceptance;
     try {
-      acceptance = await options.upstream.send(envelope, message, abort.signal);
+      acceptance = await options.upstream.send(envelope, message, signal);
     } catch (err) {
-      return abort.signal.aborted ? record(shutdownReply(), false) : record(failedReply(err as Error), true);
+      return signal.aborted ? record(shutdownReply(), false) : record(failedReply(err as Error), true);
     }
     if (!acceptance.rejected.length) return record(acceptedReply(acceptance), true);
-    const notified = await notifySender(envelope, acceptance, message, arrival, options, abort.signal);
+    const notified = await notifySender(envelope, acceptance, message, arrival, options, signal);
     return record(acceptedReply(acceptance, notified.outcome), true, notified.error);
   } finally {
-    options.shutdown?.removeEventListener('abort', onShutdown);
     await message.discard();
   }
 }
