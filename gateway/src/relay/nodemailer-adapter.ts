@@ -55,10 +55,12 @@ const ONE_BUFFER_MAX_BYTES = 256 * 1024;
 /** nodemailer's pooled SMTP transport, as the gateway uses it. */
 export class NodemailerPool {
   private readonly pool: SMTPPool;
+  private readonly internals: PoolInternals;
 
   constructor(options: PoolOptions) {
     installPatches();
     this.pool = new SMTPPool(options);
+    this.internals = poolInternals(this.pool);
     // each send reports its own failure; the pool's 'error' event repeats it
     this.pool.on('error', () => undefined);
   }
@@ -75,7 +77,7 @@ export class NodemailerPool {
 
   /** Connections sending, connections idle, messages waiting for a connection. */
   snapshot(): UpstreamPoolSnapshot {
-    const { _connections: connections, _queue: queue } = this.pool as unknown as PoolInternals;
+    const { _connections: connections, _queue: queue } = this.internals;
     const idle = connections.filter((connection) => connection.available).length;
     return { active: connections.length - idle, idle, queued: queue.length };
   }
@@ -87,14 +89,24 @@ export class NodemailerPool {
 
   /** Closes idle connections; `force` also drops connections in the middle of a message. */
   close(force = false): void {
-    (this.pool.close as (options?: { force?: boolean }) => void)({ force });
+    this.pool.close({ force });
   }
 }
 
 /** The pool's private state read by snapshot(). */
 interface PoolInternals {
-  _connections: Array<{ available: boolean }>;
-  _queue: unknown[];
+  readonly _connections: Array<{ available: boolean }>;
+  readonly _queue: unknown[];
+}
+
+function poolInternals(pool: SMTPPool): PoolInternals {
+  const internals = pool as unknown as Partial<PoolInternals>;
+  for (const name of ['_connections', '_queue'] as const) {
+    if (!Array.isArray(internals[name])) {
+      throw new Error(`nodemailer SMTPPool has no ${name} array: this nodemailer release is not supported (relay/nodemailer-adapter.ts)`);
+    }
+  }
+  return internals as PoolInternals;
 }
 
 /** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
@@ -151,6 +163,7 @@ class MessageData extends Readable {
     if (this.message.size <= ONE_BUFFER_MAX_BYTES) {
       this.message.buffer().then(
         (data) => {
+          if (this.destroyed) return;
           if (data.length) this.push(data);
           this.push(null);
         },
