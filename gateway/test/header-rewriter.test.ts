@@ -87,6 +87,8 @@ describe('reply mapping', () => {
     expect(failedReply({ code: 'ECONNECTION', message: 'Connection closed unexpectedly' })).toMatchObject({ labels: { reason: 'upstream_connection' }, reply: { code: 451, status: '4.4.2' } });
     expect(failedReply({ code: 'EAUTH', responseCode: 535, response: '535 Authentication Credentials Invalid' })).toMatchObject({ reply: { code: 451 } });
     expect(failedReply({ message: 'something odd' }).reply.code).toBe(451);
+    // a code outside 200-599 is no reply code: counted as protocol_error, never as a label of its own
+    expect(failedReply({ code: 'EPROTOCOL', responseCode: 999, response: '999 what' })).toMatchObject({ reply: { code: 451 }, upstream: { label: 'protocol_error' } });
   });
 
   it('replyText strips codes and keeps printable ASCII only', () => {

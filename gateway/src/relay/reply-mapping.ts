@@ -4,7 +4,7 @@
  * upstream 250 → 250 with the upstream's queue id; upstream 5xx → 5xx with its
  * reason; anything temporary or unknown → 451, so the client retries.
  */
-import type { DeferReason, UpstreamReplyLabel } from '../ops/metrics';
+import { type DeferReason, type UpstreamReplyLabel, upstreamReplyLabel } from '../ops/metrics';
 import { deferred, type DsnOutcome, type Outcome, rejected } from './outcome';
 import type { UpstreamAcceptance, UpstreamError } from './upstream';
 
@@ -85,12 +85,12 @@ export function failedReply(err: UpstreamError): Outcome {
     const { status, text } = replyText(line);
     return rejected({ code, status: status?.startsWith('5') ? status : '5.0.0', text: `Upstream refused the message: ${text}` }, 'upstream_permanent', {
       reply: line,
-      label: codeLabel(code),
+      label: upstreamReplyLabel(code),
     });
   }
   if (code >= 400 && code <= 499 && line) {
     const { status, text } = replyText(line);
-    return retry(status?.startsWith('4') ? status : '4.0.0', `Upstream deferred the message: ${text}`, 'upstream_temporary', codeLabel(code), line);
+    return retry(status?.startsWith('4') ? status : '4.0.0', `Upstream deferred the message: ${text}`, 'upstream_temporary', upstreamReplyLabel(code), line);
   }
   if (err.code && TIMEOUT_CODES.has(err.code)) {
     return retry('4.4.2', 'Upstream timed out, try again later', 'upstream_timeout', 'timeout', line);
@@ -100,10 +100,10 @@ export function failedReply(err: UpstreamError): Outcome {
   }
   if ((err.code && UNAVAILABLE_CODES.has(err.code)) || code >= 500) {
     // a 5xx to AUTH or STARTTLS is our configuration's problem, not the message's: defer it
-    const label = code ? codeLabel(code) : err.code === 'EPROTOCOL' ? 'protocol_error' : 'connection_error';
+    const label = code ? upstreamReplyLabel(code) : err.code === 'EPROTOCOL' ? 'protocol_error' : 'connection_error';
     return retry('4.4.1', 'Upstream unavailable, try again later', 'upstream_connection', label, line);
   }
-  return retry('4.3.0', 'Temporary relay failure, try again later', 'internal_error', code ? codeLabel(code) : undefined, line);
+  return retry('4.3.0', 'Temporary relay failure, try again later', 'internal_error', code ? upstreamReplyLabel(code) : undefined, line);
 }
 
 /** Our own shutdown overtook the transaction. */
@@ -115,5 +115,3 @@ export function shutdownReply(): Outcome {
 function retry(status: string, text: string, reason: DeferReason, label?: UpstreamReplyLabel, reply?: string): Outcome {
   return deferred({ code: 451, status, text }, reason, label || reply ? { reply, label } : undefined);
 }
-
-const codeLabel = (code: number) => String(code) as UpstreamReplyLabel;
