@@ -8,9 +8,8 @@
  * `SMTPServer.updateSecureContext`), and a bad or half-written pair is reported
  * while the previous one stays in use.
  */
-import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { watchFiles } from './watched-files';
+import { watchParsed, type ParsedWatch } from './watched-files';
 
 export interface CertificatePair {
   key: Buffer;
@@ -32,13 +31,7 @@ export interface WatchCertificateOptions {
   readonly debounceMs?: number;
 }
 
-export interface CertificateWatch {
-  /** The pair in use: the last valid one. */
-  readonly current: CertificatePair;
-  /** Re-reads the files now (what the timer and file events do). */
-  check(): Promise<void>;
-  close(): void;
-}
+export type CertificateWatch = ParsedWatch<CertificatePair>;
 
 /** A certificate or key that cannot be read or used; names both files. */
 export class CertificateError extends Error {
@@ -58,46 +51,27 @@ export function validateCertificatePair(pair: CertificatePair, certFile: string,
   }
 }
 
-function readPairSync(certFile: string, keyFile: string): CertificatePair {
-  const read = (file: string, what: string) => {
-    try {
-      return readFileSync(file);
-    } catch (error) {
-      throw new CertificateError(`Cannot read TLS ${what} ${file}: ${(error as Error).message}`);
-    }
-  };
-  return { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') };
-}
-
 export function watchCertificate(options: WatchCertificateOptions): CertificateWatch {
-  const { certFile, keyFile, onChange, onError } = options;
-  let current = readPairSync(certFile, keyFile);
-  validateCertificatePair(current, certFile, keyFile);
-  const watch = watchFiles({
+  const { certFile, keyFile, onChange } = options;
+  return watchParsed({
     files: [certFile, keyFile],
-    initial: [current.cert, current.key],
-    pollMs: options.pollMs,
-    debounceMs: options.debounceMs ?? 200,
-    onChange: ([cert, key]) => {
+    parse: ([cert, key]) => {
       const pair = { cert, key };
       validateCertificatePair(pair, certFile, keyFile);
+      return pair;
+    },
+    error: (message) => new CertificateError(message),
+    unreadable: (file, cause) => `Cannot read TLS ${file === certFile ? 'certificate' : 'key'} ${file}: ${cause.message}`,
+    keeps: 'certificate',
+    onChange: (pair) => {
       try {
         onChange(pair);
       } catch (error) {
         throw new CertificateError(`Applying the new certificate ${certFile} failed: ${(error as Error).message}`);
       }
-      current = pair;
     },
-    onError: (error) => {
-      const reason = error instanceof CertificateError ? error.message : `Cannot read TLS certificate ${certFile} or key ${keyFile}: ${error.message}`;
-      onError(new CertificateError(`${reason}; keeping the previous certificate`));
-    },
+    onError: options.onError,
+    pollMs: options.pollMs,
+    debounceMs: options.debounceMs ?? 200,
   });
-  return {
-    get current() {
-      return current;
-    },
-    check: () => watch.check(),
-    close: () => watch.close(),
-  };
 }

@@ -8,11 +8,11 @@
  * content, so a touch without a change, or both cert and key swapped a moment
  * apart, produce one callback with the final contents.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-export interface WatchFilesOptions {
+interface WatchFilesOptions {
   /** Files to watch; onChange receives their contents in this order. */
   readonly files: readonly string[];
   /** Contents as last loaded, so the first check only reports a real change. */
@@ -27,13 +27,13 @@ export interface WatchFilesOptions {
   readonly debounceMs?: number;
 }
 
-export interface FileWatch {
+interface FileWatch {
   /** Re-reads the files now and reports a change; resolves when handled. */
   check(): Promise<void>;
   close(): void;
 }
 
-export function watchFiles(options: WatchFilesOptions): FileWatch {
+function watchFiles(options: WatchFilesOptions): FileWatch {
   const { files, onChange, onError } = options;
   const debounceMs = options.debounceMs ?? 100;
   let last = options.initial.slice();
@@ -104,5 +104,74 @@ export function watchFiles(options: WatchFilesOptions): FileWatch {
       clearInterval(poll);
       for (const watcher of watchers) watcher.close();
     },
+  };
+}
+
+export interface WatchParsedOptions<T, E extends Error = Error> {
+  /** Files to watch; `parse` receives their contents in this order. */
+  readonly files: readonly string[];
+  /** Turns the contents into the value in use; throws (the module's own error) when they cannot be used. */
+  readonly parse: (contents: Buffer[]) => T;
+  /** The module's own error class for a message, so a caller can tell whose file failed. */
+  readonly error: (message: string) => E;
+  /** Describes a file that cannot be read, e.g. "Cannot read users file /etc/users: ENOENT …". */
+  readonly unreadable: (file: string, cause: Error) => string;
+  /** What a failed reload keeps in force: "…; keeping the previous <keeps>". */
+  readonly keeps: string;
+  /** Called with each new valid value before it becomes current; a throw keeps the previous value. */
+  readonly onChange?: (value: T) => void;
+  /** Called when changed files cannot be read, parsed or applied; the previous value stays in force. */
+  readonly onError: (error: E) => void;
+  /** @default watchFiles' 10000 */
+  readonly pollMs?: number;
+  /** @default watchFiles' 100 */
+  readonly debounceMs?: number;
+}
+
+export interface ParsedWatch<T> {
+  /** The last value that parsed and was applied. */
+  readonly current: T;
+  /** Re-reads the files now (what the timer and file events do); failures go to `onError`. */
+  check(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Reads and parses the files now (throwing the module's error: a start-up failure) and then keeps the value
+ * current as they change, keeping the last good value when a change cannot be read, parsed or applied.
+ */
+export function watchParsed<T, E extends Error = Error>(options: WatchParsedOptions<T, E>): ParsedWatch<T> {
+  const { files, parse, error, unreadable, keeps } = options;
+  const initial = files.map((file) => {
+    try {
+      return readFileSync(file);
+    } catch (cause) {
+      throw error(unreadable(file, cause as Error));
+    }
+  });
+  let current = parse(initial);
+  const watch = watchFiles({
+    files,
+    initial,
+    pollMs: options.pollMs,
+    debounceMs: options.debounceMs,
+    onChange: (contents) => {
+      const next = parse(contents);
+      options.onChange?.(next);
+      current = next;
+    },
+    onError: (cause) => {
+      // fs errors carry the path that failed; anything else is the module's own (parse) or the caller's (apply) error
+      const path = (cause as NodeJS.ErrnoException).path;
+      const reason = path !== undefined && (cause as NodeJS.ErrnoException).syscall ? unreadable(path, cause) : cause.message;
+      options.onError(error(`${reason}; keeping the previous ${keeps}`));
+    },
+  });
+  return {
+    get current() {
+      return current;
+    },
+    check: () => watch.check(),
+    close: () => watch.close(),
   };
 }
