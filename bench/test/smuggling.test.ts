@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
-import { startLenientUpstream, type LenientUpstream } from '../lib/lenient-upstream';
-import { rawTransaction } from '../lib/raw-transaction';
+import { startLenientUpstream, type LenientUpstream } from '../../testkit/lenient-upstream';
+import { rawTransaction } from '../../testkit/raw-transaction';
 
 const VARIANTS: Record<string, string> = {
   '<LF>.<LF>': '\n.\n',

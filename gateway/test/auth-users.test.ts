@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword, parseUserFile, UserFileError, watchUserStore, type WatchedUserStore } from '../src/smtp/auth-users';
-import { eventually } from './helpers/eventually';
-import { makeSecretVolume } from './helpers/secret-volume';
+import { eventually } from '../../testkit/eventually';
+import { makeSecretVolume } from '../../testkit/secret-volume';
 
 const ROOT = join(__dirname, '..', '..');
 /** Cheap parameters keep the suite fast; the format and code path are the same. */

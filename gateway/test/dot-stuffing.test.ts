@@ -6,9 +6,9 @@ import { Transform } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { fastDotStuffingTransform, installFastDotStuffing, loadDataStream, originalDotStuffingTransform } from '../src/relay/dot-stuffing';
 import { createSmtpUpstream } from '../src/relay/smtp-upstream';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { startTestGateway } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 const DataStream = loadDataStream()!;
 const original = originalDotStuffingTransform()!;
@@ -90,10 +90,10 @@ describe('fast dot-stuffing', () => {
   });
 
   it('relays lines that start with dots whole, through the gateway to a real upstream', async () => {
-    const upstream = await startTestUpstream();
+    const upstream = await startRecordingUpstream();
     const gw = await startTestGateway({ upstreamPort: upstream.port });
     try {
-      const dialog = await openDialog(gw.relayPort);
+      const dialog = await openConnection(gw.relayPort);
       await startData(dialog, 'app@example.com', ['user@example.org']);
       const body = '.starts with a dot\r\n..two dots\r\n.\r\nend\r\n';
       // stuffed by the client as SMTP requires: each leading dot doubled

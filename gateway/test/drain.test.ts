@@ -10,14 +10,14 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, testSpoolDir } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, testSpoolDir } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 const REPO = resolve(__dirname, '../..');
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
@@ -45,10 +45,10 @@ const refusesConnections = (port: number) =>
 
 describe('drain', () => {
   it('readyz false at once; after the delay new connections are refused, idle sessions get 421, in-flight ones finish with 250', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 1200 }));
+    upstream = track(await startRecordingUpstream({ replyDelayMs: 1200 }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0.4, graceSeconds: 10 } }));
     expect(await readyz(gw.opsPort)).toBe(200);
-    const idle = track(await openDialog(gw.relayPort));
+    const idle = track(await openConnection(gw.relayPort));
     await idle.command('EHLO idle.client');
     const inFlight = send(gw.relayPort);
     await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
@@ -71,9 +71,9 @@ describe('drain', () => {
   });
 
   it('when the grace period runs out, in-flight transactions get 451 4.3.2 and nothing is delivered', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } }));
-    const dialog = track(await openDialog(gw.relayPort));
+    const dialog = track(await openConnection(gw.relayPort));
     await dialog.command('EHLO slow.client');
     await dialog.command('MAIL FROM:<app@example.com>');
     await dialog.command('RCPT TO:<user@example.org>');
@@ -97,7 +97,7 @@ describe('drain', () => {
   });
 
   it('SIGTERM to the gateway process: drains, the in-flight message is completed, exit code 0', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 1000 }));
+    upstream = track(await startRecordingUpstream({ replyDelayMs: 1000 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0.2', SMTPGW_DRAIN__GRACE_SECONDS: '10' });
     try {
       const inFlight = send(gateway.relayPort);
@@ -113,7 +113,7 @@ describe('drain', () => {
   });
 
   it('a second SIGTERM exits at once, without waiting for the grace period', async () => {
-    upstream = track(await startTestUpstream({ mode: 'stall' }));
+    upstream = track(await startRecordingUpstream({ stallRate: 1 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0', SMTPGW_DRAIN__GRACE_SECONDS: '60' });
     try {
       const inFlight = send(gateway.relayPort);

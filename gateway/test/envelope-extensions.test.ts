@@ -8,25 +8,25 @@
  * the parameter.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { sendRaw, type RawMessage } from './helpers/raw-message';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { sendRaw, type RawMessage } from '../../testkit/raw-message';
+import { openConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const HEADERS = ['From: <app@example.com>', 'Subject: t'];
 const ALL: TestGatewayOptions = { upstream: { extensions: ['8BITMIME', 'SMTPUTF8', 'DSN'] } };
-const UPSTREAM_WITH_DSN: TestUpstreamOptions = { ehlo: { hideDSN: false } };
+const UPSTREAM_WITH_DSN: RecordingUpstreamOptions = { ehlo: { hideDSN: false } };
 
-async function setup(options: TestGatewayOptions = {}, upstreamOptions: TestUpstreamOptions = {}) {
-  const upstream = track(await startTestUpstream(upstreamOptions));
+async function setup(options: TestGatewayOptions = {}, upstreamOptions: RecordingUpstreamOptions = {}) {
+  const upstream = track(await startRecordingUpstream(upstreamOptions));
   const gw = track(await startTestGateway({ upstreamPort: upstream.port, ...options }));
   return { upstream, gw };
 }
 
-async function relay(mail: string, rcpts: string[], options: TestGatewayOptions = {}, upstreamOptions: TestUpstreamOptions = {}) {
+async function relay(mail: string, rcpts: string[], options: TestGatewayOptions = {}, upstreamOptions: RecordingUpstreamOptions = {}) {
   const { upstream, gw } = await setup(options, upstreamOptions);
   const message: RawMessage = { mail, rcpts, headers: HEADERS };
   return { ...(await sendRaw(gw.relayPort, message, track)), upstream, gw };
@@ -104,7 +104,7 @@ describe('parameters not advertised: 555 5.5.4, nothing relayed', () => {
 
     it('after STARTTLS: 555 5.5.4, and no message goes upstream in clear or otherwise', async () => {
       const { upstream, gw } = await setup({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } });
-      const dialog = track(await openDialog(gw.relayPort));
+      const dialog = track(await openConnection(gw.relayPort));
       expect((await dialog.command('EHLO client.test')).text).toMatch(/STARTTLS/);
       expect((await dialog.command('STARTTLS')).code).toBe(220);
       await dialog.startTls(certs.ca);

@@ -6,15 +6,15 @@
  * receive nothing of a refused message.
  */
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { sendRaw } from './helpers/raw-message';
-import { startTestGateway } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { sendRaw } from '../../testkit/raw-message';
+import { startTestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 
 async function send(headers: string[]) {
-  const upstream = track(await startTestUpstream());
+  const upstream = track(await startRecordingUpstream());
   const gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { senderDomains: ['good.example'] } }));
   const result = await sendRaw(gw.relayPort, { mail: 'MAIL FROM:<app@good.example>', rcpts: ['RCPT TO:<user@example.org>'], headers: [...headers, 'Subject: t'] }, track);
   return { reply: result.last, upstream, gw };

@@ -8,16 +8,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config/load';
-import { closeAfterEach } from './helpers/close-after-each';
-import { sendRaw, type RawMessage } from './helpers/raw-message';
-import { startSmtpSink } from './helpers/smtp-sink';
-import { startTestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { sendRaw, type RawMessage } from '../../testkit/raw-message';
+import { startSmtpSink } from '../../testkit/smtp-sink';
+import { startTestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 
-async function relay(message: RawMessage, options: TestGatewayOptions = {}, upstreamOptions: TestUpstreamOptions = {}) {
-  const upstream = track(await startTestUpstream(upstreamOptions));
+async function relay(message: RawMessage, options: TestGatewayOptions = {}, upstreamOptions: RecordingUpstreamOptions = {}) {
+  const upstream = track(await startRecordingUpstream(upstreamOptions));
   const gw = track(await startTestGateway({ upstreamPort: upstream.port, ...options }));
   return { ...(await sendRaw(gw.relayPort, message, track)), upstream };
 }
@@ -96,7 +96,7 @@ describe('SMTPUTF8 upstream only when the client used it', () => {
 });
 
 describe('an upstream without SMTPUTF8 (RFC 6531 refusals)', () => {
-  const noSmtpUtf8: TestUpstreamOptions = { ehlo: { hideSMTPUTF8: true } };
+  const noSmtpUtf8: RecordingUpstreamOptions = { ehlo: { hideSMTPUTF8: true } };
 
   it('SMTPUTF8 is not advertised, and the parameter is refused with 555 5.5.4', async () => {
     const { replies, last, upstream } = await relay(message('MAIL FROM:<app@example.com> SMTPUTF8', ['RCPT TO:<user@example.org>']), {}, noSmtpUtf8);

@@ -16,7 +16,7 @@ import {
 } from '../src/ops/metrics';
 import { startOpsServer, type OpsServer } from '../src/ops/ops-server';
 import { nodemailerPoolSnapshot } from '../src/ops/upstream-pool';
-import { eventually } from './helpers/eventually';
+import { eventually } from '../../testkit/eventually';
 import { promtool } from './ops-support';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];

@@ -8,18 +8,18 @@ import { connect } from 'node:net';
 import nodemailer from 'nodemailer';
 import type { GetSocketHandler } from 'nodemailer/lib/mailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog, startData, type SmtpDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection, startData, type SmtpConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
-let upstream: TestUpstream;
+let upstream: RecordingUpstream;
 let certs: TestCertificates;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
-  upstream = await startTestUpstream({ mode: 'accept' });
+  upstream = await startRecordingUpstream({});
   certs = await makeTestCertificates();
 });
 afterAll(() => upstream.close());
@@ -54,10 +54,10 @@ function start(options: TestGatewayOptions = {}) {
 }
 
 async function dial(port: number, preamble: Buffer | string, localAddress = '127.0.0.1') {
-  return track(await openDialog(port, { preamble, localAddress }));
+  return track(await openConnection(port, { preamble, localAddress }));
 }
 
-async function relayOne(dialog: SmtpDialog) {
+async function relayOne(dialog: SmtpConnection) {
   const replies = await startData(dialog, 'app@example.com', ['user@example.org']);
   const refused = replies.find((reply) => reply.code >= 400);
   if (refused) return refused;
@@ -95,8 +95,8 @@ describe('PROXY protocol', () => {
   it('a PROXY header from a peer outside trustedNetworks is refused: connection closed, nothing relayed', async () => {
     gw = track(await start({ policy: { allowedNetworks: ['127.0.0.0/8', '10.1.2.0/24'] } }));
     for (const header of [proxyV2('10.1.2.3'), Buffer.from(proxyV1('10.1.2.3'))]) {
-      const dialog = track(await openDialog(gw.relayPort, { preamble: header, localAddress: '127.0.0.2', skipGreeting: true }));
-      await dialog.closed();
+      const dialog = track(await openConnection(gw.relayPort, { preamble: header, localAddress: '127.0.0.2', skipGreeting: true }));
+      await dialog.waitClosed();
     }
     expect(upstream.mailFroms).toHaveLength(0);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_untrusted"\} 2/);
@@ -117,12 +117,12 @@ describe('PROXY protocol', () => {
       'QUIT',
       '',
     ].join('\r\n');
-    const dialog = track(await openDialog(gw.relayPort, {
+    const dialog = track(await openConnection(gw.relayPort, {
       preamble: Buffer.concat([Buffer.from(proxyV1('10.1.2.3')), Buffer.from(transaction)]),
       localAddress: '127.0.0.2',
       skipGreeting: true,
     }));
-    await dialog.closed();
+    await dialog.waitClosed();
     expect(upstream.mailFroms).toHaveLength(0);
     expect(upstream.messages).toHaveLength(0);
     expect(gw.logText()).not.toMatch(/"msg":"transaction"/);
@@ -131,15 +131,15 @@ describe('PROXY protocol', () => {
 
   it('with PROXY protocol off, a PROXY header is refused from anyone', async () => {
     gw = track(await start({ proxyProtocol: { enabled: false } }));
-    const dialog = track(await openDialog(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true }));
-    await dialog.closed();
+    const dialog = track(await openConnection(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true }));
+    await dialog.waitClosed();
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('a trusted peer that sends no valid header is refused', async () => {
     gw = track(await start());
-    const dialog = track(await openDialog(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true }));
-    await dialog.closed();
+    const dialog = track(await openConnection(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true }));
+    await dialog.waitClosed();
     expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_invalid"\} 1/);
   });
 

@@ -4,13 +4,13 @@
  * is discarded, and the client gets the right reply (or, if it left, nothing).
  */
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
@@ -20,9 +20,9 @@ const LINE = `${'y'.repeat(76)}\r\n`;
 
 describe('aborted transactions', () => {
   it('client disconnects mid-DATA → no upstream transaction at all, the spooled part is discarded; nothing delivered', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port }));
-    const dialog = await openDialog(gw.relayPort);
+    const dialog = await openConnection(gw.relayPort);
     const replies = await startData(dialog, 'app@example.com', ['user@example.org']);
     expect(replies.at(-1)?.code).toBe(354);
     dialog.write(HEAD + LINE.repeat(200));
@@ -38,7 +38,7 @@ describe('aborted transactions', () => {
     expect(upstream.mailFroms).toHaveLength(0);
     expect(upstream.messages).toHaveLength(0);
     // the next message goes through whole
-    const next = await openDialog(gw.relayPort);
+    const next = await openConnection(gw.relayPort);
     await startData(next, 'app@example.com', ['user@example.org']);
     next.write(`${HEAD}complete\r\n.\r\n`);
     expect((await next.reply()).code).toBe(250);
@@ -48,9 +48,9 @@ describe('aborted transactions', () => {
   });
 
   it('message over maxMessageBytes → 552 5.3.4; the upstream is never asked', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } }));
-    const dialog = await openDialog(gw.relayPort);
+    const dialog = await openConnection(gw.relayPort);
     const ehlo = await dialog.command('EHLO client.test');
     expect(ehlo.text).toContain('SIZE 4096');
     await dialog.command('MAIL FROM:<app@example.com>');
@@ -70,9 +70,9 @@ describe('aborted transactions', () => {
   });
 
   it('SIZE declared over the limit is refused at MAIL FROM', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { maxMessageBytes: 4096 } }));
-    const dialog = await openDialog(gw.relayPort);
+    const dialog = await openConnection(gw.relayPort);
     await dialog.command('EHLO client.test');
     const reply = await dialog.command('MAIL FROM:<app@example.com> SIZE=100000');
     expect(reply.code).toBe(552);
@@ -81,9 +81,9 @@ describe('aborted transactions', () => {
   });
 
   it('bare LF in the data → 550 5.6.0 (no smuggling); the upstream is never asked', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port }));
-    const dialog = await openDialog(gw.relayPort);
+    const dialog = await openConnection(gw.relayPort);
     await startData(dialog, 'app@example.com', ['user@example.org']);
     dialog.write(`${HEAD}first\n.\nMAIL FROM:<evil@example.com>\r\nsecond\r\n.\r\n`);
     const reply = await dialog.reply();
@@ -95,9 +95,9 @@ describe('aborted transactions', () => {
   });
 
   it('policy.lineEndings normalize → bare LF rewritten to CRLF and the message relayed', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { lineEndings: 'normalize' } }));
-    const dialog = await openDialog(gw.relayPort);
+    const dialog = await openConnection(gw.relayPort);
     await startData(dialog, 'app@example.com', ['user@example.org']);
     dialog.write(`${HEAD}first\nsecond\r\n.\r\n`);
     const reply = await dialog.reply();
@@ -108,9 +108,9 @@ describe('aborted transactions', () => {
   });
 
   it('header From outside policy.senderDomains → 550 5.7.1 at the dot; nothing delivered', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { senderDomains: ['example.com'] } }));
-    const dialog = await openDialog(gw.relayPort);
+    const dialog = await openConnection(gw.relayPort);
     await startData(dialog, 'app@example.com', ['user@example.org']);
     dialog.write(`From: "Bank" <ceo@bank.example>\r\nSubject: t\r\n\r\n${LINE.repeat(100)}.\r\n`);
     const reply = await dialog.reply();

@@ -6,31 +6,31 @@
  */
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog, sendMessage as sendDialogMessage, type SmtpDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, sendMessage as sendDialogMessage, type SmtpConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
 async function setup(options: TestGatewayOptions = {}) {
-  upstream = track(await startTestUpstream({ mode: 'accept' }));
+  upstream = track(await startRecordingUpstream({}));
   gw = track(await startTestGateway({ upstreamPort: upstream.port, ...options }));
   return { upstream, gw };
 }
 
 async function dial(port: number, localAddress?: string) {
-  const dialog = track(await openDialog(port, { localAddress }));
+  const dialog = track(await openConnection(port, { localAddress }));
   await dialog.command('EHLO client.test');
   return dialog;
 }
 
 const BODY = 'From: app@example.com\r\nSubject: t\r\n\r\nhi\r\n.\r\n';
 
-function sendMessage(dialog: SmtpDialog, from: string, to: string[]) {
+function sendMessage(dialog: SmtpConnection, from: string, to: string[]) {
   return sendDialogMessage(dialog, from, to, BODY);
 }
 
@@ -51,7 +51,7 @@ describe('relay permission', () => {
     // the outsider's transaction counts once it is over, by the refusal that ended it
     expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
     expect((await outsider.command('QUIT')).code).toBe(221);
-    await outsider.closed();
+    await outsider.waitClosed();
     const counted = /smtp_gateway_messages_total\{outcome="rejected",reason="relay_denied"\} 1/;
     await eventually(async () => counted.test(await gw.metricsText()), 'the outsider transaction counted as rejected');
   });
@@ -126,12 +126,12 @@ describe('limits', () => {
     const { gw } = await setup({ policy: { maxConnectionsPerIp: 2, maxConnections: 3 } });
     const first = await dial(gw.relayPort, '127.0.0.1');
     await dial(gw.relayPort, '127.0.0.1');
-    const third = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.1' }));
+    const third = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.1' }));
     expect(third.greeting?.code).toBe(421);
     expect(third.greeting?.text).toMatch(/^421 4\.7\.0 Too many connections from your address/);
-    await third.closed();
+    await third.waitClosed();
     await dial(gw.relayPort, '127.0.0.2');
-    const fourth = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.4' }));
+    const fourth = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.4' }));
     expect(fourth.greeting?.text).toMatch(/^421 4\.7\.0 Too many connections, try again later/);
     const metrics = await gw.metricsText();
     expect(metrics).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="max_per_ip"\} 1/);
@@ -139,7 +139,7 @@ describe('limits', () => {
     // a closed connection frees its slot
     first.destroy();
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const again = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.1' }));
+    const again = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.1' }));
     expect(again.greeting?.code).toBe(220);
   });
 

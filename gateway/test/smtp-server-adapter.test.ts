@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerDataStream } from 'smtp-server';
 import { describe, expect, it } from 'vitest';
 import { observeConnection } from '../src/smtp/smtp-server-adapter';
-import { makeTestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog } from './helpers/smtp-dialog';
+import { makeTestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection } from '../../testkit/smtp-client';
 
 const track = closeAfterEach();
 const installed = (JSON.parse(readFileSync(require.resolve('smtp-server/package.json'), 'utf8')) as { version: string }).version;
@@ -62,7 +62,7 @@ async function start(tls?: { key: Buffer; cert: Buffer }): Promise<Harness> {
 describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
   it('every command line is observed, each followed by ready once answered', async () => {
     const harness = await start();
-    const dialog = track(await openDialog(harness.port));
+    const dialog = track(await openConnection(harness.port));
     await dialog.command('EHLO client.test');
     await dialog.command('NOOP');
     await dialog.command('bogus command');
@@ -72,7 +72,7 @@ describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
   it('commands after STARTTLS are observed too (the parser is replaced, the connection is not)', async () => {
     const certs = await makeTestCertificates();
     const harness = await start({ key: certs.key, cert: certs.cert });
-    const dialog = track(await openDialog(harness.port));
+    const dialog = track(await openConnection(harness.port));
     await dialog.command('EHLO client.test');
     expect((await dialog.command('STARTTLS')).code).toBe(220);
     await dialog.startTls(certs.ca);
@@ -82,7 +82,7 @@ describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
 
   it('the DATA stream reports its byteLength while the message arrives, and writableEnded at the dot', async () => {
     const harness = await start();
-    const dialog = track(await openDialog(harness.port));
+    const dialog = track(await openConnection(harness.port));
     await dialog.command('EHLO client.test');
     await dialog.command('MAIL FROM:<a@example.com>');
     await dialog.command('RCPT TO:<b@example.org>');
@@ -98,10 +98,10 @@ describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
 
   it('close421 writes the text as given and closes the connection', async () => {
     const harness = await start();
-    const dialog = track(await openDialog(harness.port));
+    const dialog = track(await openConnection(harness.port));
     await dialog.command('EHLO client.test');
     harness.handles[0].close421('4.4.2 test Error: timeout exceeded');
     expect((await dialog.reply()).text).toBe('421 4.4.2 test Error: timeout exceeded');
-    await dialog.closed(5000);
+    await dialog.waitClosed(5000);
   });
 });

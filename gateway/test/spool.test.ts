@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { startTestGateway, testConfig } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway, testConfig } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 import { startGateway } from '../src/gateway';
 import { Spool } from '../src/relay/spool';
 
@@ -31,7 +31,7 @@ afterEach(() => {
 });
 
 async function sendRaw(port: number, body: string) {
-  const dialog = await openDialog(port);
+  const dialog = await openConnection(port);
   await startData(dialog, 'app@example.com', ['user@example.org']);
   dialog.write(`${HEAD}${body}.\r\n`);
   return { dialog, reply: dialog.reply(15_000) };
@@ -81,7 +81,7 @@ describe('Spool entries', () => {
 describe('spool', () => {
   it('a message over memoryThresholdBytes waits in a 0600 file of spool.dir (0700), deleted once the client has its 250', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 600 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 600 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryThresholdBytes: 4096 } }));
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     const body = LINE.repeat(1000); // 78 KB
@@ -105,7 +105,7 @@ describe('spool', () => {
 
   it('a small message stays in memory: no file, and it is relayed', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 300 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 300 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir } }));
     const { dialog, reply } = await sendRaw(gw.relayPort, 'short\r\n');
     await eventually(() => upstream.attempts.some((attempt) => attempt.completed), 'the upstream to get the dot');
@@ -118,7 +118,7 @@ describe('spool', () => {
 
   it('past memoryMaxBytes even a small message spills to disk', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 300 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 300 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryMaxBytes: 0 } }));
     const { dialog, reply } = await sendRaw(gw.relayPort, 'short\r\n');
     await eventually(() => upstream.attempts.some((attempt) => attempt.completed), 'the upstream to get the dot');
@@ -130,7 +130,7 @@ describe('spool', () => {
 
   it('spool full → 452 4.3.1, the upstream is never asked, the space is given back; a message that fits still goes', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryThresholdBytes: 1024, maxBytes: 32 * 1024 } }));
     const { dialog, reply } = await sendRaw(gw.relayPort, LINE.repeat(1000));
     const full = await reply;
@@ -151,9 +151,9 @@ describe('spool', () => {
   });
 
   it('SIZE= at MAIL FROM larger than the spool has room for → 452 4.3.1 before any data (RFC 1870); a size that fits is taken', async () => {
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir: spoolDir(), memoryThresholdBytes: 1024, maxBytes: 32 * 1024 } }));
-    const dialog = track(await openDialog(gw.relayPort));
+    const dialog = track(await openConnection(gw.relayPort));
     await dialog.command('EHLO client.test');
     const refused = await dialog.command('MAIL FROM:<app@example.com> SIZE=100000');
     expect(refused.code).toBe(452);
@@ -164,7 +164,7 @@ describe('spool', () => {
 
   it('at start-up, spool files an earlier process left are removed (and logged); other files are left alone', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     await startTestGateway({ upstreamPort: upstream.port, spool: { dir } }).then((gw) => gw.close());
     const leftover = join(dir, 'spool-0b7e4f7e-1111-4b6e-9d1e-3c1f5a6b7c8d.eml');
     writeFileSync(leftover, 'half a message');
@@ -183,7 +183,7 @@ describe('spool', () => {
 
   it('drain gives up on a spooled message the upstream is still taking: 451 4.3.2, the file is deleted', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'stall' }));
+    const upstream = track(await startRecordingUpstream({ stallRate: 1 }));
     const gw = track(
       await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryThresholdBytes: 1024 }, drain: { delaySeconds: 0, graceSeconds: 0.5 } }),
     );

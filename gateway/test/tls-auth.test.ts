@@ -11,15 +11,15 @@ import { connect as tlsConnect } from 'node:tls';
 import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
-import { makeServerCertificate, makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { makeServerCertificate, makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 let certs: TestCertificates;
 let usersFile: string;
-let upstream: TestUpstream;
+let upstream: RecordingUpstream;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
@@ -27,7 +27,7 @@ beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-users-'));
   usersFile = join(dir, 'users');
   await writeFile(usersFile, `app:${await hashPassword('s3cret-pass', { N: 1024 })}\n`);
-  upstream = await startTestUpstream({ mode: 'accept' });
+  upstream = await startRecordingUpstream({});
 });
 
 afterAll(async () => {
@@ -48,7 +48,7 @@ function start(options: TestGatewayOptions) {
 const tls = () => ({ certFile: certs.certFile, keyFile: certs.keyFile });
 
 async function dial(port: number) {
-  const dialog = track(await openDialog(port));
+  const dialog = track(await openConnection(port));
   return dialog;
 }
 
@@ -98,16 +98,16 @@ describe('TLS', () => {
     expect(info.response).toMatch(/^250 /);
     expect(upstream.messages).toHaveLength(1);
     // a client that speaks plain SMTP to the implicit-TLS port fails the handshake
-    const plain = track(await openDialog(port, { skipGreeting: true }));
+    const plain = track(await openConnection(port, { skipGreeting: true }));
     plain.write('EHLO plain.client\r\n');
-    await plain.closed();
+    await plain.waitClosed();
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await gw.metricsText()).toMatch(/smtp_gateway_tls_handshakes_total\{listener="smtps",result="failure"\} [1-9]/);
   });
 
   it('counts each TLS session once: one implicit-TLS and one STARTTLS session are one handshake each', async () => {
     gw = track(await start({ tls: tls(), listeners: { smtps: { enabled: true } } }));
-    const implicit = track(await openDialog(gw.smtpsPort!, { tlsCa: certs.ca }));
+    const implicit = track(await openConnection(gw.smtpsPort!, { tlsCa: certs.ca }));
     expect((await implicit.command('EHLO client.test')).code).toBe(250);
     const upgraded = await dial(gw.relayPort);
     await upgraded.command('EHLO client.test');
@@ -227,7 +227,7 @@ describe('AUTH', () => {
     for (const [n, dialog] of guessers.entries()) dialog.write(`AUTH PLAIN ${Buffer.from(`\0app\0guess${n}`).toString('base64')}\r\n`);
     const codes = (await Promise.all(guessers.map((dialog) => dialog.reply()))).map((reply) => reply.code).sort();
     expect(codes).toEqual([454, 454, 454, 454, 535, 535]);
-    const other = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.2' }));
+    const other = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.2' }));
     await other.command('EHLO other.test');
     expect((await other.command(`AUTH PLAIN ${Buffer.from('\0app\0s3cret-pass').toString('base64')}`)).code).toBe(235);
   });

@@ -4,7 +4,7 @@
  * a body. Returns every reply, the last one being the answer to the final dot
  * (or the refusal that ended the transaction early).
  */
-import { openDialog, type SmtpReplyLine } from './smtp-dialog';
+import { openConnection, type SmtpReply } from './smtp-client';
 
 export interface RawMessage {
   /** The MAIL FROM command line, e.g. "MAIL FROM:<a@b.example> BODY=8BITMIME". */
@@ -18,13 +18,13 @@ export interface RawMessage {
 }
 
 export interface RawResult {
-  readonly replies: SmtpReplyLine[];
+  readonly replies: SmtpReply[];
   /** The reply that ended the transaction. */
-  readonly last: SmtpReplyLine;
+  readonly last: SmtpReply;
 }
 
 export async function sendRaw(port: number, message: RawMessage, track: <T extends { destroy(): unknown }>(x: T) => T): Promise<RawResult> {
-  const dialog = track(await openDialog(port));
+  const dialog = track(await openConnection(port));
   const replies = [await dialog.command('EHLO client.test')];
   const done = (): RawResult => ({ replies, last: replies[replies.length - 1] });
   for (const line of [message.mail, ...message.rcpts, 'DATA']) {

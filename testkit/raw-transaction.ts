@@ -3,8 +3,7 @@
  * one write (as an attacker would, PIPELINING or not): what the hostile-input
  * suites send through the gateway.
  */
-import type { Target } from './load-generator';
-import { ConnectionClosedError, ReplyTimeoutError, SmtpConnection, type SmtpReply, openSession } from './smtp-client';
+import { ConnectionClosedError, ReplyTimeoutError, SmtpConnection, type SmtpConnectOptions, type SmtpReply, openSession } from './smtp-client';
 
 export interface RawTransactionOptions {
   readonly localAddress?: string;
@@ -29,7 +28,7 @@ export interface RawTransactionResult {
   readonly closed: boolean;
 }
 
-export async function rawTransaction(target: Target, options: RawTransactionOptions): Promise<RawTransactionResult> {
+export async function rawTransaction(target: Pick<SmtpConnectOptions, 'host' | 'port'>, options: RawTransactionOptions): Promise<RawTransactionResult> {
   const connection = await SmtpConnection.connect({ ...target, localAddress: options.localAddress });
   const timeout = options.replyTimeoutMs ?? 15_000;
   const replies: SmtpReply[] = [];
