@@ -4,6 +4,7 @@
  * failure, an unreadable file, a bad file and a failed apply each leave in
  * force, and what they report.
  */
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +90,26 @@ describe('watchParsed', () => {
     expect(errors.at(-1)?.message).toBe('listener refused 3; keeping the previous number');
     expect(changes).toEqual([2]);
     expect(errors).toHaveLength(3);
+  });
+
+  it('check() asked for during a running check resolves only after a check that saw the newest file', async () => {
+    const file = await numberFile('0\n');
+    let during: Promise<void> | undefined;
+    const { watch, changes } = watchNumber(file, {
+      onChange: (value) => {
+        changes.push(value);
+        // the file changes again while the check that read 1 is still applying it
+        if (value === 1) {
+          writeFileSync(file, '2\n');
+          during = watch.check();
+        }
+      },
+    });
+    await writeFile(file, '1\n');
+    await watch.check();
+    await during;
+    expect(watch.current).toBe(2);
+    expect(changes).toEqual([1, 2]);
   });
 
   it('reports an unchanged file neither as a change nor as an error', async () => {

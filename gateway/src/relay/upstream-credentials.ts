@@ -5,7 +5,7 @@
  * checksum can see such a Secret). Start-up fails on a missing or empty file;
  * a bad file later is reported and the values in use stay.
  */
-import { watchParsed } from '../smtp/watched-files';
+import { watchParsed, type ReloadOptions } from '../smtp/watched-files';
 
 export interface UpstreamCredentialFiles {
   readonly usernameFile: string;
@@ -48,13 +48,7 @@ export interface CredentialWatch {
   close(): void;
 }
 
-export interface WatchCredentialsOptions {
-  /** Called with the new values after the files changed; not called for a change that cannot be used. */
-  readonly onChange: (credentials: UpstreamCredentials) => void;
-  readonly onError: (error: Error) => void;
-  /** @default watchFiles' default */
-  readonly pollMs?: number;
-}
+export type WatchCredentialsOptions = ReloadOptions<UpstreamCredentials>;
 
 /** Reads the files now (throwing a start-up error naming the key) and follows their changes. */
 export function watchCredentials(files: UpstreamCredentialFiles, options: WatchCredentialsOptions): CredentialWatch {

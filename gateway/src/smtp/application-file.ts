@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { cidr, domain } from '../config/schema';
 import { canonicalAddress } from './domains';
-import { watchParsed, type ParsedWatch } from './watched-files';
+import { watchParsed, type ParsedWatch, type ReloadOptions } from './watched-files';
 
 /** The metrics label of sessions that match no application; no application may take the name. */
 export const UNMATCHED_APPLICATION = 'unmatched';
@@ -137,14 +137,7 @@ function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
 
 export type ApplicationFileWatch = ParsedWatch<ApplicationFile>;
 
-export interface WatchApplicationFileOptions {
-  /** Called with each valid new file. */
-  readonly onChange: (file: ApplicationFile) => void;
-  /** Called when a changed file cannot be read or is invalid; the previous applications stay. */
-  readonly onError: (error: ApplicationFileError) => void;
-  /** Re-read the file this often even without a file system event. @default watchFiles' 10000 */
-  readonly pollMs?: number;
-}
+export type WatchApplicationFileOptions = ReloadOptions<ApplicationFile, ApplicationFileError>;
 
 /** Loads the file (a start-up error when it is missing or invalid) and follows its changes. */
 export function watchApplicationFile(path: string, options: WatchApplicationFileOptions): ApplicationFileWatch {

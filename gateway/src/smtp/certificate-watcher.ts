@@ -9,24 +9,18 @@
  * while the previous one stays in use.
  */
 import { createSecureContext } from 'node:tls';
-import { watchParsed, type ParsedWatch } from './watched-files';
+import { watchParsed, type ParsedWatch, type ReloadOptions } from './watched-files';
 
 export interface CertificatePair {
   key: Buffer;
   cert: Buffer;
 }
 
-export interface WatchCertificateOptions {
+export interface WatchCertificateOptions extends ReloadOptions<CertificatePair, CertificateError> {
   /** PEM certificate chain. */
   readonly certFile: string;
   /** PEM private key. */
   readonly keyFile: string;
-  /** Called with each new valid pair. */
-  readonly onChange: (pair: CertificatePair) => void;
-  /** Called when a changed pair cannot be read or is invalid; the previous pair stays current. */
-  readonly onError: (error: Error) => void;
-  /** Re-read the files this often even without a file system event. @default 10000 */
-  readonly pollMs?: number;
   /** Wait this long after a file event, so a cert and key written one after the other arrive together. @default 200 */
   readonly debounceMs?: number;
 }

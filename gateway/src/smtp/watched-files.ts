@@ -40,7 +40,7 @@ function watchFiles(options: WatchFilesOptions): FileWatch {
   let closed = false;
   let debounce: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
-  let again = false;
+  let next: Promise<void> | undefined;
 
   const runCheck = async (): Promise<void> => {
     let contents: Buffer[];
@@ -59,18 +59,19 @@ function watchFiles(options: WatchFilesOptions): FileWatch {
     }
   };
 
-  // one check at a time; an event during a check schedules exactly one more
+  // One check at a time. A check asked for during one runs once more after it (however many were asked for),
+  // and resolves only then: a caller that changed a file and awaits check() sees its own change.
   const check = (): Promise<void> => {
+    if (closed) return Promise.resolve();
     if (running) {
-      again = true;
-      return running;
+      next ??= running.then(() => {
+        next = undefined;
+        return check();
+      });
+      return next;
     }
     running = runCheck().finally(() => {
       running = undefined;
-      if (again && !closed) {
-        again = false;
-        void check();
-      }
     });
     return running;
   };
@@ -107,7 +108,17 @@ function watchFiles(options: WatchFilesOptions): FileWatch {
   };
 }
 
-export interface WatchParsedOptions<T, E extends Error = Error> {
+/** What the caller of a watched file decides: what a new value does, where failures go, how often to poll. */
+export interface ReloadOptions<T, E extends Error = Error> {
+  /** Called with each new valid value before it becomes current; a throw keeps the previous value. */
+  readonly onChange: (value: T) => void;
+  /** Called when changed files cannot be read, parsed or applied; the previous value stays in force. */
+  readonly onError: (error: E) => void;
+  /** Re-read the files this often even without a file system event. @default 10000 */
+  readonly pollMs?: number;
+}
+
+export interface WatchParsedOptions<T, E extends Error = Error> extends Omit<ReloadOptions<T, E>, 'onChange'>, Partial<Pick<ReloadOptions<T, E>, 'onChange'>> {
   /** Files to watch; `parse` receives their contents in this order. */
   readonly files: readonly string[];
   /** Turns the contents into the value in use; throws (the module's own error) when they cannot be used. */
@@ -118,13 +129,7 @@ export interface WatchParsedOptions<T, E extends Error = Error> {
   readonly unreadable: (file: string, cause: Error) => string;
   /** What a failed reload keeps in force: "…; keeping the previous <keeps>". */
   readonly keeps: string;
-  /** Called with each new valid value before it becomes current; a throw keeps the previous value. */
-  readonly onChange?: (value: T) => void;
-  /** Called when changed files cannot be read, parsed or applied; the previous value stays in force. */
-  readonly onError: (error: E) => void;
-  /** @default watchFiles' 10000 */
-  readonly pollMs?: number;
-  /** @default watchFiles' 100 */
+  /** Wait this long after a file event for related writes to settle. @default 100 */
   readonly debounceMs?: number;
 }
 
