@@ -5,13 +5,13 @@
  * SIGTERM after draining.
  */
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from '../../testkit/close-after-each';
 import { eventually } from '../../testkit/eventually';
+import { isListening } from '../../testkit/ports';
+import { sendMail } from '../../testkit/send-mail';
 import { openConnection } from '../../testkit/smtp-client';
 import { startTestGateway, type TestGateway, testSpoolDir } from '../../testkit/test-gateway';
 import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
@@ -21,27 +21,7 @@ let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
-const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'drain', text: 'in flight' };
-
-function send(port: number) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true, socketTimeout: 20_000 });
-  return client.sendMail(MAIL).then(
-    (info) => ({ code: 250, response: info.response }),
-    (err: { responseCode?: number; response?: string; message: string }) => ({ code: err.responseCode ?? 0, response: err.response ?? err.message }),
-  );
-}
-
-
 const readyz = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((res) => res.status);
-const refusesConnections = (port: number) =>
-  new Promise<boolean>((done) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      done(false);
-    });
-    socket.once('error', () => done(true));
-  });
 
 describe('drain', () => {
   it('readyz false at once; after the delay new connections are refused, idle sessions get 421, in-flight ones finish with 250', async () => {
@@ -50,19 +30,19 @@ describe('drain', () => {
     expect(await readyz(gw.opsPort)).toBe(200);
     const idle = track(await openConnection(gw.relayPort));
     await idle.command('EHLO idle.client');
-    const inFlight = send(gw.relayPort);
+    const inFlight = sendMail(gw.relayPort);
     await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
 
     const drained = gw.gateway.drain();
     expect(await readyz(gw.opsPort)).toBe(503);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_ready 0/);
     // during the delay the listener still accepts (the load balancer is still deregistering)
-    expect(await refusesConnections(gw.relayPort)).toBe(false);
+    expect(await isListening('127.0.0.1', gw.relayPort)).toBe(true);
 
     const bye = await idle.reply(5000);
     expect(bye.code).toBe(421);
     expect(bye.text).toMatch(/^421 4\.3\.2 /);
-    expect(await refusesConnections(gw.relayPort)).toBe(true);
+    expect(await isListening('127.0.0.1', gw.relayPort)).toBe(false);
 
     const reply = await inFlight;
     expect(reply.code).toBe(250);
@@ -100,7 +80,7 @@ describe('drain', () => {
     upstream = track(await startRecordingUpstream({ replyDelayMs: 1000 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0.2', SMTPGW_DRAIN__GRACE_SECONDS: '10' });
     try {
-      const inFlight = send(gateway.relayPort);
+      const inFlight = sendMail(gateway.relayPort);
       await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
       gateway.child.kill('SIGTERM');
       expect((await inFlight).code).toBe(250);
@@ -116,7 +96,7 @@ describe('drain', () => {
     upstream = track(await startRecordingUpstream({ stallRate: 1 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0', SMTPGW_DRAIN__GRACE_SECONDS: '60' });
     try {
-      const inFlight = send(gateway.relayPort);
+      const inFlight = sendMail(gateway.relayPort);
       await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
       gateway.child.kill('SIGTERM');
       await eventually(() => gateway.lines.some((line) => line.msg === 'listeners closed'), 'the drain to start');
