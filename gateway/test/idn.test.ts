@@ -47,7 +47,7 @@ describe('one canonical form for every domain', () => {
   });
 
   it('a sender allowed as an A-label relays, and the addresses reach Postfix smtp-sink in ASCII, without SMTPUTF8', async () => {
-    const sink = track(await startSmtpSink());
+    const sink = track(await startSmtpSink({ dump: 'per-transaction' }));
     const gw = track(await startTestGateway({ upstreamPort: sink.port, policy: { senderDomains: ['münchen.example'] } }));
     const headers = ['From: App <app@xn--mnchen-3ya.example>', 'Subject: t'];
     const { final } = await rawTransaction({ port: gw.relayPort }, message('MAIL FROM:<app@xn--mnchen-3ya.example>', ['RCPT TO:<user@xn--bcher-kva.example>'], headers));
@@ -61,7 +61,7 @@ describe('one canonical form for every domain', () => {
   });
 
   it('a Unicode domain from a client without SMTPUTF8 goes upstream as its A-label, not in UTF-8', async () => {
-    const sink = track(await startSmtpSink());
+    const sink = track(await startSmtpSink({ dump: 'per-transaction' }));
     const gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const { final } = await rawTransaction({ port: gw.relayPort }, message('MAIL FROM:<app@example.com>', ['RCPT TO:<user@Bücher.example>']));
     expect(final?.text).toMatch(/^250 /);

@@ -8,11 +8,11 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import nodemailer from 'nodemailer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
 import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
 import { closeAfterEach } from '../../testkit/close-after-each';
+import { sendMail } from '../../testkit/send-mail';
 import { startSmtpSink, type SmtpSink } from '../../testkit/smtp-sink';
 import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
 import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
@@ -42,13 +42,8 @@ async function swaks(args: string[]) {
 /** The last server reply line swaks printed ("<-  250 ..." or "<** 554 ..."). */
 const lastReply = (out: string) => out.split('\n').filter((line) => /^<[-*~]+ +\d{3}/.test(line)).map((line) => line.replace(/^<[-*~]+ +/, '')).filter((line) => !/^221/.test(line)).at(-1);
 
-function send(port: number) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true });
-  return client.sendMail({ from: 'app@example.com', to: 'user@example.org', subject: 'peer', text: 'through the gateway' }).then(
-    (info) => ({ code: 250, response: info.response }),
-    (err: { responseCode?: number; response?: string; message: string }) => ({ code: err.responseCode ?? 0, response: err.response ?? err.message }),
-  );
-}
+const PEER_MESSAGE = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: peer\r\n\r\nthrough the gateway\r\n';
+const send = (port: number) => sendMail(port, { raw: PEER_MESSAGE });
 
 describe('swaks as the client', () => {
   it('plain relay: 250 with the upstream queue id; the upstream has the message', async () => {
@@ -94,7 +89,7 @@ describe('swaks as the client', () => {
 
 describe('Postfix smtp-sink as the upstream', () => {
   it('accepts: client 250, the dump holds the message with our Received header', async () => {
-    sink = track(await startSmtpSink());
+    sink = track(await startSmtpSink({ dump: 'per-transaction' }));
     gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(250);
