@@ -6,7 +6,9 @@
  * re-reads the files on a timer, because fs.watch is best effort (network file
  * systems, overlay mounts, symlinks pointing elsewhere). Changes are detected by
  * content, so a touch without a change, or both cert and key swapped a moment
- * apart, produce one callback with the final contents.
+ * apart, produce one callback with the final contents. watchParsed() is what
+ * the reloaded files (users, applications, certificate, upstream credentials)
+ * use: read and parse at start-up, then keep the last good value.
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
