@@ -71,13 +71,13 @@ function authed(gw: TestGateway, user: string) {
 }
 
 async function dial(gw: TestGateway, localAddress: string): Promise<SmtpConnection> {
-  const dialog = track(await openConnection(gw.relayPort, { localAddress }));
-  await dialog.command('EHLO client.test');
-  return dialog;
+  const connection = track(await openConnection(gw.relayPort, { localAddress }));
+  await connection.command('EHLO client.test');
+  return connection;
 }
 
-function relay(dialog: SmtpConnection, from: string, to: string[], headers = `From: <${from}>\r\n`) {
-  return sendMessage(dialog, from, to, `${headers}Subject: t\r\n\r\nhi\r\n.\r\n`);
+function relay(connection: SmtpConnection, from: string, to: string[], headers = `From: <${from}>\r\n`) {
+  return sendMessage(connection, from, to, `${headers}Subject: t\r\n\r\nhi\r\n.\r\n`);
 }
 
 const headerOf = (raw: Buffer, name: string) =>

@@ -93,13 +93,13 @@ describe('fast dot-stuffing', () => {
     const upstream = await startRecordingUpstream();
     const gw = await startTestGateway({ upstreamPort: upstream.port });
     try {
-      const dialog = await openConnection(gw.relayPort);
-      await startData(dialog, 'app@example.com', ['user@example.org']);
+      const connection = await openConnection(gw.relayPort);
+      await startData(connection, 'app@example.com', ['user@example.org']);
       const body = '.starts with a dot\r\n..two dots\r\n.\r\nend\r\n';
       // stuffed by the client as SMTP requires: each leading dot doubled
-      dialog.write(`Subject: dots\r\n\r\n${body.replace(/^\./gm, '..')}.\r\n`);
-      expect((await dialog.reply()).code).toBe(250);
-      dialog.destroy();
+      connection.write(`Subject: dots\r\n\r\n${body.replace(/^\./gm, '..')}.\r\n`);
+      expect((await connection.reply()).code).toBe(250);
+      connection.destroy();
       expect(upstream.messages).toHaveLength(1);
       expect(upstream.messages[0].raw.toString('latin1').endsWith(`\r\n\r\n${body}`)).toBe(true);
     } finally {

@@ -53,19 +53,19 @@ describe('drain', () => {
   it('when the grace period runs out, in-flight transactions get 451 4.3.2 and nothing is delivered', async () => {
     upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } }));
-    const dialog = track(await openConnection(gw.relayPort));
-    await dialog.command('EHLO slow.client');
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<user@example.org>');
-    expect((await dialog.command('DATA')).code).toBe(354);
-    dialog.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO slow.client');
+    await connection.command('MAIL FROM:<app@example.com>');
+    await connection.command('RCPT TO:<user@example.org>');
+    expect((await connection.command('DATA')).code).toBe(354);
+    connection.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
     await eventually(async () => (await gw!.spooledBytes()) > 0, 'data to reach the spool');
     const started = Date.now();
     const drained = gw.gateway.drain();
     // the client is too slow: it finishes only after the grace period
     await new Promise((r) => setTimeout(r, 800));
-    dialog.write('part two\r\n.\r\n');
-    const reply = await dialog.reply(5000).catch((err: Error) => ({ code: 0, text: err.message }));
+    connection.write('part two\r\n.\r\n');
+    const reply = await connection.reply(5000).catch((err: Error) => ({ code: 0, text: err.message }));
     await drained;
     expect(Date.now() - started).toBeLessThan(5000);
     // the dot came after the abort: the client hears 451 (or, if the session was closed first, 421); never 250

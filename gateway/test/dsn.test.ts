@@ -92,15 +92,15 @@ describe('recipients the upstream refuses', () => {
       { rejectRecipient: ['quiet@example.org', 'gone@example.org'], ehlo: { hideDSN: false } },
       { upstream: { extensions: ['8BITMIME', 'DSN'] } },
     );
-    const dialog = track(await openConnection(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    expect((await dialog.command('MAIL FROM:<app@example.com> ENVID=batch-42')).code).toBe(250);
-    expect((await dialog.command('RCPT TO:<user@example.org>')).code).toBe(250);
-    expect((await dialog.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER')).code).toBe(250);
-    expect((await dialog.command('RCPT TO:<gone@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Gone@Example.org')).code).toBe(250);
-    expect((await dialog.command('DATA')).code).toBe(354);
-    dialog.write(`${MESSAGE}.\r\n`);
-    const reply = await dialog.reply(15_000);
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
+    expect((await connection.command('MAIL FROM:<app@example.com> ENVID=batch-42')).code).toBe(250);
+    expect((await connection.command('RCPT TO:<user@example.org>')).code).toBe(250);
+    expect((await connection.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER')).code).toBe(250);
+    expect((await connection.command('RCPT TO:<gone@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Gone@Example.org')).code).toBe(250);
+    expect((await connection.command('DATA')).code).toBe(354);
+    connection.write(`${MESSAGE}.\r\n`);
+    const reply = await connection.reply(15_000);
     expect(reply.code).toBe(250);
     expect(reply.text).toMatch(/upstream refused 2 recipient\(s\): quiet@example\.org, gone@example\.org; the sender was sent a delivery status notification/);
     expect(upstream.messages.map((message) => message.to)).toEqual([['user@example.org'], ['app@example.com']]);
@@ -114,14 +114,14 @@ describe('recipients the upstream refuses', () => {
 
   it('every refused recipient said NOTIFY=NEVER: no DSN, and the 250 says why', async () => {
     const { upstream, gw } = await setup({ rejectRecipient: 'quiet@example.org', ehlo: { hideDSN: false } }, { upstream: { extensions: ['8BITMIME', 'DSN'] } });
-    const dialog = track(await openConnection(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<user@example.org>');
-    await dialog.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER');
-    await dialog.command('DATA');
-    dialog.write(`${MESSAGE}.\r\n`);
-    const reply = await dialog.reply(15_000);
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
+    await connection.command('MAIL FROM:<app@example.com>');
+    await connection.command('RCPT TO:<user@example.org>');
+    await connection.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER');
+    await connection.command('DATA');
+    connection.write(`${MESSAGE}.\r\n`);
+    const reply = await connection.reply(15_000);
     expect(reply.text).toMatch(/^250 .*; the sender asked for no delivery status notification \(NOTIFY\)$/);
     expect(upstream.messages).toHaveLength(1);
   });
@@ -156,13 +156,13 @@ describe('recipients the upstream refuses', () => {
 
   it('every recipient refused permanently: the client gets the 5xx itself, so no DSN', async () => {
     const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
-    const dialog = track(await openConnection(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<nobody@example.org>');
-    await dialog.command('DATA');
-    dialog.write(`${MESSAGE}.\r\n`);
-    const reply = await dialog.reply(15_000);
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
+    await connection.command('MAIL FROM:<app@example.com>');
+    await connection.command('RCPT TO:<nobody@example.org>');
+    await connection.command('DATA');
+    connection.write(`${MESSAGE}.\r\n`);
+    const reply = await connection.reply(15_000);
     expect(reply.code).toBe(550);
     expect(upstream.messages).toHaveLength(0);
   });

@@ -104,12 +104,12 @@ describe('parameters not advertised: 555 5.5.4, nothing relayed', () => {
 
     it('after STARTTLS: 555 5.5.4, and no message goes upstream in clear or otherwise', async () => {
       const { upstream, gw } = await setup({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } });
-      const dialog = track(await openConnection(gw.relayPort));
-      expect((await dialog.command('EHLO client.test')).text).toMatch(/STARTTLS/);
-      expect((await dialog.command('STARTTLS')).code).toBe(220);
-      await dialog.startTls(certs.ca);
-      expect(ehloKeywords((await dialog.command('EHLO client.test')).text)).not.toContain('REQUIRETLS');
-      expect((await dialog.command('MAIL FROM:<app@example.com> REQUIRETLS')).text).toMatch(/^555 5\.5\.4 Parameter REQUIRETLS is not supported here/);
+      const connection = track(await openConnection(gw.relayPort));
+      expect((await connection.command('EHLO client.test')).text).toMatch(/STARTTLS/);
+      expect((await connection.command('STARTTLS')).code).toBe(220);
+      await connection.startTls(certs.ca);
+      expect(ehloKeywords((await connection.command('EHLO client.test')).text)).not.toContain('REQUIRETLS');
+      expect((await connection.command('MAIL FROM:<app@example.com> REQUIRETLS')).text).toMatch(/^555 5\.5\.4 Parameter REQUIRETLS is not supported here/);
       expect(upstream.mailFroms).toHaveLength(0);
     });
 

@@ -141,9 +141,9 @@ async function gateway(upstream: RecordingUpstreamOptions | number | undefined, 
 }
 
 async function dial(port: number, options: Parameters<typeof openConnection>[1] = {}): Promise<SmtpConnection> {
-  const dialog = await openConnection(port, options);
-  closers.push(() => dialog.destroy());
-  return dialog;
+  const connection = await openConnection(port, options);
+  closers.push(() => connection.destroy());
+  return connection;
 }
 
 const send = (port: number, mail: SendMailOptions, transport: Record<string, unknown> = {}) =>
@@ -153,9 +153,9 @@ const send = (port: number, mail: SendMailOptions, transport: Record<string, unk
     .catch((err: Error) => err);
 
 /** Sends each command in turn; the codes of the replies, in order. */
-async function codes(dialog: SmtpConnection, ...lines: string[]): Promise<number[]> {
+async function codes(connection: SmtpConnection, ...lines: string[]): Promise<number[]> {
   const replies: number[] = [];
-  for (const line of lines) replies.push((await dialog.command(line)).code);
+  for (const line of lines) replies.push((await connection.command(line)).code);
   return replies;
 }
 
@@ -341,23 +341,23 @@ async function driveUpstreamFailures(): Promise<void> {
 /** Each inbound deadline expiring, on a gateway of its own where only that one is short. */
 async function driveDeadlines(): Promise<void> {
   const long = { firstCommandSeconds: 30, commandSeconds: 30, authOrMailSeconds: 30, dataGraceSeconds: 30, dataMinBytesPerSecond: 1, dataMaxSeconds: 30, sessionMaxSeconds: 60 };
-  const expire = async (short: Partial<typeof long> & { maxCommands?: number }, drive: (dialog: SmtpConnection) => Promise<unknown>) => {
+  const expire = async (short: Partial<typeof long> & { maxCommands?: number }, drive: (connection: SmtpConnection) => Promise<unknown>) => {
     const gw = await gateway({}, { deadlines: { ...long, ...short } });
-    const dialog = await dial(gw.relayPort);
-    await drive(dialog);
-    await dialog.waitClosed(10_000);
+    const connection = await dial(gw.relayPort);
+    await drive(connection);
+    await connection.waitClosed(10_000);
     await settle();
     await scrape(gw);
   };
-  const ehlo = (dialog: SmtpConnection) => dialog.command('EHLO client.test');
+  const ehlo = (connection: SmtpConnection) => connection.command('EHLO client.test');
   await Promise.all([
     expire({ firstCommandSeconds: 1 }, async () => undefined), // first_command
     expire({ commandSeconds: 1 }, ehlo), // command
     expire({ authOrMailSeconds: 1 }, ehlo), // auth_or_mail
     expire({ sessionMaxSeconds: 1 }, ehlo), // session
-    expire({ dataGraceSeconds: 1, dataMinBytesPerSecond: 100_000 }, (dialog) => startData(dialog, 'app@example.com', ['a@example.org'])), // data_rate
-    expire({ dataMaxSeconds: 1 }, (dialog) => startData(dialog, 'app@example.com', ['a@example.org'])), // data_total
-    expire({ maxCommands: 10 }, (dialog) => codes(dialog, ...Array.from({ length: 11 }, () => 'NOOP'))), // commands
+    expire({ dataGraceSeconds: 1, dataMinBytesPerSecond: 100_000 }, (connection) => startData(connection, 'app@example.com', ['a@example.org'])), // data_rate
+    expire({ dataMaxSeconds: 1 }, (connection) => startData(connection, 'app@example.com', ['a@example.org'])), // data_total
+    expire({ maxCommands: 10 }, (connection) => codes(connection, ...Array.from({ length: 11 }, () => 'NOOP'))), // commands
   ]);
 }
 

@@ -30,9 +30,9 @@ describe('/metrics', () => {
     // one recipient refused, the other relayed: one message, relayed
     await client.sendMail({ from: 'app@example.com', to: ['c@example.org', 'y@denied.example'], subject: 'm', text: 'four' });
     client.close();
-    const dialog = await openConnection(gw.relayPort);
-    await dialog.command('QUIT');
-    await dialog.waitClosed();
+    const connection = await openConnection(gw.relayPort);
+    await connection.command('QUIT');
+    await connection.waitClosed();
 
     const response = await fetch(`http://127.0.0.1:${gw.opsPort}/metrics`);
     expect(response.status).toBe(200);

@@ -35,13 +35,13 @@ describe('upstream.maxWaitSeconds under overload', () => {
     // the 354 (where the gateway starts waiting for a slot) to the reply to the final dot
     await Promise.all(
       Array.from({ length: connections }, async (_, c) => {
-        const dialog = track(await openConnection(gw.relayPort));
+        const connection = track(await openConnection(gw.relayPort));
         for (let r = 0; r < rounds; r++) {
           const seq = c * rounds + r;
-          expect((await startData(dialog, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
+          expect((await startData(connection, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
           const started = performance.now();
-          dialog.write(`From: app@example.com\r\nTo: user@example.org\r\nX-Test-Seq: ${seq}\r\nSubject: load ${seq}\r\n\r\nbody\r\n.\r\n`);
-          const reply = await dialog.reply(30_000);
+          connection.write(`From: app@example.com\r\nTo: user@example.org\r\nX-Test-Seq: ${seq}\r\nSubject: load ${seq}\r\n\r\nbody\r\n.\r\n`);
+          const reply = await connection.reply(30_000);
           results.set(seq, { code: reply.code, text: reply.text, ms: performance.now() - started });
         }
       }),

@@ -113,10 +113,10 @@ describe('transport ses: what SES receives', () => {
   it('a client that leaves during DATA sends nothing to SES', async () => {
     const ses = track(await startRecordingSes());
     const gw = await startSesGateway(ses.endpoint);
-    const dialog = track(await openConnection(gw.relayPort));
-    await startData(dialog, 'app@example.com', ['user@example.org']);
-    dialog.write('Subject: cut off\r\n\r\nhalf a mess');
-    dialog.destroy();
+    const connection = track(await openConnection(gw.relayPort));
+    await startData(connection, 'app@example.com', ['user@example.org']);
+    connection.write('Subject: cut off\r\n\r\nhalf a mess');
+    connection.destroy();
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(ses.requests).toHaveLength(0);
   });

@@ -8,7 +8,7 @@ import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from '../../testkit/close-after-each';
 import { eventually } from '../../testkit/eventually';
-import { openConnection, sendMessage as sendDialogMessage, type SmtpConnection } from '../../testkit/smtp-client';
+import { openConnection, sendMessage } from '../../testkit/smtp-client';
 import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
 import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
@@ -23,16 +23,12 @@ async function setup(options: TestGatewayOptions = {}) {
 }
 
 async function dial(port: number, localAddress?: string) {
-  const dialog = track(await openConnection(port, { localAddress }));
-  await dialog.command('EHLO client.test');
-  return dialog;
+  const connection = track(await openConnection(port, { localAddress }));
+  await connection.command('EHLO client.test');
+  return connection;
 }
 
 const BODY = 'From: app@example.com\r\nSubject: t\r\n\r\nhi\r\n.\r\n';
-
-function sendMessage(dialog: SmtpConnection, from: string, to: string[]) {
-  return sendDialogMessage(dialog, from, to, BODY);
-}
 
 describe('relay permission', () => {
   it('a client outside policy.allowedNetworks without AUTH is refused at RCPT with 550 5.7.1', async () => {
@@ -45,7 +41,7 @@ describe('relay permission', () => {
     expect((await outsider.command('DATA')).code).toBe(503);
     // the allowed client on the same listener relays
     const insider = await dial(gw.relayPort, '127.0.0.1');
-    expect((await sendMessage(insider, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(insider, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     expect(upstream.messages).toHaveLength(1);
     expect(upstream.mailFroms).toEqual(['app@example.com']);
     // the outsider's transaction counts once it is over, by the refusal that ended it
@@ -59,7 +55,7 @@ describe('relay permission', () => {
   it('an empty allowedNetworks list and no AUTH means nobody relays (never an open relay)', async () => {
     const { upstream, gw } = await setup({ policy: { allowedNetworks: [] } });
     const client = await dial(gw.relayPort);
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(550);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(550);
     expect(upstream.mailFroms).toHaveLength(0);
   });
 });
@@ -73,7 +69,7 @@ describe('sender and recipient rules', () => {
     expect(refused.text).toMatch(/^550 5\.7\.1 Sender domain/);
     expect((await client.command('MAIL FROM:<x@billing.apps.example.net>')).code).toBe(250);
     await client.command('RSET');
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     expect(upstream.mailFroms).toEqual(['app@example.com']);
   });
 
@@ -112,13 +108,13 @@ describe('limits', () => {
   it('policy.messagesPerMinute per client IP → 451 4.7.1 at MAIL FROM once exceeded; other IPs unaffected', async () => {
     const { upstream, gw } = await setup({ policy: { messagesPerMinute: 2 } });
     const client = await dial(gw.relayPort, '127.0.0.1');
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(250);
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     const limited = await client.command('MAIL FROM:<app@example.com>');
     expect(limited.code).toBe(451);
     expect(limited.text).toMatch(/^451 4\.7\.1 /);
     const other = await dial(gw.relayPort, '127.0.0.3');
-    expect((await sendMessage(other, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(other, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     expect(upstream.messages).toHaveLength(3);
   });
 

@@ -62,46 +62,46 @@ async function start(tls?: { key: Buffer; cert: Buffer }): Promise<Harness> {
 describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
   it('every command line is observed, each followed by ready once answered', async () => {
     const harness = await start();
-    const dialog = track(await openConnection(harness.port));
-    await dialog.command('EHLO client.test');
-    await dialog.command('NOOP');
-    await dialog.command('bogus command');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
+    await connection.command('NOOP');
+    await connection.command('bogus command');
     expect(harness.events).toEqual(['command EHLO', 'ready', 'command NOOP', 'ready', 'command BOGUS', 'ready']);
   });
 
   it('commands after STARTTLS are observed too (the parser is replaced, the connection is not)', async () => {
     const certs = await makeTestCertificates();
     const harness = await start({ key: certs.key, cert: certs.cert });
-    const dialog = track(await openConnection(harness.port));
-    await dialog.command('EHLO client.test');
-    expect((await dialog.command('STARTTLS')).code).toBe(220);
-    await dialog.startTls(certs.ca);
-    await dialog.command('EHLO client.test');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
+    expect((await connection.command('STARTTLS')).code).toBe(220);
+    await connection.startTls(certs.ca);
+    await connection.command('EHLO client.test');
     expect(harness.events).toEqual(['command EHLO', 'ready', 'command STARTTLS', 'ready', 'command EHLO', 'ready']);
   });
 
   it('the DATA stream reports its byteLength while the message arrives, and writableEnded at the dot', async () => {
     const harness = await start();
-    const dialog = track(await openConnection(harness.port));
-    await dialog.command('EHLO client.test');
-    await dialog.command('MAIL FROM:<a@example.com>');
-    await dialog.command('RCPT TO:<b@example.org>');
-    expect((await dialog.command('DATA')).code).toBe(354);
-    dialog.write('Subject: x\r\n\r\nfirst part\r\n');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
+    await connection.command('MAIL FROM:<a@example.com>');
+    await connection.command('RCPT TO:<b@example.org>');
+    expect((await connection.command('DATA')).code).toBe(354);
+    connection.write('Subject: x\r\n\r\nfirst part\r\n');
     await eventually(() => harness.byteLengthsSeen.length > 0, 'the first data chunk');
     expect(harness.byteLengthsSeen[0]).toBeGreaterThan(0);
     expect(harness.streams[0].writableEnded).toBe(false);
-    dialog.write('second part\r\n.\r\n');
-    expect((await dialog.reply()).code).toBe(250);
+    connection.write('second part\r\n.\r\n');
+    expect((await connection.reply()).code).toBe(250);
     expect(harness.streams[0].writableEnded).toBe(true);
   });
 
   it('close421 writes the text as given and closes the connection', async () => {
     const harness = await start();
-    const dialog = track(await openConnection(harness.port));
-    await dialog.command('EHLO client.test');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
     harness.handles[0].close421('4.4.2 test Error: timeout exceeded');
-    expect((await dialog.reply()).text).toBe('421 4.4.2 test Error: timeout exceeded');
-    await dialog.waitClosed(5000);
+    expect((await connection.reply()).text).toBe('421 4.4.2 test Error: timeout exceeded');
+    await connection.waitClosed(5000);
   });
 });

@@ -52,11 +52,11 @@ const countMessages = (text: string) =>
 
 /** MAIL, RCPT, then RSET: a transaction the client abandons. */
 async function abortedTransaction(port: number): Promise<void> {
-  const dialog = await openConnection(port);
-  await dialog.command('EHLO client.test');
-  await dialog.command('MAIL FROM:<app@example.com>');
-  await dialog.command('RCPT TO:<user@example.org>');
-  await dialog.command('RSET');
-  await dialog.command('QUIT');
-  await dialog.waitClosed();
+  const connection = await openConnection(port);
+  await connection.command('EHLO client.test');
+  await connection.command('MAIL FROM:<app@example.com>');
+  await connection.command('RCPT TO:<user@example.org>');
+  await connection.command('RSET');
+  await connection.command('QUIT');
+  await connection.waitClosed();
 }
