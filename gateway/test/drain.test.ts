@@ -12,7 +12,7 @@ import { closeAfterEach } from '../../testkit/close-after-each';
 import { eventually } from '../../testkit/eventually';
 import { isListening } from '../../testkit/ports';
 import { sendMail } from '../../testkit/send-mail';
-import { openConnection } from '../../testkit/smtp-client';
+import { openConnection, startData } from '../../testkit/smtp-client';
 import { startTestGateway, type TestGateway, testSpoolDir } from '../../testkit/test-gateway';
 import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
@@ -54,10 +54,7 @@ describe('drain', () => {
     upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } }));
     const connection = track(await openConnection(gw.relayPort));
-    await connection.command('EHLO slow.client');
-    await connection.command('MAIL FROM:<app@example.com>');
-    await connection.command('RCPT TO:<user@example.org>');
-    expect((await connection.command('DATA')).code).toBe(354);
+    expect((await startData(connection, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
     connection.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
     await eventually(async () => (await gw!.spooledBytes()) > 0, 'data to reach the spool');
     const started = Date.now();

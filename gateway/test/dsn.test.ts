@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { closeAfterEach } from '../../testkit/close-after-each';
 import { sendMail } from '../../testkit/send-mail';
 import { openConnection } from '../../testkit/smtp-client';
+import { rawTransaction } from '../../testkit/raw-transaction';
 import { startTestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
 import { startRecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
@@ -114,15 +115,11 @@ describe('recipients the upstream refuses', () => {
 
   it('every refused recipient said NOTIFY=NEVER: no DSN, and the 250 says why', async () => {
     const { upstream, gw } = await setup({ rejectRecipient: 'quiet@example.org', ehlo: { hideDSN: false } }, { upstream: { extensions: ['8BITMIME', 'DSN'] } });
-    const connection = track(await openConnection(gw.relayPort));
-    await connection.command('EHLO client.test');
-    await connection.command('MAIL FROM:<app@example.com>');
-    await connection.command('RCPT TO:<user@example.org>');
-    await connection.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER');
-    await connection.command('DATA');
-    connection.write(`${MESSAGE}.\r\n`);
-    const reply = await connection.reply(15_000);
-    expect(reply.text).toMatch(/^250 .*; the sender asked for no delivery status notification \(NOTIFY\)$/);
+    const { final: reply } = await rawTransaction(
+      { port: gw.relayPort },
+      { mail: 'MAIL FROM:<app@example.com>', rcpts: ['RCPT TO:<user@example.org>', 'RCPT TO:<quiet@example.org> NOTIFY=NEVER'], data: `${MESSAGE}.\r\n` },
+    );
+    expect(reply?.text).toMatch(/^250 .*; the sender asked for no delivery status notification \(NOTIFY\)$/);
     expect(upstream.messages).toHaveLength(1);
   });
 
@@ -156,14 +153,8 @@ describe('recipients the upstream refuses', () => {
 
   it('every recipient refused permanently: the client gets the 5xx itself, so no DSN', async () => {
     const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
-    const connection = track(await openConnection(gw.relayPort));
-    await connection.command('EHLO client.test');
-    await connection.command('MAIL FROM:<app@example.com>');
-    await connection.command('RCPT TO:<nobody@example.org>');
-    await connection.command('DATA');
-    connection.write(`${MESSAGE}.\r\n`);
-    const reply = await connection.reply(15_000);
-    expect(reply.code).toBe(550);
+    const { final: reply } = await rawTransaction({ port: gw.relayPort }, { mail: 'MAIL FROM:<app@example.com>', rcpts: ['RCPT TO:<nobody@example.org>'], data: `${MESSAGE}.\r\n` });
+    expect(reply?.code).toBe(550);
     expect(upstream.messages).toHaveLength(0);
   });
 });

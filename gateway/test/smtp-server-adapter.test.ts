@@ -13,7 +13,7 @@ import { observeConnection } from '../src/smtp/smtp-server-adapter';
 import { makeTestCertificates } from '../../testkit/certs';
 import { closeAfterEach } from '../../testkit/close-after-each';
 import { eventually } from '../../testkit/eventually';
-import { openConnection } from '../../testkit/smtp-client';
+import { openConnection, startData } from '../../testkit/smtp-client';
 
 const track = closeAfterEach();
 const installed = (JSON.parse(readFileSync(require.resolve('smtp-server/package.json'), 'utf8')) as { version: string }).version;
@@ -83,10 +83,7 @@ describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
   it('the DATA stream reports its byteLength while the message arrives, and writableEnded at the dot', async () => {
     const harness = await start();
     const connection = track(await openConnection(harness.port));
-    await connection.command('EHLO client.test');
-    await connection.command('MAIL FROM:<a@example.com>');
-    await connection.command('RCPT TO:<b@example.org>');
-    expect((await connection.command('DATA')).code).toBe(354);
+    expect((await startData(connection, 'a@example.com', ['b@example.org'])).at(-1)?.code).toBe(354);
     connection.write('Subject: x\r\n\r\nfirst part\r\n');
     await eventually(() => harness.byteLengthsSeen.length > 0, 'the first data chunk');
     expect(harness.byteLengthsSeen[0]).toBeGreaterThan(0);
