@@ -273,7 +273,9 @@ export async function startRecordingUpstream(options: RecordingUpstreamOptions =
           dropConnection(server, session);
           return;
         }
-        setTimeout(() => accept(raw, head, id), current.replyDelayMs ?? 0);
+        // a timer only when asked for: its turn of the event loop would blur deliveredAt under load
+        if (current.replyDelayMs) setTimeout(() => accept(raw, head, id), current.replyDelayMs);
+        else accept(raw, head, id);
       });
       const accept = (raw: Buffer, head: string, id: string) => {
         // Recorded before the 250 is written: a kill between the two can only
