@@ -28,7 +28,7 @@ import { startDelayProxy } from './lib/delay-proxy';
 import { HARAKA_VERSION, startHaraka } from './lib/haraka';
 import { runLoad } from './lib/load-generator';
 import { cpuTimeMs, measure, waitForQuiet } from './lib/proc-stats';
-import { startSmtpSink } from './lib/smtp-sink';
+import { startSmtpSink } from '../testkit/smtp-sink';
 
 interface Targets {
   readonly minRate?: number;

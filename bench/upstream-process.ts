@@ -4,7 +4,7 @@
  *   tsx bench/upstream-process.ts '{"port":N,"recordFile":"/path"}'
  * Prints {"port":N} on stdout once listening; ids go to recordFile.
  */
-import { startRecordingUpstream, type RecordingUpstreamOptions } from './lib/recording-upstream';
+import { startRecordingUpstream, type RecordingUpstreamOptions } from '../testkit/recording-upstream';
 
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '{}') as RecordingUpstreamOptions;

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { check } from '../bench/lib/checker';
 import { runLoad, type LoadResult } from '../bench/lib/load-generator';
-import { type RecordingUpstream, startRecordingUpstream } from '../bench/lib/recording-upstream';
-import { makeTestCertificates } from '../gateway/test/helpers/certs';
+import { type RecordingUpstream, startRecordingUpstream } from '../testkit/recording-upstream';
+import { makeTestCertificates } from '../testkit/certs';
 import { hashPassword } from '../gateway/src/smtp/auth-users';
 import { connect, type Kube, REPO_ROOT, run, waitFor } from './helpers/test-cluster';
 

@@ -7,7 +7,7 @@
 import { type CheckReport, check, describeFailures } from './checker';
 import { type GatewayProcess, benchGatewayConfig, startGatewayProcess } from './gateway-process';
 import { type LoadResult, type Target, runLoad } from './load-generator';
-import { startRecordingUpstream, type RecordingUpstream } from './recording-upstream';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 import { startUpstreamChild } from './upstream-child';
 import type { GatewayConfigInput } from '../../gateway/src/config/schema';
 

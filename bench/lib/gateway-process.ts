@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import type { GatewayConfigInput } from '../../gateway/src/config/schema';
-import { freePort } from './smtp-sink';
+import { freePort } from '../../testkit/ports';
 import { ENV, NODE_OPTIONS } from '../../gateway/src/config/constants';
 
 export const REPO_ROOT = resolve(__dirname, '../..');

@@ -14,7 +14,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './gateway-process';
-import { freePort, waitForPort } from './smtp-sink';
+import { freePort, waitForPort } from '../../testkit/ports';
 
 export const HARAKA_VERSION = '3.3.4';
 export const HARAKA_BIN = join(REPO_ROOT, `.tools/haraka-${HARAKA_VERSION}/node_modules/.bin/haraka`);

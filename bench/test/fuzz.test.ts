@@ -5,13 +5,13 @@
  * its memory must come back to its baseline once the sessions are gone.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestCertificates } from '../../gateway/test/helpers/certs';
+import { makeTestCertificates } from '../../testkit/certs';
 import { check } from '../lib/checker';
 import { FUZZ_KINDS, captureClientHello, makeFuzzSession, runFuzzSession, type FuzzResult } from '../lib/fuzzer';
 import { benchGatewayConfig, startGatewayProcess, tlsOverrides, type GatewayProcess } from '../lib/gateway-process';
 import { runLoad } from '../lib/load-generator';
 import { memory } from '../lib/proc-stats';
-import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 const SESSIONS_PER_KIND = 15;
 const CONCURRENCY = 8;

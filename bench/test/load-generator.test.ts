@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { check, latencyStats } from '../lib/checker';
 import { runLoad } from '../lib/load-generator';
-import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
-import { startSmtpSink, type SmtpSink } from '../lib/smtp-sink';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
+import { startSmtpSink, type SmtpSink } from '../../testkit/smtp-sink';
 
 describe('load generator and checker', () => {
   let sink: SmtpSink;
@@ -74,7 +74,7 @@ describe('load generator and checker', () => {
   });
 
   it('a 421 to a pipelined MAIL and a hang-up count as refused, not as "no reply"', async () => {
-    const hangingUp = await startSmtpSink({ extraArgs: ['-Q', 'MAIL'] });
+    const hangingUp = await startSmtpSink({ hangUpAfter: ['MAIL'] });
     try {
       const runId = `q-${Date.now()}`;
       const load = await runLoad({ target: () => hangingUp, concurrency: 2, messageBytes: 1024, maxMessages: 10, runId });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { check } from '../lib/checker';
 import { benchGatewayConfig, startGatewayProcess } from '../lib/gateway-process';
 import { runLoad } from '../lib/load-generator';
-import { startSmtpSink } from '../lib/smtp-sink';
+import { startSmtpSink } from '../../testkit/smtp-sink';
 
 describe('log stream', () => {
   it('stays JSON lines with 50 transactions in flight at once', async () => {

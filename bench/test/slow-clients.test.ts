@@ -15,9 +15,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { median } from '../lib/checker';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
-import { bodyForTotal, makeHead } from '../lib/message';
-import { startRecordingUpstream, type RecordingUpstream } from '../lib/recording-upstream';
-import { SmtpConnection } from '../lib/smtp-client';
+import { bodyForTotal, makeHead } from '../../testkit/test-message';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
+import { SmtpConnection } from '../../testkit/smtp-client';
 
 const SLOW_CLIENTS = 5;
 const DRIP_MS = 200;

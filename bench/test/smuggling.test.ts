@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchGatewayConfig, startGatewayProcess, type GatewayProcess } from '../lib/gateway-process';
-import { startLenientUpstream, type LenientUpstream } from '../lib/lenient-upstream';
-import { rawTransaction } from '../lib/raw-transaction';
+import { startLenientUpstream, type LenientUpstream } from '../../testkit/lenient-upstream';
+import { rawTransaction } from '../../testkit/raw-transaction';
 
 const VARIANTS: Record<string, string> = {
   '<LF>.<LF>': '\n.\n',
@@ -75,10 +75,10 @@ describe('SMTP smuggling through the gateway', () => {
           expect(received.length).toBeLessThanOrEqual(1);
           if (mode === 'reject') {
             // Bare CR or LF in the data is refused with 550 5.6.x and nothing is relayed.
-            expect(result.finalCode, JSON.stringify(result.replies)).toBe(550);
+            expect(result.final?.code, JSON.stringify(result.replies)).toBe(550);
             expect(received).toEqual([]);
           } else {
-            expect(result.finalCode, JSON.stringify(result.replies)).toBe(250);
+            expect(result.final?.code, JSON.stringify(result.replies)).toBe(250);
             expect(received).toHaveLength(1);
             // The would-be second message travels as text inside the first.
             expect(received[0].data).toContain('SMUGGLED');
@@ -95,7 +95,7 @@ describe('SMTP smuggling through the gateway', () => {
       { host: '127.0.0.1', port: gateways.reject.ports.relay },
       { data: 'From: <sender@bench.test>\r\nSubject: clean\r\n\r\nhello\r\n.\r\n' },
     );
-    expect(result.finalCode).toBe(250);
+    expect(result.final?.code).toBe(250);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(upstream.messages.length - before).toBe(1);
   });

@@ -118,7 +118,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
 
     let users: WatchedUserStore | undefined;
     if (config.auth.usersFile) {
-      users = await naming(`auth.usersFile ${JSON.stringify(config.auth.usersFile)}`, () =>
+      users = naming(`auth.usersFile ${JSON.stringify(config.auth.usersFile)}`, () =>
         watchUserStore(config.auth.usersFile, (err) => logger.error('users file reload failed', { err: err.message })),
       );
       const store = users;
@@ -129,7 +129,7 @@ export async function startGateway(config: GatewayConfig, opts: StartGatewayOpti
     const policy = new SessionPolicy(config.policy);
     let applicationFile: ApplicationFile = { applications: [] };
     if (config.applications.file) {
-      const watch = await naming(`applications.file ${JSON.stringify(config.applications.file)}`, () =>
+      const watch = naming(`applications.file ${JSON.stringify(config.applications.file)}`, () =>
         watchApplicationFile(config.applications.file, {
           onChange: (file) => {
             applications.update(file);

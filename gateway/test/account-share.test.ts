@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config/load';
-import { closeAfterEach } from './helpers/close-after-each';
-import { startTestDnsServer } from './helpers/dns-server';
-import { eventually } from './helpers/eventually';
-import { sendMail } from './helpers/send-mail';
-import { startTestGateway, type TestGateway } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { startTestDnsServer } from '../../testkit/dns-server';
+import { eventually } from '../../testkit/eventually';
+import { sendMail } from '../../testkit/send-mail';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const NAME = 'mail-smtp-gateway-peers.apps.svc.cluster.local';
@@ -33,7 +33,7 @@ describe('the ready pods from DNS (source dns)', () => {
   it('divides the account rate by the A records, follows a scale-up and a scale-down, and counts this pod alone when none is listed', async () => {
     const dns = track(await startTestDnsServer());
     dns.setRecords(NAME, ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(
       await startTestGateway({
         upstreamPort: upstream.port,

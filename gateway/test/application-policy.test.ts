@@ -14,12 +14,12 @@ import nodemailer from 'nodemailer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ApplicationFileError, parseApplicationFile } from '../src/smtp/application-file';
 import { hashPassword } from '../src/smtp/auth-users';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { makeSecretVolume, type SecretVolume } from './helpers/secret-volume';
-import { openDialog, sendMessage, type SmtpDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { makeSecretVolume, type SecretVolume } from '../../testkit/secret-volume';
+import { openConnection, sendMessage, type SmtpConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const PASSWORD = 'app-pass-1';
@@ -51,7 +51,7 @@ applications:
 `;
 
 async function setup(files: string = APPLICATIONS, options: TestGatewayOptions = {}) {
-  const upstream: TestUpstream = track(await startTestUpstream({ mode: 'accept' }));
+  const upstream: RecordingUpstream = track(await startRecordingUpstream({}));
   const volume: SecretVolume = await makeSecretVolume({ 'applications.yaml': files });
   const gw: TestGateway = track(
     await startTestGateway({
@@ -70,14 +70,14 @@ function authed(gw: TestGateway, user: string) {
   return track({ close: () => transport.close(), transport }).transport;
 }
 
-async function dial(gw: TestGateway, localAddress: string): Promise<SmtpDialog> {
-  const dialog = track(await openDialog(gw.relayPort, { localAddress }));
-  await dialog.command('EHLO client.test');
-  return dialog;
+async function dial(gw: TestGateway, localAddress: string): Promise<SmtpConnection> {
+  const connection = track(await openConnection(gw.relayPort, { localAddress }));
+  await connection.command('EHLO client.test');
+  return connection;
 }
 
-function relay(dialog: SmtpDialog, from: string, to: string[], headers = `From: <${from}>\r\n`) {
-  return sendMessage(dialog, from, to, `${headers}Subject: t\r\n\r\nhi\r\n.\r\n`);
+function relay(connection: SmtpConnection, from: string, to: string[], headers = `From: <${from}>\r\n`) {
+  return sendMessage(connection, from, to, `${headers}Subject: t\r\n\r\nhi\r\n.\r\n`);
 }
 
 const headerOf = (raw: Buffer, name: string) =>

@@ -3,9 +3,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hashPassword, loadUserStore, parseUserFile, UserFileError, watchUserStore, type WatchedUserStore } from '../src/smtp/auth-users';
-import { eventually } from './helpers/eventually';
-import { makeSecretVolume } from './helpers/secret-volume';
+import { hashPassword, parseUserFile, UserFileError, watchUserStore, type WatchedUserStore } from '../src/smtp/auth-users';
+import { eventually } from '../../testkit/eventually';
+import { makeSecretVolume } from '../../testkit/secret-volume';
 
 const ROOT = join(__dirname, '..', '..');
 /** Cheap parameters keep the suite fast; the format and code path are the same. */
@@ -15,6 +15,15 @@ async function usersFile(text: string): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'smtp-gateway-users-')), 'auth-users');
   await writeFile(path, text);
   return path;
+}
+
+/** The users file as the gateway loads it (watched, closed after each test). */
+const opened: WatchedUserStore[] = [];
+afterEach(() => opened.splice(0).forEach((store) => store.close()));
+function loadUsers(path: string): WatchedUserStore {
+  const store = watchUserStore(path, () => undefined);
+  opened.push(store);
+  return store;
 }
 
 describe('hashPassword', () => {
@@ -42,7 +51,7 @@ describe('UserStore', () => {
       `svc:with:colon:${await hashPassword('pw-colon', FAST)}\r`,
       '   # indented comment',
     ].join('\n');
-    const store = await loadUserStore(await usersFile(text));
+    const store = loadUsers(await usersFile(text));
     expect(store.size).toBe(3);
     expect(await store.verify('billing', 'pw-billing')).toBe(true);
     expect(await store.verify('billing', 'pw-reports')).toBe(false);
@@ -82,7 +91,7 @@ describe('UserStore', () => {
   });
 
   it('accepts an empty file (no users)', async () => {
-    const store = await loadUserStore(await usersFile('# nobody yet\n'));
+    const store = loadUsers(await usersFile('# nobody yet\n'));
     expect(store.size).toBe(0);
     expect(await store.verify('a', 'b')).toBe(false);
   });
@@ -99,7 +108,13 @@ describe('UserStore', () => {
     ['app:scrypt$1024$8$1$c2E=$a2V5a2V5a2V5a2V5a2V5a2V5', /salt of 2 bytes is shorter than 8/],
   ])('refuses line %j with file, line and reason', async (line, message) => {
     const path = await usersFile(`# header\n${line}\n`);
-    const error = await loadUserStore(path).catch((e: unknown) => e);
+    const error = (() => {
+      try {
+        return loadUsers(path);
+      } catch (e) {
+        return e;
+      }
+    })();
     expect(error).toBeInstanceOf(UserFileError);
     expect((error as Error).message).toMatch(message);
     expect((error as Error).message).toContain(path);
@@ -107,11 +122,12 @@ describe('UserStore', () => {
 
   it('refuses a user defined twice, naming both lines', async () => {
     const hash = await hashPassword('x', FAST);
-    await expect(loadUserStore(await usersFile(`a:${hash}\n\na:${hash}\n`))).rejects.toThrow(/auth-users:3: user "a" is already defined on line 1/);
+    const path = await usersFile(`a:${hash}\n\na:${hash}\n`);
+    expect(() => loadUsers(path)).toThrow(/auth-users:3: user "a" is already defined on line 1/);
   });
 
   it('names a missing file', async () => {
-    await expect(loadUserStore('/nonexistent/auth-users')).rejects.toThrow(/Cannot read users file \/nonexistent\/auth-users: ENOENT/);
+    expect(() => loadUsers('/nonexistent/auth-users')).toThrow(/Cannot read users file \/nonexistent\/auth-users: ENOENT/);
   });
 });
 
@@ -123,7 +139,7 @@ describe('watchUserStore', () => {
     const volume = await makeSecretVolume({ 'auth-users': `app:${await hashPassword('old', FAST)}\n` });
     const errors: Error[] = [];
     let reloads = 0;
-    store = await watchUserStore(volume.path('auth-users'), (error) => errors.push(error), { pollMs: 60_000, onReload: () => reloads++ });
+    store = watchUserStore(volume.path('auth-users'), (error) => errors.push(error), { pollMs: 60_000, onReload: () => reloads++ });
     expect(await store.verify('app', 'old')).toBe(true);
 
     await volume.update({ 'auth-users': `app:${await hashPassword('new', FAST)}\nother:${await hashPassword('o', FAST)}\n` });
@@ -140,22 +156,25 @@ describe('watchUserStore', () => {
     expect(store.size).toBe(2);
   });
 
-  it('picks up a change by polling when no file event arrives, and reload() on demand', async () => {
+  it('picks up a change by polling when no file event arrives, and check() on demand', async () => {
     const path = await usersFile(`app:${await hashPassword('one', FAST)}\n`);
-    store = await watchUserStore(path, () => undefined, { pollMs: 100 });
+    const errors: Error[] = [];
+    store = watchUserStore(path, (error) => errors.push(error), { pollMs: 100 });
     await writeFile(path, `app:${await hashPassword('two', FAST)}\n`);
     await eventually(() => store!.verify('app', 'two'), 'the polled change');
 
     await writeFile(path, `app:${await hashPassword('three', FAST)}\n`);
-    await store.reload();
+    await store.check();
     expect(await store.verify('app', 'three')).toBe(true);
     await writeFile(path, 'broken\n');
-    await expect(store.reload()).rejects.toThrow(/auth-users:1: expected "username:hash"/);
+    await store.check();
+    expect(errors.map((error) => error.message)).toContainEqual(expect.stringMatching(/auth-users:1: expected "username:hash".*; keeping the previous users$/));
     expect(await store.verify('app', 'three')).toBe(true);
   });
 
   it('fails at start-up on a bad file', async () => {
-    await expect(watchUserStore(await usersFile('x\n'), () => undefined)).rejects.toThrow(/auth-users:1: expected "username:hash"/);
+    const path = await usersFile('x\n');
+    expect(() => watchUserStore(path, () => undefined)).toThrow(/auth-users:1: expected "username:hash"/);
   });
 });
 

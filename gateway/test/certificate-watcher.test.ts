@@ -7,9 +7,9 @@ import tls from 'node:tls';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateError, watchCertificate, type CertificatePair, type CertificateWatch } from '../src/smtp/certificate-watcher';
-import { makeServerCertificate, makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { eventually } from './helpers/eventually';
-import { makeSecretVolume } from './helpers/secret-volume';
+import { makeServerCertificate, makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { eventually } from '../../testkit/eventually';
+import { makeSecretVolume } from '../../testkit/secret-volume';
 
 type ServerCert = Awaited<ReturnType<typeof makeServerCertificate>>;
 

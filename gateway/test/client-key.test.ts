@@ -7,9 +7,9 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { clientKey } from '../src/smtp/client-key';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { startTestGateway } from './helpers/test-gateway';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { startTestGateway } from '../../testkit/test-gateway';
 
 const track = closeAfterEach();
 const DEFAULT = { ipv4: 32, ipv6: 64 };

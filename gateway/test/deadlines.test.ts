@@ -7,11 +7,11 @@
  */
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { makeTestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog, startData, type SmtpDialog, type SmtpReplyLine } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { makeTestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection, startData, type SmtpConnection, type SmtpReply } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 
@@ -28,45 +28,45 @@ const SHORT: TestGatewayOptions['deadlines'] = {
 const SLACK_MS = 1500;
 
 /** Writes one byte every `everyMs` until the connection closes; resolves with the 421 and when it came. */
-function drip(dialog: SmtpDialog, byte: string, everyMs: number): Promise<{ reply: SmtpReplyLine; at: number }> {
+function drip(connection: SmtpConnection, byte: string, everyMs: number): Promise<{ reply: SmtpReply; at: number }> {
   const timer = setInterval(() => {
-    if (!dialog.socket.destroyed) dialog.write(byte);
+    if (!connection.socket.destroyed) connection.write(byte);
   }, everyMs);
-  dialog.write(byte);
-  return dialog
+  connection.write(byte);
+  return connection
     .reply(30_000)
     .then((reply) => ({ reply, at: performance.now() }))
     .finally(() => clearInterval(timer));
 }
 
-async function expectClosed(dialog: SmtpDialog): Promise<void> {
-  await dialog.closed(5000);
+async function expectClosed(connection: SmtpConnection): Promise<void> {
+  await connection.waitClosed(5000);
 }
 
 describe('deadlines', () => {
   it('figure: 10 clients dripping 1 byte / 5 s hold all 10 slots; each is dropped within its deadline and a normal client is served meanwhile', async () => {
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { maxConnections: 10 }, deadlines: SHORT }));
     const started = performance.now();
     // 4 before their first command, 3 in the middle of a command line, 3 in DATA
-    const greeting = await Promise.all(Array.from({ length: 4 }, () => openDialog(gw.relayPort)));
-    const command = await Promise.all(Array.from({ length: 3 }, () => openDialog(gw.relayPort)));
-    const data = await Promise.all(Array.from({ length: 3 }, () => openDialog(gw.relayPort)));
-    for (const dialog of [...greeting, ...command, ...data]) track(dialog);
-    const commandReady = await Promise.all(command.map(async (dialog) => (await dialog.command('EHLO dripper.test'), performance.now())));
+    const greeting = await Promise.all(Array.from({ length: 4 }, () => openConnection(gw.relayPort)));
+    const command = await Promise.all(Array.from({ length: 3 }, () => openConnection(gw.relayPort)));
+    const data = await Promise.all(Array.from({ length: 3 }, () => openConnection(gw.relayPort)));
+    for (const connection of [...greeting, ...command, ...data]) track(connection);
+    const commandReady = await Promise.all(command.map(async (connection) => (await connection.command('EHLO dripper.test'), performance.now())));
     const dataReady = await Promise.all(
-      data.map(async (dialog) => {
-        expect((await startData(dialog, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
+      data.map(async (connection) => {
+        expect((await startData(connection, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
         return performance.now();
       }),
     );
     // every slot is held: a new client is refused right now
-    const refused = await openDialog(gw.relayPort, { skipGreeting: true });
+    const refused = await openConnection(gw.relayPort, { skipGreeting: true });
     expect((await refused.reply()).text).toMatch(/^421 4\.7\.0 Too many connections/);
     const drops = [
-      ...greeting.map((dialog) => drip(dialog, 'E', 5000).then((drop) => ({ ...drop, due: started + 2000 }))),
-      ...command.map((dialog, i) => drip(dialog, 'N', 5000).then((drop) => ({ ...drop, due: commandReady[i] + 2000 }))),
-      ...data.map((dialog, i) => drip(dialog, 'x', 5000).then((drop) => ({ ...drop, due: dataReady[i] + 2000 }))),
+      ...greeting.map((connection) => drip(connection, 'E', 5000).then((drop) => ({ ...drop, due: started + 2000 }))),
+      ...command.map((connection, i) => drip(connection, 'N', 5000).then((drop) => ({ ...drop, due: commandReady[i] + 2000 }))),
+      ...data.map((connection, i) => drip(connection, 'x', 5000).then((drop) => ({ ...drop, due: dataReady[i] + 2000 }))),
     ];
     // the normal client retries as any MTA does, and is served as soon as a slot is free
     const served = (async () => {
@@ -102,29 +102,29 @@ describe('deadlines', () => {
 
   it('a byte every 250 ms does not extend the command deadline (a deadline, not an idle timer)', async () => {
     const gw = track(await startTestGateway({ deadlines: SHORT }));
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO client.test');
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
     const ready = performance.now();
-    const drop = await drip(dialog, 'X', 250);
+    const drop = await drip(connection, 'X', 250);
     expect(drop.reply.text).toBe('421 4.4.2 gateway.test Error: timeout exceeded');
     expect(drop.at - ready).toBeGreaterThan(1900);
     expect(drop.at - ready).toBeLessThan(2000 + SLACK_MS);
-    await expectClosed(dialog);
+    await expectClosed(connection);
   });
 
   it('a client that sends STARTTLS and then dribbles its handshake is cut off by the command deadline', async () => {
     const certs = await makeTestCertificates();
     const gw = track(await startTestGateway({ tls: { certFile: certs.certFile, keyFile: certs.keyFile }, deadlines: SHORT }));
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    expect((await dialog.command('STARTTLS')).code).toBe(220);
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
+    expect((await connection.command('STARTTLS')).code).toBe(220);
     const ready = performance.now();
     // a TLS handshake record announcing 512 bytes, then its body a byte at a time: TLS waits for the
     // whole record, so this never fails on its own, and no plaintext reply is possible now
-    dialog.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
-    const timer = setInterval(() => dialog.write(Buffer.from([0x00])), 250);
+    connection.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
+    const timer = setInterval(() => connection.write(Buffer.from([0x00])), 250);
     try {
-      await dialog.closed(2000 + SLACK_MS + 1000);
+      await connection.waitClosed(2000 + SLACK_MS + 1000);
     } finally {
       clearInterval(timer);
     }
@@ -134,28 +134,28 @@ describe('deadlines', () => {
 
   it('NOOPs just inside the command deadline keep a session only until authOrMailSeconds', async () => {
     const gw = track(await startTestGateway({ deadlines: { ...SHORT, commandSeconds: 3, authOrMailSeconds: 4 } }));
-    const dialog = track(await openDialog(gw.relayPort));
+    const connection = track(await openConnection(gw.relayPort));
     const connected = performance.now();
-    await dialog.command('EHLO client.test');
-    let last: SmtpReplyLine | undefined;
-    for (let i = 0; i < 10 && !dialog.socket.destroyed; i++) {
+    await connection.command('EHLO client.test');
+    let last: SmtpReply | undefined;
+    for (let i = 0; i < 10 && !connection.socket.destroyed; i++) {
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      last = await dialog.command('NOOP').catch(() => undefined);
+      last = await connection.command('NOOP').catch(() => undefined);
       if (last?.code === 421) break;
     }
     expect(last?.text).toBe('421 4.4.2 gateway.test Error: timeout exceeded');
     expect(performance.now() - connected).toBeLessThan(4000 + 1000 + SLACK_MS);
-    await expectClosed(dialog);
+    await expectClosed(connection);
     expect(await gw.metricsText()).toContain('smtp_gateway_deadlines_expired_total{listener="relay",deadline="auth_or_mail"} 1');
   });
 
   it('DATA at a rate above dataMinBytesPerSecond is relayed however long it takes within dataMaxSeconds; past dataMaxSeconds it is dropped', async () => {
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(
       await startTestGateway({ upstreamPort: upstream.port, deadlines: { ...SHORT, dataGraceSeconds: 1, dataMinBytesPerSecond: 100, dataMaxSeconds: 5 } }),
     );
     // 200 bytes every 500 ms = 400 B/s for 3 s: past the grace, above the rate
-    const steady = track(await openDialog(gw.relayPort));
+    const steady = track(await openConnection(gw.relayPort));
     await startData(steady, 'app@example.com', ['user@example.org']);
     steady.write('Subject: steady\r\n\r\n');
     for (let i = 0; i < 6; i++) {
@@ -165,7 +165,7 @@ describe('deadlines', () => {
     steady.write('.\r\n');
     expect((await steady.reply()).code).toBe(250);
     // the same rate for longer than dataMaxSeconds
-    const endless = track(await openDialog(gw.relayPort));
+    const endless = track(await openConnection(gw.relayPort));
     await startData(endless, 'app@example.com', ['user@example.org']);
     const began = performance.now();
     const drop = await drip(endless, `${'e'.repeat(198)}\r\n`, 500);
@@ -178,23 +178,23 @@ describe('deadlines', () => {
 
   it('a session over deadlines.maxCommands gets 421 4.7.0', async () => {
     const gw = track(await startTestGateway({ deadlines: { ...SHORT, maxCommands: 10 } }));
-    const dialog = track(await openDialog(gw.relayPort));
-    const replies: SmtpReplyLine[] = [];
-    for (let i = 0; i < 11; i++) replies.push(await dialog.command('NOOP'));
+    const connection = track(await openConnection(gw.relayPort));
+    const replies: SmtpReply[] = [];
+    for (let i = 0; i < 11; i++) replies.push(await connection.command('NOOP'));
     expect(replies.slice(0, 10).every((reply) => reply.code === 250)).toBe(true);
     expect(replies[10].text).toBe('421 4.7.0 gateway.test Error: too many commands');
-    await expectClosed(dialog);
+    await expectClosed(connection);
   });
 
   it('the gateway working on a command is not the client\'s time: a slow upstream does not expire the session', async () => {
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 2000 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 2000 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, deadlines: { ...SHORT, sessionMaxSeconds: 1 } }));
-    const dialog = track(await openDialog(gw.relayPort));
-    await startData(dialog, 'app@example.com', ['user@example.org']);
-    dialog.write('Subject: slow upstream\r\n\r\nbody\r\n.\r\n');
+    const connection = track(await openConnection(gw.relayPort));
+    await startData(connection, 'app@example.com', ['user@example.org']);
+    connection.write('Subject: slow upstream\r\n\r\nbody\r\n.\r\n');
     // the session deadline falls due while the upstream takes 2 s: the 250 comes first, then the 421
-    expect((await dialog.reply(10_000)).text).toMatch(/^250 /);
-    expect((await dialog.reply(5000)).text).toBe('421 4.4.2 gateway.test Error: timeout exceeded');
+    expect((await connection.reply(10_000)).text).toMatch(/^250 /);
+    expect((await connection.reply(5000)).text).toBe('421 4.4.2 gateway.test Error: timeout exceeded');
     expect(upstream.messages).toHaveLength(1);
   }, 20_000);
 });

@@ -5,9 +5,9 @@
 import DataStream from 'nodemailer/lib/smtp-connection/data-stream';
 import { describe, expect, it } from 'vitest';
 import { dotStuffingFlush, dotStuffingTransform } from '../src/relay/dot-stuffing';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { startTestGateway } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 interface Stuffing {
   readonly transform: typeof dotStuffingTransform;
@@ -82,16 +82,16 @@ describe('fast dot-stuffing', () => {
   });
 
   it('relays lines that start with dots whole, through the gateway to a real upstream', async () => {
-    const upstream = await startTestUpstream();
+    const upstream = await startRecordingUpstream();
     const gw = await startTestGateway({ upstreamPort: upstream.port });
     try {
-      const dialog = await openDialog(gw.relayPort);
-      await startData(dialog, 'app@example.com', ['user@example.org']);
+      const connection = await openConnection(gw.relayPort);
+      await startData(connection, 'app@example.com', ['user@example.org']);
       const body = '.starts with a dot\r\n..two dots\r\n.\r\nend\r\n';
       // stuffed by the client as SMTP requires: each leading dot doubled
-      dialog.write(`Subject: dots\r\n\r\n${body.replace(/^\./gm, '..')}.\r\n`);
-      expect((await dialog.reply()).code).toBe(250);
-      dialog.destroy();
+      connection.write(`Subject: dots\r\n\r\n${body.replace(/^\./gm, '..')}.\r\n`);
+      expect((await connection.reply()).code).toBe(250);
+      connection.destroy();
       expect(upstream.messages).toHaveLength(1);
       expect(upstream.messages[0].raw.toString('latin1').endsWith(`\r\n\r\n${body}`)).toBe(true);
     } finally {

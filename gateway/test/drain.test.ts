@@ -5,64 +5,44 @@
  * SIGTERM after draining.
  */
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, testSpoolDir } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { isListening } from '../../testkit/ports';
+import { sendMail } from '../../testkit/send-mail';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, testSpoolDir } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 const REPO = resolve(__dirname, '../..');
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
-const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'drain', text: 'in flight' };
-
-function send(port: number) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true, socketTimeout: 20_000 });
-  return client.sendMail(MAIL).then(
-    (info) => ({ code: 250, response: info.response }),
-    (err: { responseCode?: number; response?: string; message: string }) => ({ code: err.responseCode ?? 0, response: err.response ?? err.message }),
-  );
-}
-
-
 const readyz = (port: number) => fetch(`http://127.0.0.1:${port}/readyz`).then((res) => res.status);
-const refusesConnections = (port: number) =>
-  new Promise<boolean>((done) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      done(false);
-    });
-    socket.once('error', () => done(true));
-  });
 
 describe('drain', () => {
   it('readyz false at once; after the delay new connections are refused, idle sessions get 421, in-flight ones finish with 250', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 1200 }));
+    upstream = track(await startRecordingUpstream({ replyDelayMs: 1200 }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0.4, graceSeconds: 10 } }));
     expect(await readyz(gw.opsPort)).toBe(200);
-    const idle = track(await openDialog(gw.relayPort));
+    const idle = track(await openConnection(gw.relayPort));
     await idle.command('EHLO idle.client');
-    const inFlight = send(gw.relayPort);
+    const inFlight = sendMail(gw.relayPort);
     await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
 
     const drained = gw.gateway.drain();
     expect(await readyz(gw.opsPort)).toBe(503);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_ready 0/);
     // during the delay the listener still accepts (the load balancer is still deregistering)
-    expect(await refusesConnections(gw.relayPort)).toBe(false);
+    expect(await isListening('127.0.0.1', gw.relayPort)).toBe(true);
 
     const bye = await idle.reply(5000);
     expect(bye.code).toBe(421);
     expect(bye.text).toMatch(/^421 4\.3\.2 /);
-    expect(await refusesConnections(gw.relayPort)).toBe(true);
+    expect(await isListening('127.0.0.1', gw.relayPort)).toBe(false);
 
     const reply = await inFlight;
     expect(reply.code).toBe(250);
@@ -71,21 +51,18 @@ describe('drain', () => {
   });
 
   it('when the grace period runs out, in-flight transactions get 451 4.3.2 and nothing is delivered', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, drain: { delaySeconds: 0, graceSeconds: 0.5 } }));
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO slow.client');
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<user@example.org>');
-    expect((await dialog.command('DATA')).code).toBe(354);
-    dialog.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
+    const connection = track(await openConnection(gw.relayPort));
+    expect((await startData(connection, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
+    connection.write('From: app@example.com\r\nSubject: slow\r\n\r\npart one\r\n');
     await eventually(async () => (await gw!.spooledBytes()) > 0, 'data to reach the spool');
     const started = Date.now();
     const drained = gw.gateway.drain();
     // the client is too slow: it finishes only after the grace period
     await new Promise((r) => setTimeout(r, 800));
-    dialog.write('part two\r\n.\r\n');
-    const reply = await dialog.reply(5000).catch((err: Error) => ({ code: 0, text: err.message }));
+    connection.write('part two\r\n.\r\n');
+    const reply = await connection.reply(5000).catch((err: Error) => ({ code: 0, text: err.message }));
     await drained;
     expect(Date.now() - started).toBeLessThan(5000);
     // the dot came after the abort: the client hears 451 (or, if the session was closed first, 421); never 250
@@ -97,10 +74,10 @@ describe('drain', () => {
   });
 
   it('SIGTERM to the gateway process: drains, the in-flight message is completed, exit code 0', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 1000 }));
+    upstream = track(await startRecordingUpstream({ replyDelayMs: 1000 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0.2', SMTPGW_DRAIN__GRACE_SECONDS: '10' });
     try {
-      const inFlight = send(gateway.relayPort);
+      const inFlight = sendMail(gateway.relayPort);
       await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
       gateway.child.kill('SIGTERM');
       expect((await inFlight).code).toBe(250);
@@ -113,10 +90,10 @@ describe('drain', () => {
   });
 
   it('a second SIGTERM exits at once, without waiting for the grace period', async () => {
-    upstream = track(await startTestUpstream({ mode: 'stall' }));
+    upstream = track(await startRecordingUpstream({ stallRate: 1 }));
     const gateway = await spawnGateway(upstream.port, { SMTPGW_DRAIN__DELAY_SECONDS: '0', SMTPGW_DRAIN__GRACE_SECONDS: '60' });
     try {
-      const inFlight = send(gateway.relayPort);
+      const inFlight = sendMail(gateway.relayPort);
       await eventually(() => upstream!.attempts.some((attempt) => attempt.completed), 'the message to reach the upstream');
       gateway.child.kill('SIGTERM');
       await eventually(() => gateway.lines.some((line) => line.msg === 'listeners closed'), 'the drain to start');

@@ -9,26 +9,27 @@
  */
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { sendRaw } from './helpers/send-raw';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { sendMail } from '../../testkit/send-mail';
+import { openConnection } from '../../testkit/smtp-client';
+import { rawTransaction } from '../../testkit/raw-transaction';
+import { startTestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const MESSAGE = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: quarterly report\r\nMessage-ID: <report-1@example.com>\r\n\r\nBody line\r\n';
 
-async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: TestGatewayOptions = {}) {
-  const upstream = track(await startTestUpstream(upstreamOptions));
+async function setup(upstreamOptions: RecordingUpstreamOptions, gatewayOptions: TestGatewayOptions = {}) {
+  const upstream = track(await startRecordingUpstream(upstreamOptions));
   const gw = track(await startTestGateway({ upstreamPort: upstream.port, ...gatewayOptions }));
   return { upstream, gw };
 }
 
-const send = (port: number, from: string, to: string[]) => sendRaw(port, MESSAGE, { from, to });
+const send = (port: number, from: string, to: string[]) => sendMail(port, { raw: MESSAGE, from, to });
 
 describe('recipients the upstream refuses', () => {
   it('permanently, one of three: the others get the message, the sender gets an RFC 3464 DSN naming it, the client 250 says so', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
     const reply = await send(gw.relayPort, 'app@example.com', ['user@example.org', 'nobody@example.org', 'other@example.org']);
     expect(reply.code).toBe(250);
     expect(reply.response).toMatch(/^250 2\.0\.0 Ok: queued as TESTQ1; upstream refused 1 recipient\(s\): nobody@example\.org; the sender was sent a delivery status notification$/);
@@ -74,7 +75,7 @@ describe('recipients the upstream refuses', () => {
   });
 
   it('permanently, two of three: one DSN listing both, from dsn.from', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: ['nobody@example.org', 'gone@example.org'] }, { dsn: { from: 'bounces@example.com' } });
+    const { upstream, gw } = await setup({ rejectRecipient: ['nobody@example.org', 'gone@example.org'] }, { dsn: { from: 'bounces@example.com' } });
     const reply = await send(gw.relayPort, 'app@example.com', ['nobody@example.org', 'user@example.org', 'gone@example.org']);
     expect(reply.code).toBe(250);
     expect(reply.response).toMatch(/upstream refused 2 recipient\(s\): nobody@example\.org, gone@example\.org; /);
@@ -89,18 +90,18 @@ describe('recipients the upstream refuses', () => {
 
   it('honours the client\'s DSN parameters (RFC 3461): NOTIFY=NEVER gets none, ORCPT and ENVID are echoed', async () => {
     const { upstream, gw } = await setup(
-      { mode: 'accept', rejectRecipient: ['quiet@example.org', 'gone@example.org'], ehlo: { hideDSN: false } },
+      { rejectRecipient: ['quiet@example.org', 'gone@example.org'], ehlo: { hideDSN: false } },
       { upstream: { extensions: ['8BITMIME', 'DSN'] } },
     );
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    expect((await dialog.command('MAIL FROM:<app@example.com> ENVID=batch-42')).code).toBe(250);
-    expect((await dialog.command('RCPT TO:<user@example.org>')).code).toBe(250);
-    expect((await dialog.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER')).code).toBe(250);
-    expect((await dialog.command('RCPT TO:<gone@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Gone@Example.org')).code).toBe(250);
-    expect((await dialog.command('DATA')).code).toBe(354);
-    dialog.write(`${MESSAGE}.\r\n`);
-    const reply = await dialog.reply(15_000);
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
+    expect((await connection.command('MAIL FROM:<app@example.com> ENVID=batch-42')).code).toBe(250);
+    expect((await connection.command('RCPT TO:<user@example.org>')).code).toBe(250);
+    expect((await connection.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER')).code).toBe(250);
+    expect((await connection.command('RCPT TO:<gone@example.org> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Gone@Example.org')).code).toBe(250);
+    expect((await connection.command('DATA')).code).toBe(354);
+    connection.write(`${MESSAGE}.\r\n`);
+    const reply = await connection.reply(15_000);
     expect(reply.code).toBe(250);
     expect(reply.text).toMatch(/upstream refused 2 recipient\(s\): quiet@example\.org, gone@example\.org; the sender was sent a delivery status notification/);
     expect(upstream.messages.map((message) => message.to)).toEqual([['user@example.org'], ['app@example.com']]);
@@ -113,21 +114,17 @@ describe('recipients the upstream refuses', () => {
   });
 
   it('every refused recipient said NOTIFY=NEVER: no DSN, and the 250 says why', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'quiet@example.org', ehlo: { hideDSN: false } }, { upstream: { extensions: ['8BITMIME', 'DSN'] } });
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<user@example.org>');
-    await dialog.command('RCPT TO:<quiet@example.org> NOTIFY=NEVER');
-    await dialog.command('DATA');
-    dialog.write(`${MESSAGE}.\r\n`);
-    const reply = await dialog.reply(15_000);
-    expect(reply.text).toMatch(/^250 .*; the sender asked for no delivery status notification \(NOTIFY\)$/);
+    const { upstream, gw } = await setup({ rejectRecipient: 'quiet@example.org', ehlo: { hideDSN: false } }, { upstream: { extensions: ['8BITMIME', 'DSN'] } });
+    const { final: reply } = await rawTransaction(
+      { port: gw.relayPort },
+      { mail: 'MAIL FROM:<app@example.com>', rcpts: ['RCPT TO:<user@example.org>', 'RCPT TO:<quiet@example.org> NOTIFY=NEVER'], data: `${MESSAGE}.\r\n` },
+    );
+    expect(reply?.text).toMatch(/^250 .*; the sender asked for no delivery status notification \(NOTIFY\)$/);
     expect(upstream.messages).toHaveLength(1);
   });
 
   it('the sender is the null reverse-path: no DSN (never a bounce about a bounce); the 250 says so', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
     const reply = await send(gw.relayPort, '', ['user@example.org', 'nobody@example.org']);
     expect(reply.code).toBe(250);
     expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org; no delivery status notification for a null sender$/);
@@ -136,7 +133,7 @@ describe('recipients the upstream refuses', () => {
   });
 
   it('the upstream refuses the DSN: the client still gets 250 (the others have the message), saying so; logged as an error and counted', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org', refuseNullSender: true });
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org', refuseNullSender: true });
     const reply = await send(gw.relayPort, 'app@example.com', ['user@example.org', 'nobody@example.org']);
     expect(reply.code).toBe(250);
     expect(reply.response).toMatch(/; the delivery status notification to the sender could not be sent$/);
@@ -146,7 +143,7 @@ describe('recipients the upstream refuses', () => {
   });
 
   it('for now (4xx) while another is refused permanently: 451 for the whole message, nobody gets it, no DSN', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org', deferRecipient: 'later@example.org' });
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org', deferRecipient: 'later@example.org' });
     const reply = await send(gw.relayPort, 'app@example.com', ['user@example.org', 'nobody@example.org', 'later@example.org']);
     expect(reply.code).toBe(451);
     expect(upstream.messages).toHaveLength(0);
@@ -155,15 +152,9 @@ describe('recipients the upstream refuses', () => {
   });
 
   it('every recipient refused permanently: the client gets the 5xx itself, so no DSN', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<nobody@example.org>');
-    await dialog.command('DATA');
-    dialog.write(`${MESSAGE}.\r\n`);
-    const reply = await dialog.reply(15_000);
-    expect(reply.code).toBe(550);
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
+    const { final: reply } = await rawTransaction({ port: gw.relayPort }, { mail: 'MAIL FROM:<app@example.com>', rcpts: ['RCPT TO:<nobody@example.org>'], data: `${MESSAGE}.\r\n` });
+    expect(reply?.code).toBe(550);
     expect(upstream.messages).toHaveLength(0);
   });
 });

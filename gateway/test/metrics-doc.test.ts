@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import nodemailer, { type SendMailOptions } from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
-import { makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { makeSecretVolume } from './helpers/secret-volume';
-import { eventually } from './helpers/eventually';
-import { openDialog, startData, type SmtpDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { makeSecretVolume } from '../../testkit/secret-volume';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, startData, type SmtpConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
 const DOC = readFileSync(join(__dirname, '../../docs/metrics.md'), 'utf8');
 const VERSION = JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')).version as string;
@@ -128,10 +128,10 @@ afterAll(async () => {
   for (const close of closers.reverse()) await close();
 });
 
-async function gateway(upstream: TestUpstreamOptions | number | undefined, options: Omit<TestGatewayOptions, 'upstreamPort'> = {}) {
+async function gateway(upstream: RecordingUpstreamOptions | number | undefined, options: Omit<TestGatewayOptions, 'upstreamPort'> = {}) {
   let port: number | undefined = typeof upstream === 'number' ? upstream : undefined;
   if (typeof upstream === 'object') {
-    const server: TestUpstream = await startTestUpstream(upstream);
+    const server: RecordingUpstream = await startRecordingUpstream(upstream);
     closers.push(() => server.close());
     port = server.port;
   }
@@ -140,10 +140,10 @@ async function gateway(upstream: TestUpstreamOptions | number | undefined, optio
   return gw;
 }
 
-async function dial(port: number, options: Parameters<typeof openDialog>[1] = {}): Promise<SmtpDialog> {
-  const dialog = await openDialog(port, options);
-  closers.push(() => dialog.destroy());
-  return dialog;
+async function dial(port: number, options: Parameters<typeof openConnection>[1] = {}): Promise<SmtpConnection> {
+  const connection = await openConnection(port, options);
+  closers.push(() => connection.destroy());
+  return connection;
 }
 
 const send = (port: number, mail: SendMailOptions, transport: Record<string, unknown> = {}) =>
@@ -153,9 +153,9 @@ const send = (port: number, mail: SendMailOptions, transport: Record<string, unk
     .catch((err: Error) => err);
 
 /** Sends each command in turn; the codes of the replies, in order. */
-async function codes(dialog: SmtpDialog, ...lines: string[]): Promise<number[]> {
+async function codes(connection: SmtpConnection, ...lines: string[]): Promise<number[]> {
   const replies: number[] = [];
-  for (const line of lines) replies.push((await dialog.command(line)).code);
+  for (const line of lines) replies.push((await connection.command(line)).code);
   return replies;
 }
 
@@ -165,7 +165,7 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 150));
 /** The main gateway: every policy refusal, AUTH, TLS and the aborts. */
 async function drivePolicyAuthTls(): Promise<void> {
   const gw = await gateway(
-    { mode: 'accept', rejectRecipient: 'bounce@example.org', deferRecipient: 'later@example.org' },
+    { rejectRecipient: 'bounce@example.org', deferRecipient: 'later@example.org' },
     {
       tls: { certFile: certs.certFile, keyFile: certs.keyFile },
       listeners: { submission: { enabled: true }, smtps: { enabled: true } },
@@ -254,10 +254,10 @@ async function drivePolicyAuthTls(): Promise<void> {
   expect(await send(gw.smtpsPort!, {}, { secure: true, tls: { ca: certs.ca, servername: 'localhost' } })).toHaveProperty('response');
   const plainText = await dial(gw.smtpsPort!, { skipGreeting: true });
   plainText.write('EHLO plain.client\r\n');
-  await plainText.closed();
+  await plainText.waitClosed();
   // a PROXY header where PROXY protocol is off
   const proxied = await dial(relay, { preamble: 'PROXY TCP4 10.1.2.3 127.0.0.1 40001 25\r\n', skipGreeting: true });
-  await proxied.closed();
+  await proxied.waitClosed();
 
   await settle();
   await scrape(gw);
@@ -265,7 +265,7 @@ async function drivePolicyAuthTls(): Promise<void> {
 
 /** Connection limits, the message rate limit and an oversized header. */
 async function driveLimits(): Promise<void> {
-  const gw = await gateway({ mode: 'accept' }, { policy: { allowedNetworks: ['127.0.0.0/8'], maxConnections: 2, maxConnectionsPerIp: 1, messagesPerMinute: 1 } });
+  const gw = await gateway({}, { policy: { allowedNetworks: ['127.0.0.0/8'], maxConnections: 2, maxConnectionsPerIp: 1, messagesPerMinute: 1 } });
   const header = Array.from({ length: 3500 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(80)}`).join('\r\n');
   const big = await dial(gw.relayPort);
   await startData(big, 'app@example.com', ['a@example.org']);
@@ -287,7 +287,7 @@ async function driveLimits(): Promise<void> {
 /** An applications file with unmatched: refuse: a client of no application, one that sets an X-SES header, a reload that fails. */
 async function driveApplications(): Promise<void> {
   const volume = await makeSecretVolume({ 'applications.yaml': 'applications:\n  - name: cron\n    match: { networks: [127.0.0.1/32] }\n' });
-  const gw = await gateway({ mode: 'accept' }, { policy: { allowedNetworks: ['127.0.0.0/8'] }, applications: { file: volume.path('applications.yaml'), unmatched: 'refuse' } });
+  const gw = await gateway({}, { policy: { allowedNetworks: ['127.0.0.0/8'] }, applications: { file: volume.path('applications.yaml'), unmatched: 'refuse' } });
   const [, noApplication] = await codes(await dial(gw.relayPort, { localAddress: '127.0.0.2' }), 'EHLO client.test', 'MAIL FROM:<app@example.com>', 'QUIT');
   expect(noApplication).toBe(550); // no_application
   const ses = await dial(gw.relayPort);
@@ -303,22 +303,22 @@ async function driveApplications(): Promise<void> {
 
 /** PROXY protocol from a trusted peer: a malformed header, and none at all until the timeout. */
 async function driveProxy(): Promise<void> {
-  const gw = await gateway({ mode: 'accept' }, { proxyProtocol: { enabled: true, trustedNetworks: ['127.0.0.1/32'] } });
+  const gw = await gateway({}, { proxyProtocol: { enabled: true, trustedNetworks: ['127.0.0.1/32'] } });
   const silent = await dial(gw.relayPort, { skipGreeting: true });
   const malformed = await dial(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true });
-  await malformed.closed();
-  await silent.closed(10_000); // proxy_timeout, after the listener's 5 s
+  await malformed.waitClosed();
+  await silent.waitClosed(10_000); // proxy_timeout, after the listener's 5 s
   await scrape(gw);
 }
 
 /** The upstream stalls past upstream.socketTimeoutMs; then one that is not there; then one that is not SMTP. */
 async function driveUpstreamFailures(): Promise<void> {
-  const stalled = await gateway({ mode: 'stall' }, { upstream: { socketTimeoutMs: 500 } });
+  const stalled = await gateway({ stallRate: 1 }, { upstream: { socketTimeoutMs: 500 } });
   await send(stalled.relayPort, {});
   await scrape(stalled);
 
   // one message per 2 s and a 1 s bound: of two at once, the second waits out its bound (upstream_wait)
-  const slow = await gateway({ mode: 'accept' }, { upstream: { messagesPerSecond: 0.5, maxWaitSeconds: 1 } });
+  const slow = await gateway({}, { upstream: { messagesPerSecond: 0.5, maxWaitSeconds: 1 } });
   await Promise.all([send(slow.relayPort, {}), send(slow.relayPort, {})]);
   await scrape(slow);
 
@@ -341,29 +341,29 @@ async function driveUpstreamFailures(): Promise<void> {
 /** Each inbound deadline expiring, on a gateway of its own where only that one is short. */
 async function driveDeadlines(): Promise<void> {
   const long = { firstCommandSeconds: 30, commandSeconds: 30, authOrMailSeconds: 30, dataGraceSeconds: 30, dataMinBytesPerSecond: 1, dataMaxSeconds: 30, sessionMaxSeconds: 60 };
-  const expire = async (short: Partial<typeof long> & { maxCommands?: number }, drive: (dialog: SmtpDialog) => Promise<unknown>) => {
-    const gw = await gateway({ mode: 'accept' }, { deadlines: { ...long, ...short } });
-    const dialog = await dial(gw.relayPort);
-    await drive(dialog);
-    await dialog.closed(10_000);
+  const expire = async (short: Partial<typeof long> & { maxCommands?: number }, drive: (connection: SmtpConnection) => Promise<unknown>) => {
+    const gw = await gateway({}, { deadlines: { ...long, ...short } });
+    const connection = await dial(gw.relayPort);
+    await drive(connection);
+    await connection.waitClosed(10_000);
     await settle();
     await scrape(gw);
   };
-  const ehlo = (dialog: SmtpDialog) => dialog.command('EHLO client.test');
+  const ehlo = (connection: SmtpConnection) => connection.command('EHLO client.test');
   await Promise.all([
     expire({ firstCommandSeconds: 1 }, async () => undefined), // first_command
     expire({ commandSeconds: 1 }, ehlo), // command
     expire({ authOrMailSeconds: 1 }, ehlo), // auth_or_mail
     expire({ sessionMaxSeconds: 1 }, ehlo), // session
-    expire({ dataGraceSeconds: 1, dataMinBytesPerSecond: 100_000 }, (dialog) => startData(dialog, 'app@example.com', ['a@example.org'])), // data_rate
-    expire({ dataMaxSeconds: 1 }, (dialog) => startData(dialog, 'app@example.com', ['a@example.org'])), // data_total
-    expire({ maxCommands: 10 }, (dialog) => codes(dialog, ...Array.from({ length: 11 }, () => 'NOOP'))), // commands
+    expire({ dataGraceSeconds: 1, dataMinBytesPerSecond: 100_000 }, (connection) => startData(connection, 'app@example.com', ['a@example.org'])), // data_rate
+    expire({ dataMaxSeconds: 1 }, (connection) => startData(connection, 'app@example.com', ['a@example.org'])), // data_total
+    expire({ maxCommands: 10 }, (connection) => codes(connection, ...Array.from({ length: 11 }, () => 'NOOP'))), // commands
   ]);
 }
 
 /** A message the spool has no room for (spool_full), and a partial refusal that sends a DSN. */
 async function driveSpool(): Promise<void> {
-  const gw = await gateway({ mode: 'accept', rejectRecipient: 'bounce@example.org' }, { spool: { memoryThresholdBytes: 1024, maxBytes: 4096 } });
+  const gw = await gateway({ rejectRecipient: 'bounce@example.org' }, { spool: { memoryThresholdBytes: 1024, maxBytes: 4096 } });
   expect(((await send(gw.relayPort, { text: 'x'.repeat(16 * 1024) })) as { responseCode?: number }).responseCode).toBe(452); // spool_full
   await send(gw.relayPort, { to: ['user@example.org', 'bounce@example.org'] }); // dsn_total sent
   await scrape(gw);
@@ -371,7 +371,7 @@ async function driveSpool(): Promise<void> {
 
 /** A drain whose grace runs out while the upstream still holds a message. */
 async function driveShutdown(): Promise<void> {
-  const upstream = await startTestUpstream({ mode: 'accept', replyDelayMs: 5000 });
+  const upstream = await startRecordingUpstream({ replyDelayMs: 5000 });
   closers.push(() => upstream.close());
   const gw = await gateway(upstream.port, { drain: { delaySeconds: 0, graceSeconds: 0 }, upstream: { socketTimeoutMs: 10_000 } });
   const sending = send(gw.relayPort, {});

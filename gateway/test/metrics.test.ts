@@ -5,12 +5,12 @@
 import { spawnSync } from 'node:child_process';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
@@ -21,7 +21,7 @@ const value = (text: string, series: string) => {
 
 describe('/metrics', () => {
   it('counts connections, messages by outcome, bytes, recipients, upstream replies and latencies; promtool check metrics is clean', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', rejectRecipient: 'bounce@example.org' }));
+    upstream = track(await startRecordingUpstream({ rejectRecipient: 'bounce@example.org' }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, policy: { recipientDomains: { deny: ['denied.example'] } } }));
     const client = nodemailer.createTransport({ host: '127.0.0.1', port: gw.relayPort, ignoreTLS: true });
     await client.sendMail({ from: 'app@example.com', to: ['a@example.org', 'b@example.org'], subject: 'm', text: 'one' });
@@ -30,9 +30,9 @@ describe('/metrics', () => {
     // one recipient refused, the other relayed: one message, relayed
     await client.sendMail({ from: 'app@example.com', to: ['c@example.org', 'y@denied.example'], subject: 'm', text: 'four' });
     client.close();
-    const dialog = await openDialog(gw.relayPort);
-    await dialog.command('QUIT');
-    await dialog.closed();
+    const connection = await openConnection(gw.relayPort);
+    await connection.command('QUIT');
+    await connection.waitClosed();
 
     const response = await fetch(`http://127.0.0.1:${gw.opsPort}/metrics`);
     expect(response.status).toBe(200);

@@ -16,8 +16,8 @@ import { createMetrics } from '../src/ops/metrics';
 import { dotStuffingFlush, dotStuffingTransform } from '../src/relay/dot-stuffing';
 import { installPatches, NodemailerPool, type PoolError, type PoolOptions } from '../src/relay/nodemailer-adapter';
 import { bufferedMessage } from '../src/relay/spool';
-import { eventually } from './helpers/eventually';
-import { startTestUpstream } from './helpers/test-upstream';
+import { eventually } from '../../testkit/eventually';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -70,7 +70,7 @@ describe('the nodemailer internals the adapter patches', () => {
 
 describe('NodemailerPool with a real upstream', () => {
   it('sends a ready-made message byte for byte, dots stuffed and unstuffed transparently', async () => {
-    const upstream = await startTestUpstream();
+    const upstream = await startRecordingUpstream();
     cleanups.push(() => upstream.close());
     const message = 'From: <a@example.com>\r\nSubject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n';
     const delivery = await pool(upstream.port).send({ from: 'a@example.com', to: ['b@example.org'], message: bufferedMessage(Buffer.from(message)), signal: never });
@@ -82,7 +82,7 @@ describe('NodemailerPool with a real upstream', () => {
   });
 
   it('streams a message too large for one buffer, and sends it again from its start on each send', async () => {
-    const upstream = await startTestUpstream();
+    const upstream = await startRecordingUpstream();
     cleanups.push(() => upstream.close());
     const line = `${'x'.repeat(76)}\r\n`;
     const body = Buffer.from(`Subject: big\r\n\r\n${line.repeat(Math.ceil((300 * 1024) / line.length))}`);
@@ -92,7 +92,7 @@ describe('NodemailerPool with a real upstream', () => {
   });
 
   it('reports the recipients refused at RCPT to beforeData, and its error stops the data', async () => {
-    const upstream = await startTestUpstream({ rejectRecipient: 'gone@example.org' });
+    const upstream = await startRecordingUpstream({ rejectRecipient: 'gone@example.org' });
     cleanups.push(() => upstream.close());
     const seen: PoolError[][] = [];
     const sender = pool(upstream.port);
@@ -109,7 +109,7 @@ describe('NodemailerPool with a real upstream', () => {
   });
 
   it('fails a message whose signal aborts while the upstream has not answered it', async () => {
-    const upstream = await startTestUpstream({ mode: 'stall' });
+    const upstream = await startRecordingUpstream({ stallRate: 1 });
     cleanups.push(() => upstream.close());
     const abort = new AbortController();
     const sent = pool(upstream.port).send({ from: 'a@example.com', to: ['b@example.org'], message: bufferedMessage(Buffer.from('Subject: x\r\n\r\nhi\r\n')), signal: abort.signal });
@@ -120,7 +120,7 @@ describe('NodemailerPool with a real upstream', () => {
   });
 
   it('leaves no listener on a signal shared by every send (the gateway passes its shutdown signal)', async () => {
-    const upstream = await startTestUpstream({ rejectRecipient: 'gone@example.org' });
+    const upstream = await startRecordingUpstream({ rejectRecipient: 'gone@example.org' });
     cleanups.push(() => upstream.close());
     const shared = new AbortController().signal;
     const sender = pool(upstream.port, { maxConnections: 2 });

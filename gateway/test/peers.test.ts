@@ -8,20 +8,20 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import nodemailer from 'nodemailer';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
-import { makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { startSmtpSink, type SmtpSinkProcess } from './helpers/smtp-sink';
-import { startTestGateway, type TestGateway } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { sendMail } from '../../testkit/send-mail';
+import { startSmtpSink, type SmtpSink } from '../../testkit/smtp-sink';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 const run = promisify(execFile);
 let certs: TestCertificates;
 let gw: TestGateway | undefined;
-let upstream: TestUpstream | undefined;
-let sink: SmtpSinkProcess | undefined;
+let upstream: RecordingUpstream | undefined;
+let sink: SmtpSink | undefined;
 const track = closeAfterEach();
 
 beforeAll(async () => {
@@ -42,17 +42,12 @@ async function swaks(args: string[]) {
 /** The last server reply line swaks printed ("<-  250 ..." or "<** 554 ..."). */
 const lastReply = (out: string) => out.split('\n').filter((line) => /^<[-*~]+ +\d{3}/.test(line)).map((line) => line.replace(/^<[-*~]+ +/, '')).filter((line) => !/^221/.test(line)).at(-1);
 
-function send(port: number) {
-  const client = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true });
-  return client.sendMail({ from: 'app@example.com', to: 'user@example.org', subject: 'peer', text: 'through the gateway' }).then(
-    (info) => ({ code: 250, response: info.response }),
-    (err: { responseCode?: number; response?: string; message: string }) => ({ code: err.responseCode ?? 0, response: err.response ?? err.message }),
-  );
-}
+const PEER_MESSAGE = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: peer\r\n\r\nthrough the gateway\r\n';
+const send = (port: number) => sendMail(port, { raw: PEER_MESSAGE });
 
 describe('swaks as the client', () => {
   it('plain relay: 250 with the upstream queue id; the upstream has the message', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const result = await swaks(['--server', `127.0.0.1:${gw.relayPort}`, '--from', 'app@example.com', '--to', 'user@example.org', '--body', 'from swaks']);
     expect(result.code).toBe(0);
@@ -62,7 +57,7 @@ describe('swaks as the client', () => {
   });
 
   it('STARTTLS and AUTH PLAIN against the submission listener', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     const dir = await mkdtemp(join(tmpdir(), 'gw-swaks-'));
     await writeFile(join(dir, 'users'), `swaks:${await hashPassword('pw-123', { N: 1024 })}\n`);
     gw = track(await startTestGateway({
@@ -83,7 +78,7 @@ describe('swaks as the client', () => {
   });
 
   it('a refused message: swaks sees the upstream 5xx, the upstream delivered nothing', async () => {
-    upstream = track(await startTestUpstream({ mode: 'reject5xx' }));
+    upstream = track(await startRecordingUpstream({ permFailRate: 1 }));
     gw = track(await startTestGateway({ upstreamPort: upstream.port }));
     const result = await swaks(['--server', `127.0.0.1:${gw.relayPort}`, '--from', 'app@example.com', '--to', 'user@example.org']);
     expect(result.code).not.toBe(0);
@@ -94,7 +89,7 @@ describe('swaks as the client', () => {
 
 describe('Postfix smtp-sink as the upstream', () => {
   it('accepts: client 250, the dump holds the message with our Received header', async () => {
-    sink = track(await startSmtpSink());
+    sink = track(await startSmtpSink({ dump: 'per-transaction' }));
     gw = track(await startTestGateway({ upstreamPort: sink.port }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(250);
@@ -139,14 +134,14 @@ describe('Postfix smtp-sink as the upstream', () => {
 
 describe('upstream transport security', () => {
   it('security starttls: relays over TLS, verifying the upstream certificate with upstream.caFile', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', tls: certs }));
+    upstream = track(await startRecordingUpstream({ tls: certs }));
     gw = track(await startTestGateway({ upstream: { host: 'localhost', port: upstream.port, security: 'starttls', caFile: certs.caFile } }));
     expect((await send(gw.relayPort)).code).toBe(250);
     expect(upstream.messages[0].secure).toBe(true);
   });
 
   it('security starttls against an upstream without STARTTLS: 451, nothing sent in clear', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstream: { host: '127.0.0.1', port: upstream.port, security: 'starttls' } }));
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
@@ -154,14 +149,14 @@ describe('upstream transport security', () => {
   });
 
   it('security starttls with an untrusted upstream certificate: 451, nothing sent', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', tls: certs }));
+    upstream = track(await startRecordingUpstream({ tls: certs }));
     gw = track(await startTestGateway({ upstream: { host: 'localhost', port: upstream.port, security: 'starttls' } }));
     expect((await send(gw.relayPort)).code).toBe(451);
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('security tls (implicit) with AUTH from usernameFile/passwordFile', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', tls: certs, implicitTls: true, auth: { user: 'ses-user', pass: 'ses-pass' } }));
+    upstream = track(await startRecordingUpstream({ tls: certs, implicitTls: true, auth: { user: 'ses-user', pass: 'ses-pass' } }));
     const dir = await mkdtemp(join(tmpdir(), 'gw-upstream-secret-'));
     await writeFile(join(dir, 'user'), 'ses-user\n');
     await writeFile(join(dir, 'pass'), 'ses-pass\n');
@@ -174,7 +169,7 @@ describe('upstream transport security', () => {
   });
 
   it('wrong upstream credentials: 451 (our configuration, not the message, is at fault); nothing delivered', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept', auth: { user: 'ses-user', pass: 'ses-pass' } }));
+    upstream = track(await startRecordingUpstream({ auth: { user: 'ses-user', pass: 'ses-pass' } }));
     const dir = await mkdtemp(join(tmpdir(), 'gw-upstream-secret-'));
     await writeFile(join(dir, 'user'), 'ses-user');
     await writeFile(join(dir, 'pass'), 'nope');
@@ -191,7 +186,7 @@ describe('upstream transport security', () => {
   });
 
   it('upstream.messagesPerSecond spaces the messages out (an SES account send rate)', async () => {
-    upstream = track(await startTestUpstream({ mode: 'accept' }));
+    upstream = track(await startRecordingUpstream({}));
     gw = track(await startTestGateway({ upstreamPort: upstream.port, upstream: { messagesPerSecond: 2, maxConnections: 1 } }));
     const started = Date.now();
     for (let i = 0; i < 5; i++) expect((await send(gw.relayPort)).code).toBe(250);

@@ -14,8 +14,8 @@ import {
   V1_MAX_BYTES,
   type ProxyHeader,
 } from '../src/smtp/proxy-protocol';
-import { makeTestCertificates } from './helpers/certs';
-import { eventually } from './helpers/eventually';
+import { makeTestCertificates } from '../../testkit/certs';
+import { eventually } from '../../testkit/eventually';
 
 const SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 

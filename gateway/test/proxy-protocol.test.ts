@@ -8,18 +8,18 @@ import { connect } from 'node:net';
 import nodemailer from 'nodemailer';
 import type { GetSocketHandler } from 'nodemailer/lib/mailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog, startData, type SmtpDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection, startData, type SmtpConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
-let upstream: TestUpstream;
+let upstream: RecordingUpstream;
 let certs: TestCertificates;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
-  upstream = await startTestUpstream({ mode: 'accept' });
+  upstream = await startRecordingUpstream({});
   certs = await makeTestCertificates();
 });
 afterAll(() => upstream.close());
@@ -27,7 +27,7 @@ afterEach(() => {
   upstream.messages.length = 0;
   upstream.mailFroms.length = 0;
 });
-// registered after the reset above, so (hooks run as a stack) each test's gateway and dialogs close before it
+// registered after the reset above, so (hooks run as a stack) each test's gateway and client connections close before it
 const track = closeAfterEach();
 
 /** A PROXY v2 header for a TCP4 connection from `source`. */
@@ -54,23 +54,23 @@ function start(options: TestGatewayOptions = {}) {
 }
 
 async function dial(port: number, preamble: Buffer | string, localAddress = '127.0.0.1') {
-  return track(await openDialog(port, { preamble, localAddress }));
+  return track(await openConnection(port, { preamble, localAddress }));
 }
 
-async function relayOne(dialog: SmtpDialog) {
-  const replies = await startData(dialog, 'app@example.com', ['user@example.org']);
+async function relayOne(connection: SmtpConnection) {
+  const replies = await startData(connection, 'app@example.com', ['user@example.org']);
   const refused = replies.find((reply) => reply.code >= 400);
   if (refused) return refused;
-  dialog.write('From: app@example.com\r\nSubject: p\r\n\r\nproxied\r\n.\r\n');
-  return dialog.reply();
+  connection.write('From: app@example.com\r\nSubject: p\r\n\r\nproxied\r\n.\r\n');
+  return connection.reply();
 }
 
 describe('PROXY protocol', () => {
   it('v2 from a trusted load balancer: the header address decides relay permission and appears in Received and logs', async () => {
     gw = track(await start());
-    const dialog = await dial(gw.relayPort, proxyV2('10.1.2.3'));
-    expect(dialog.greeting?.code).toBe(220);
-    expect((await relayOne(dialog)).code).toBe(250);
+    const connection = await dial(gw.relayPort, proxyV2('10.1.2.3'));
+    expect(connection.greeting?.code).toBe(220);
+    expect((await relayOne(connection)).code).toBe(250);
     expect(upstream.messages).toHaveLength(1);
     expect(upstream.messages[0].raw.toString()).toMatch(/^Received: from client\.test \(unknown \[10\.1\.2\.3\]\)/);
     expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ client: '10.1.2.3', outcome: 'relayed' });
@@ -78,15 +78,15 @@ describe('PROXY protocol', () => {
 
   it('v1 from a trusted load balancer works the same way', async () => {
     gw = track(await start());
-    const dialog = await dial(gw.relayPort, proxyV1('10.1.2.4'));
-    expect((await relayOne(dialog)).code).toBe(250);
+    const connection = await dial(gw.relayPort, proxyV1('10.1.2.4'));
+    expect((await relayOne(connection)).code).toBe(250);
     expect(upstream.messages[0].raw.toString()).toContain('[10.1.2.4]');
   });
 
   it('a proxied client outside allowedNetworks is refused at RCPT even though the load balancer itself is on loopback', async () => {
     gw = track(await start());
-    const dialog = await dial(gw.relayPort, proxyV2('192.0.2.50'));
-    const reply = await relayOne(dialog);
+    const connection = await dial(gw.relayPort, proxyV2('192.0.2.50'));
+    const reply = await relayOne(connection);
     expect(reply.code).toBe(550);
     expect(reply.text).toMatch(/^550 5\.7\.1 /);
     expect(upstream.messages).toHaveLength(0);
@@ -95,8 +95,8 @@ describe('PROXY protocol', () => {
   it('a PROXY header from a peer outside trustedNetworks is refused: connection closed, nothing relayed', async () => {
     gw = track(await start({ policy: { allowedNetworks: ['127.0.0.0/8', '10.1.2.0/24'] } }));
     for (const header of [proxyV2('10.1.2.3'), Buffer.from(proxyV1('10.1.2.3'))]) {
-      const dialog = track(await openDialog(gw.relayPort, { preamble: header, localAddress: '127.0.0.2', skipGreeting: true }));
-      await dialog.closed();
+      const connection = track(await openConnection(gw.relayPort, { preamble: header, localAddress: '127.0.0.2', skipGreeting: true }));
+      await connection.waitClosed();
     }
     expect(upstream.mailFroms).toHaveLength(0);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_untrusted"\} 2/);
@@ -117,12 +117,12 @@ describe('PROXY protocol', () => {
       'QUIT',
       '',
     ].join('\r\n');
-    const dialog = track(await openDialog(gw.relayPort, {
+    const connection = track(await openConnection(gw.relayPort, {
       preamble: Buffer.concat([Buffer.from(proxyV1('10.1.2.3')), Buffer.from(transaction)]),
       localAddress: '127.0.0.2',
       skipGreeting: true,
     }));
-    await dialog.closed();
+    await connection.waitClosed();
     expect(upstream.mailFroms).toHaveLength(0);
     expect(upstream.messages).toHaveLength(0);
     expect(gw.logText()).not.toMatch(/"msg":"transaction"/);
@@ -131,15 +131,15 @@ describe('PROXY protocol', () => {
 
   it('with PROXY protocol off, a PROXY header is refused from anyone', async () => {
     gw = track(await start({ proxyProtocol: { enabled: false } }));
-    const dialog = track(await openDialog(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true }));
-    await dialog.closed();
+    const connection = track(await openConnection(gw.relayPort, { preamble: proxyV2('10.1.2.3'), skipGreeting: true }));
+    await connection.waitClosed();
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('a trusted peer that sends no valid header is refused', async () => {
     gw = track(await start());
-    const dialog = track(await openDialog(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true }));
-    await dialog.closed();
+    const connection = track(await openConnection(gw.relayPort, { preamble: 'EHLO no-proxy-header\r\n', skipGreeting: true }));
+    await connection.waitClosed();
     expect(await gw.metricsText()).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="proxy_invalid"\} 1/);
   });
 

@@ -6,29 +6,29 @@
 import { createServer } from 'node:net';
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { sendRaw } from './helpers/send-raw';
-import { startTestGateway, type TestGateway } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { sendMail } from '../../testkit/send-mail';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
 const MESSAGE = 'From: app@example.com\r\nTo: user@example.org\r\nSubject: hello\r\n\r\nBody line\r\n';
 
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
-async function setup(upstreamOptions: TestUpstreamOptions, gatewayOptions: Parameters<typeof startTestGateway>[0] = {}) {
-  upstream = track(await startTestUpstream(upstreamOptions));
+async function setup(upstreamOptions: RecordingUpstreamOptions, gatewayOptions: Parameters<typeof startTestGateway>[0] = {}) {
+  upstream = track(await startRecordingUpstream(upstreamOptions));
   gw = track(await startTestGateway({ upstreamPort: upstream.port, ...gatewayOptions }));
   return { upstream, gw };
 }
 
 /** Sends with nodemailer; resolves with the final reply line whether accepted or refused. */
-const send = (port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) => sendRaw(port, raw, { from: 'app@example.com', to });
+const send = (port: number, raw: string | Buffer = MESSAGE, to: string[] = ['user@example.org']) => sendMail(port, { raw, from: 'app@example.com', to });
 
 describe('reply to the final dot', () => {
   it('upstream 250 → client 250 with the upstream queue id, message delivered with Received, Message-ID and Date added', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', queueId: () => 'Q-ABC123' });
+    const { upstream, gw } = await setup({ queueId: () => 'Q-ABC123' });
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(250);
     expect(reply.response).toMatch(/^250 2\.0\.0 .*Q-ABC123/);
@@ -51,7 +51,7 @@ describe('reply to the final dot', () => {
   });
 
   it('keeps a Message-ID and Date the client already set', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept' });
+    const { upstream, gw } = await setup({});
     const raw = `Message-ID: <own@example.com>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n${MESSAGE}`;
     expect((await send(gw.relayPort, raw)).code).toBe(250);
     const delivered = upstream.messages[0].raw.toString();
@@ -61,7 +61,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream 5xx after the data → client 5xx with the upstream reason; nothing delivered', async () => {
-    const { upstream, gw } = await setup({ mode: 'reject5xx' });
+    const { upstream, gw } = await setup({ permFailRate: 1 });
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(554);
     expect(reply.response).toMatch(/^554 5\.7\.1 .*Test upstream refuses this message/);
@@ -69,7 +69,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream 5xx at RCPT → client 5xx; nothing delivered', async () => {
-    const { upstream, gw } = await setup({ mode: 'reject5xx', rejectAt: 'rcpt' });
+    const { upstream, gw } = await setup({ permFailRate: 1, rejectAt: 'rcpt' });
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(554);
     expect(upstream.messages).toHaveLength(0);
@@ -77,7 +77,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream 4xx → client 451; nothing delivered', async () => {
-    const { upstream, gw } = await setup({ mode: 'reject4xx' });
+    const { upstream, gw } = await setup({ tempFailRate: 1 });
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
     expect(reply.response).toMatch(/^451 4\.3\.0 /);
@@ -98,7 +98,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream stalls after the dot → client 451 after the socket timeout; the upstream never accepted it', async () => {
-    const { upstream, gw } = await setup({ mode: 'stall' }, { upstream: { socketTimeoutMs: 800 } });
+    const { upstream, gw } = await setup({ stallRate: 1 }, { upstream: { socketTimeoutMs: 800 } });
     const started = Date.now();
     const reply = await send(gw.relayPort);
     expect(reply.code).toBe(451);
@@ -108,7 +108,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream drops the connection mid-data → client 451; nothing delivered', async () => {
-    const { upstream, gw } = await setup({ mode: 'drop-mid-data', dropAfterBytes: 1 });
+    const { upstream, gw } = await setup({ dropRate: 1, dropAfterBytes: 1 });
     const big = MESSAGE + 'x'.repeat(76).concat('\r\n').repeat(3000);
     const reply = await send(gw.relayPort, big);
     expect(reply.code).toBe(451);
@@ -119,7 +119,7 @@ describe('reply to the final dot', () => {
   });
 
   it('a refused message does not poison the pooled connection: the next message is relayed over it', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
     const refused = await send(gw.relayPort, MESSAGE, ['nobody@example.org']);
     expect(refused.code).toBe(550);
     expect(refused.response).toMatch(/^550 5\.1\.1 .*no such user/);
@@ -129,7 +129,7 @@ describe('reply to the final dot', () => {
   });
 
   it('a pooled upstream connection the smarthost closed while idle: the next message goes out on a new one', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept' });
+    const { upstream, gw } = await setup({});
     expect((await send(gw.relayPort)).code).toBe(250);
     upstream.dropConnections();
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -139,7 +139,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream refuses one of two recipients: 250 naming the refused one; only the other gets it; the sender gets a DSN; logged', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', rejectRecipient: 'nobody@example.org' });
+    const { upstream, gw } = await setup({ rejectRecipient: 'nobody@example.org' });
     const reply = await send(gw.relayPort, MESSAGE, ['user@example.org', 'nobody@example.org']);
     expect(reply.code).toBe(250);
     expect(reply.response).toMatch(/upstream refused 1 recipient\(s\): nobody@example\.org; the sender was sent a delivery status notification/);
@@ -153,7 +153,7 @@ describe('reply to the final dot', () => {
   });
 
   it('upstream defers one of two recipients: client 451 and nobody gets the message, so the retry reaches both', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', deferRecipient: 'later@example.org' });
+    const { upstream, gw } = await setup({ deferRecipient: 'later@example.org' });
     const reply = await send(gw.relayPort, MESSAGE, ['user@example.org', 'later@example.org']);
     expect(reply.code).toBe(451);
     expect(reply.response).toMatch(/^451 4\.2\.1 .*mailbox busy/);
@@ -166,7 +166,7 @@ describe('reply to the final dot', () => {
   });
 
   it('a reused pooled connection refused with 421 at MAIL FROM: the message is requeued whole on a new connection', async () => {
-    const { upstream, gw } = await setup({ mode: 'accept', maxMessagesPerConnection: 1 });
+    const { upstream, gw } = await setup({ maxMessagesPerConnection: 1 });
     expect((await send(gw.relayPort)).code).toBe(250);
     const reply = await send(gw.relayPort, MESSAGE.replace('Body line', 'second message'));
     expect(reply.code).toBe(250);

@@ -7,10 +7,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SendSlots, SendSlotTimeout } from '../src/relay/send-slots';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { startTestGateway } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const SEQ = /^X-Test-Seq: (\d+)\r$/m;
@@ -21,7 +21,7 @@ describe('upstream.maxWaitSeconds under overload', () => {
     const maxWaitSeconds = 2;
     const connections = 60;
     const rounds = 2;
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(
       await startTestGateway({
         upstreamPort: upstream.port,
@@ -35,13 +35,13 @@ describe('upstream.maxWaitSeconds under overload', () => {
     // the 354 (where the gateway starts waiting for a slot) to the reply to the final dot
     await Promise.all(
       Array.from({ length: connections }, async (_, c) => {
-        const dialog = track(await openDialog(gw.relayPort));
+        const connection = track(await openConnection(gw.relayPort));
         for (let r = 0; r < rounds; r++) {
           const seq = c * rounds + r;
-          expect((await startData(dialog, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
+          expect((await startData(connection, 'app@example.com', ['user@example.org'])).at(-1)?.code).toBe(354);
           const started = performance.now();
-          dialog.write(`From: app@example.com\r\nTo: user@example.org\r\nX-Test-Seq: ${seq}\r\nSubject: load ${seq}\r\n\r\nbody\r\n.\r\n`);
-          const reply = await dialog.reply(30_000);
+          connection.write(`From: app@example.com\r\nTo: user@example.org\r\nX-Test-Seq: ${seq}\r\nSubject: load ${seq}\r\n\r\nbody\r\n.\r\n`);
+          const reply = await connection.reply(30_000);
           results.set(seq, { code: reply.code, text: reply.text, ms: performance.now() - started });
         }
       }),

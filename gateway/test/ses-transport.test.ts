@@ -8,13 +8,13 @@
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config/load';
-import { closeAfterEach } from './helpers/close-after-each';
-import { makeSecretVolume } from './helpers/secret-volume';
-import { startRecordingSes, type SesAnswer } from './helpers/recording-ses';
-import { sendMail } from './helpers/send-mail';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { SES_LOCAL_START_TIMEOUT_MS, startSesLocal } from './helpers/ses-local';
-import { startTestGateway, type TestGateway } from './helpers/test-gateway';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { makeSecretVolume } from '../../testkit/secret-volume';
+import { startRecordingSes, type SesAnswer } from '../../testkit/recording-ses';
+import { sendMail } from '../../testkit/send-mail';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { SES_LOCAL_START_TIMEOUT_MS, startSesLocal } from '../../testkit/ses-local';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
 
 const track = closeAfterEach();
 
@@ -113,10 +113,10 @@ describe('transport ses: what SES receives', () => {
   it('a client that leaves during DATA sends nothing to SES', async () => {
     const ses = track(await startRecordingSes());
     const gw = await startSesGateway(ses.endpoint);
-    const dialog = track(await openDialog(gw.relayPort));
-    await startData(dialog, 'app@example.com', ['user@example.org']);
-    dialog.write('Subject: cut off\r\n\r\nhalf a mess');
-    dialog.destroy();
+    const connection = track(await openConnection(gw.relayPort));
+    await startData(connection, 'app@example.com', ['user@example.org']);
+    connection.write('Subject: cut off\r\n\r\nhalf a mess');
+    connection.destroy();
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(ses.requests).toHaveLength(0);
   });

@@ -6,33 +6,29 @@
  */
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog, sendMessage as sendDialogMessage, type SmtpDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, sendMessage } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
-let upstream: TestUpstream | undefined;
+let upstream: RecordingUpstream | undefined;
 let gw: TestGateway | undefined;
 const track = closeAfterEach();
 
 async function setup(options: TestGatewayOptions = {}) {
-  upstream = track(await startTestUpstream({ mode: 'accept' }));
+  upstream = track(await startRecordingUpstream({}));
   gw = track(await startTestGateway({ upstreamPort: upstream.port, ...options }));
   return { upstream, gw };
 }
 
 async function dial(port: number, localAddress?: string) {
-  const dialog = track(await openDialog(port, { localAddress }));
-  await dialog.command('EHLO client.test');
-  return dialog;
+  const connection = track(await openConnection(port, { localAddress }));
+  await connection.command('EHLO client.test');
+  return connection;
 }
 
 const BODY = 'From: app@example.com\r\nSubject: t\r\n\r\nhi\r\n.\r\n';
-
-function sendMessage(dialog: SmtpDialog, from: string, to: string[]) {
-  return sendDialogMessage(dialog, from, to, BODY);
-}
 
 describe('relay permission', () => {
   it('a client outside policy.allowedNetworks without AUTH is refused at RCPT with 550 5.7.1', async () => {
@@ -45,13 +41,13 @@ describe('relay permission', () => {
     expect((await outsider.command('DATA')).code).toBe(503);
     // the allowed client on the same listener relays
     const insider = await dial(gw.relayPort, '127.0.0.1');
-    expect((await sendMessage(insider, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(insider, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     expect(upstream.messages).toHaveLength(1);
     expect(upstream.mailFroms).toEqual(['app@example.com']);
     // the outsider's transaction counts once it is over, by the refusal that ended it
     expect(await gw.metricsText()).toMatch(/smtp_gateway_recipients_total\{outcome="rejected"\} 1/);
     expect((await outsider.command('QUIT')).code).toBe(221);
-    await outsider.closed();
+    await outsider.waitClosed();
     const counted = /smtp_gateway_messages_total\{outcome="rejected",reason="relay_denied"\} 1/;
     await eventually(async () => counted.test(await gw.metricsText()), 'the outsider transaction counted as rejected');
   });
@@ -59,7 +55,7 @@ describe('relay permission', () => {
   it('an empty allowedNetworks list and no AUTH means nobody relays (never an open relay)', async () => {
     const { upstream, gw } = await setup({ policy: { allowedNetworks: [] } });
     const client = await dial(gw.relayPort);
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(550);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(550);
     expect(upstream.mailFroms).toHaveLength(0);
   });
 });
@@ -73,7 +69,7 @@ describe('sender and recipient rules', () => {
     expect(refused.text).toMatch(/^550 5\.7\.1 Sender domain/);
     expect((await client.command('MAIL FROM:<x@billing.apps.example.net>')).code).toBe(250);
     await client.command('RSET');
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     expect(upstream.mailFroms).toEqual(['app@example.com']);
   });
 
@@ -112,13 +108,13 @@ describe('limits', () => {
   it('policy.messagesPerMinute per client IP → 451 4.7.1 at MAIL FROM once exceeded; other IPs unaffected', async () => {
     const { upstream, gw } = await setup({ policy: { messagesPerMinute: 2 } });
     const client = await dial(gw.relayPort, '127.0.0.1');
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(250);
-    expect((await sendMessage(client, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
+    expect((await sendMessage(client, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     const limited = await client.command('MAIL FROM:<app@example.com>');
     expect(limited.code).toBe(451);
     expect(limited.text).toMatch(/^451 4\.7\.1 /);
     const other = await dial(gw.relayPort, '127.0.0.3');
-    expect((await sendMessage(other, 'app@example.com', ['user@example.org'])).code).toBe(250);
+    expect((await sendMessage(other, 'app@example.com', ['user@example.org'], BODY)).code).toBe(250);
     expect(upstream.messages).toHaveLength(3);
   });
 
@@ -126,12 +122,12 @@ describe('limits', () => {
     const { gw } = await setup({ policy: { maxConnectionsPerIp: 2, maxConnections: 3 } });
     const first = await dial(gw.relayPort, '127.0.0.1');
     await dial(gw.relayPort, '127.0.0.1');
-    const third = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.1' }));
+    const third = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.1' }));
     expect(third.greeting?.code).toBe(421);
     expect(third.greeting?.text).toMatch(/^421 4\.7\.0 Too many connections from your address/);
-    await third.closed();
+    await third.waitClosed();
     await dial(gw.relayPort, '127.0.0.2');
-    const fourth = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.4' }));
+    const fourth = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.4' }));
     expect(fourth.greeting?.text).toMatch(/^421 4\.7\.0 Too many connections, try again later/);
     const metrics = await gw.metricsText();
     expect(metrics).toMatch(/smtp_gateway_connections_refused_total\{listener="relay",reason="max_per_ip"\} 1/);
@@ -139,7 +135,7 @@ describe('limits', () => {
     // a closed connection frees its slot
     first.destroy();
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const again = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.1' }));
+    const again = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.1' }));
     expect(again.greeting?.code).toBe(220);
   });
 

@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerDataStream } from 'smtp-server';
 import { describe, expect, it } from 'vitest';
 import { observeConnection } from '../src/smtp/smtp-server-adapter';
-import { makeTestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog } from './helpers/smtp-dialog';
+import { makeTestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, startData } from '../../testkit/smtp-client';
 
 const track = closeAfterEach();
 const installed = (JSON.parse(readFileSync(require.resolve('smtp-server/package.json'), 'utf8')) as { version: string }).version;
@@ -62,46 +62,43 @@ async function start(tls?: { key: Buffer; cert: Buffer }): Promise<Harness> {
 describe(`smtp-server ${installed} as smtp-server-adapter.ts uses it`, () => {
   it('every command line is observed, each followed by ready once answered', async () => {
     const harness = await start();
-    const dialog = track(await openDialog(harness.port));
-    await dialog.command('EHLO client.test');
-    await dialog.command('NOOP');
-    await dialog.command('bogus command');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
+    await connection.command('NOOP');
+    await connection.command('bogus command');
     expect(harness.events).toEqual(['command EHLO', 'ready', 'command NOOP', 'ready', 'command BOGUS', 'ready']);
   });
 
   it('commands after STARTTLS are observed too (the parser is replaced, the connection is not)', async () => {
     const certs = await makeTestCertificates();
     const harness = await start({ key: certs.key, cert: certs.cert });
-    const dialog = track(await openDialog(harness.port));
-    await dialog.command('EHLO client.test');
-    expect((await dialog.command('STARTTLS')).code).toBe(220);
-    await dialog.startTls(certs.ca);
-    await dialog.command('EHLO client.test');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
+    expect((await connection.command('STARTTLS')).code).toBe(220);
+    await connection.startTls(certs.ca);
+    await connection.command('EHLO client.test');
     expect(harness.events).toEqual(['command EHLO', 'ready', 'command STARTTLS', 'ready', 'command EHLO', 'ready']);
   });
 
   it('the DATA stream reports its byteLength while the message arrives, and writableEnded at the dot', async () => {
     const harness = await start();
-    const dialog = track(await openDialog(harness.port));
-    await dialog.command('EHLO client.test');
-    await dialog.command('MAIL FROM:<a@example.com>');
-    await dialog.command('RCPT TO:<b@example.org>');
-    expect((await dialog.command('DATA')).code).toBe(354);
-    dialog.write('Subject: x\r\n\r\nfirst part\r\n');
+    const connection = track(await openConnection(harness.port));
+    expect((await startData(connection, 'a@example.com', ['b@example.org'])).at(-1)?.code).toBe(354);
+    connection.write('Subject: x\r\n\r\nfirst part\r\n');
     await eventually(() => harness.byteLengthsSeen.length > 0, 'the first data chunk');
     expect(harness.byteLengthsSeen[0]).toBeGreaterThan(0);
     expect(harness.streams[0].writableEnded).toBe(false);
-    dialog.write('second part\r\n.\r\n');
-    expect((await dialog.reply()).code).toBe(250);
+    connection.write('second part\r\n.\r\n');
+    expect((await connection.reply()).code).toBe(250);
     expect(harness.streams[0].writableEnded).toBe(true);
   });
 
   it('close421 writes the text as given and closes the connection', async () => {
     const harness = await start();
-    const dialog = track(await openDialog(harness.port));
-    await dialog.command('EHLO client.test');
+    const connection = track(await openConnection(harness.port));
+    await connection.command('EHLO client.test');
     harness.handles[0].close421('4.4.2 test Error: timeout exceeded');
-    expect((await dialog.reply()).text).toBe('421 4.4.2 test Error: timeout exceeded');
-    await dialog.closed(5000);
+    expect((await connection.reply()).text).toBe('421 4.4.2 test Error: timeout exceeded');
+    await connection.waitClosed(5000);
   });
 });

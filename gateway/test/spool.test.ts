@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { openDialog, startData } from './helpers/smtp-dialog';
-import { startTestGateway, testConfig } from './helpers/test-gateway';
-import { startTestUpstream } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { openConnection, startData } from '../../testkit/smtp-client';
+import { startTestGateway, testConfig } from '../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../testkit/recording-upstream';
 import { startGateway } from '../src/gateway';
 import { Spool } from '../src/relay/spool';
 
@@ -31,10 +31,10 @@ afterEach(() => {
 });
 
 async function sendRaw(port: number, body: string) {
-  const dialog = await openDialog(port);
-  await startData(dialog, 'app@example.com', ['user@example.org']);
-  dialog.write(`${HEAD}${body}.\r\n`);
-  return { dialog, reply: dialog.reply(15_000) };
+  const connection = await openConnection(port);
+  await startData(connection, 'app@example.com', ['user@example.org']);
+  connection.write(`${HEAD}${body}.\r\n`);
+  return { connection, reply: connection.reply(15_000) };
 }
 
 describe('Spool entries', () => {
@@ -81,11 +81,11 @@ describe('Spool entries', () => {
 describe('spool', () => {
   it('a message over memoryThresholdBytes waits in a 0600 file of spool.dir (0700), deleted once the client has its 250', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 600 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 600 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryThresholdBytes: 4096 } }));
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     const body = LINE.repeat(1000); // 78 KB
-    const { dialog, reply } = await sendRaw(gw.relayPort, body);
+    const { connection, reply } = await sendRaw(gw.relayPort, body);
     // the upstream has the whole message and is thinking: the spooled copy is still there
     await eventually(() => upstream.attempts.some((attempt) => attempt.completed), 'the upstream to get the dot');
     const files = readdirSync(dir);
@@ -100,39 +100,39 @@ describe('spool', () => {
     const parsed = await simpleParser(upstream.messages[0].raw);
     expect(parsed.text).toBe(body.replaceAll('\r\n', '\n'));
     expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', spilled: true });
-    dialog.destroy();
+    connection.destroy();
   });
 
   it('a small message stays in memory: no file, and it is relayed', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 300 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 300 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir } }));
-    const { dialog, reply } = await sendRaw(gw.relayPort, 'short\r\n');
+    const { connection, reply } = await sendRaw(gw.relayPort, 'short\r\n');
     await eventually(() => upstream.attempts.some((attempt) => attempt.completed), 'the upstream to get the dot');
     expect(readdirSync(dir)).toEqual([]);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_spool_bytes\{medium="memory"\} [1-9]/);
     expect((await reply).code).toBe(250);
     expect(gw.logs.find((line) => line.msg === 'transaction')).toMatchObject({ outcome: 'relayed', spilled: false });
-    dialog.destroy();
+    connection.destroy();
   });
 
   it('past memoryMaxBytes even a small message spills to disk', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept', replyDelayMs: 300 }));
+    const upstream = track(await startRecordingUpstream({ replyDelayMs: 300 }));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryMaxBytes: 0 } }));
-    const { dialog, reply } = await sendRaw(gw.relayPort, 'short\r\n');
+    const { connection, reply } = await sendRaw(gw.relayPort, 'short\r\n');
     await eventually(() => upstream.attempts.some((attempt) => attempt.completed), 'the upstream to get the dot');
     expect(readdirSync(dir)).toHaveLength(1);
     expect((await reply).code).toBe(250);
     expect(readdirSync(dir)).toEqual([]);
-    dialog.destroy();
+    connection.destroy();
   });
 
   it('spool full → 452 4.3.1, the upstream is never asked, the space is given back; a message that fits still goes', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryThresholdBytes: 1024, maxBytes: 32 * 1024 } }));
-    const { dialog, reply } = await sendRaw(gw.relayPort, LINE.repeat(1000));
+    const { connection, reply } = await sendRaw(gw.relayPort, LINE.repeat(1000));
     const full = await reply;
     expect(full.code).toBe(452);
     expect(full.text).toMatch(/^452 4\.3\.1 /);
@@ -141,30 +141,30 @@ describe('spool', () => {
     expect(await gw.spooledBytes()).toBe(0);
     expect(await gw.metricsText()).toMatch(/smtp_gateway_messages_total\{outcome="deferred",reason="spool_full"\} 1/);
     // the same session, a message that fits
-    await dialog.command('MAIL FROM:<app@example.com>');
-    await dialog.command('RCPT TO:<user@example.org>');
-    await dialog.command('DATA');
-    dialog.write(`${HEAD}${LINE.repeat(100)}.\r\n`);
-    expect((await dialog.reply(15_000)).code).toBe(250);
+    await connection.command('MAIL FROM:<app@example.com>');
+    await connection.command('RCPT TO:<user@example.org>');
+    await connection.command('DATA');
+    connection.write(`${HEAD}${LINE.repeat(100)}.\r\n`);
+    expect((await connection.reply(15_000)).code).toBe(250);
     expect(upstream.messages).toHaveLength(1);
-    dialog.destroy();
+    connection.destroy();
   });
 
   it('SIZE= at MAIL FROM larger than the spool has room for → 452 4.3.1 before any data (RFC 1870); a size that fits is taken', async () => {
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     const gw = track(await startTestGateway({ upstreamPort: upstream.port, spool: { dir: spoolDir(), memoryThresholdBytes: 1024, maxBytes: 32 * 1024 } }));
-    const dialog = track(await openDialog(gw.relayPort));
-    await dialog.command('EHLO client.test');
-    const refused = await dialog.command('MAIL FROM:<app@example.com> SIZE=100000');
+    const connection = track(await openConnection(gw.relayPort));
+    await connection.command('EHLO client.test');
+    const refused = await connection.command('MAIL FROM:<app@example.com> SIZE=100000');
     expect(refused.code).toBe(452);
     expect(refused.text).toMatch(/^452 4\.3\.1 /);
-    expect((await dialog.command('MAIL FROM:<app@example.com> SIZE=20000')).code).toBe(250);
+    expect((await connection.command('MAIL FROM:<app@example.com> SIZE=20000')).code).toBe(250);
     expect(upstream.mailFroms).toHaveLength(0);
   });
 
   it('at start-up, spool files an earlier process left are removed (and logged); other files are left alone', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'accept' }));
+    const upstream = track(await startRecordingUpstream({}));
     await startTestGateway({ upstreamPort: upstream.port, spool: { dir } }).then((gw) => gw.close());
     const leftover = join(dir, 'spool-0b7e4f7e-1111-4b6e-9d1e-3c1f5a6b7c8d.eml');
     writeFileSync(leftover, 'half a message');
@@ -183,11 +183,11 @@ describe('spool', () => {
 
   it('drain gives up on a spooled message the upstream is still taking: 451 4.3.2, the file is deleted', async () => {
     const dir = spoolDir();
-    const upstream = track(await startTestUpstream({ mode: 'stall' }));
+    const upstream = track(await startRecordingUpstream({ stallRate: 1 }));
     const gw = track(
       await startTestGateway({ upstreamPort: upstream.port, spool: { dir, memoryThresholdBytes: 1024 }, drain: { delaySeconds: 0, graceSeconds: 0.5 } }),
     );
-    const { dialog, reply } = await sendRaw(gw.relayPort, LINE.repeat(200));
+    const { connection, reply } = await sendRaw(gw.relayPort, LINE.repeat(200));
     await eventually(() => upstream.attempts.some((attempt) => attempt.completed), 'the upstream to get the dot');
     expect(readdirSync(dir)).toHaveLength(1);
     await gw.gateway.drain();
@@ -196,6 +196,6 @@ describe('spool', () => {
     expect(answer.text).toMatch(/^451 4\.3\.2 /);
     expect(readdirSync(dir)).toEqual([]);
     expect(upstream.messages).toHaveLength(0);
-    dialog.destroy();
+    connection.destroy();
   });
 });

@@ -11,15 +11,15 @@ import { connect as tlsConnect } from 'node:tls';
 import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/smtp/auth-users';
-import { makeServerCertificate, makeTestCertificates, type TestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { openDialog } from './helpers/smtp-dialog';
-import { startTestGateway, type TestGateway, type TestGatewayOptions } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from './helpers/test-upstream';
+import { makeServerCertificate, makeTestCertificates, type TestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { openConnection } from '../../testkit/smtp-client';
+import { startTestGateway, type TestGateway, type TestGatewayOptions } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 
 let certs: TestCertificates;
 let usersFile: string;
-let upstream: TestUpstream;
+let upstream: RecordingUpstream;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
@@ -27,7 +27,7 @@ beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'gw-users-'));
   usersFile = join(dir, 'users');
   await writeFile(usersFile, `app:${await hashPassword('s3cret-pass', { N: 1024 })}\n`);
-  upstream = await startTestUpstream({ mode: 'accept' });
+  upstream = await startRecordingUpstream({});
 });
 
 afterAll(async () => {
@@ -38,7 +38,7 @@ afterEach(() => {
   upstream.messages.length = 0;
   upstream.mailFroms.length = 0;
 });
-// registered after the reset above, so (hooks run as a stack) each test's gateway and dialogs close before it
+// registered after the reset above, so (hooks run as a stack) each test's gateway and client connections close before it
 const track = closeAfterEach();
 
 function start(options: TestGatewayOptions) {
@@ -48,8 +48,8 @@ function start(options: TestGatewayOptions) {
 const tls = () => ({ certFile: certs.certFile, keyFile: certs.keyFile });
 
 async function dial(port: number) {
-  const dialog = track(await openDialog(port));
-  return dialog;
+  const connection = track(await openConnection(port));
+  return connection;
 }
 
 function client(port: number, options: { secure?: boolean; auth?: { user: string; pass: string }; requireTLS?: boolean } = {}) {
@@ -68,10 +68,10 @@ const MAIL = { from: 'app@example.com', to: 'user@example.org', subject: 'tls', 
 describe('TLS', () => {
   it('no certificate: STARTTLS is not offered, and the TLS listeners refuse to start with a clear error', async () => {
     gw = track(await start({}));
-    const dialog = await dial(gw.relayPort);
-    const ehlo = await dialog.command('EHLO client.test');
+    const connection = await dial(gw.relayPort);
+    const ehlo = await connection.command('EHLO client.test');
     expect(ehlo.text).not.toContain('STARTTLS');
-    expect((await dialog.command('STARTTLS')).code).toBeGreaterThanOrEqual(500);
+    expect((await connection.command('STARTTLS')).code).toBeGreaterThanOrEqual(500);
     await expect(start({ listeners: { smtps: { enabled: true } } })).rejects.toThrow(/listeners\.smtps needs a TLS certificate: set tls\.certFile and tls\.keyFile/);
   });
 
@@ -82,8 +82,8 @@ describe('TLS', () => {
 
   it('relay listener: STARTTLS with the configured certificate (verified against the test CA), then relays', async () => {
     gw = track(await start({ tls: tls() }));
-    const dialog = await dial(gw.relayPort);
-    expect((await dialog.command('EHLO client.test')).text).toContain('STARTTLS');
+    const connection = await dial(gw.relayPort);
+    expect((await connection.command('EHLO client.test')).text).toContain('STARTTLS');
     const info = await client(gw.relayPort).sendMail(MAIL);
     expect(info.response).toMatch(/^250 /);
     expect(upstream.messages).toHaveLength(1);
@@ -98,16 +98,16 @@ describe('TLS', () => {
     expect(info.response).toMatch(/^250 /);
     expect(upstream.messages).toHaveLength(1);
     // a client that speaks plain SMTP to the implicit-TLS port fails the handshake
-    const plain = track(await openDialog(port, { skipGreeting: true }));
+    const plain = track(await openConnection(port, { skipGreeting: true }));
     plain.write('EHLO plain.client\r\n');
-    await plain.closed();
+    await plain.waitClosed();
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await gw.metricsText()).toMatch(/smtp_gateway_tls_handshakes_total\{listener="smtps",result="failure"\} [1-9]/);
   });
 
   it('counts each TLS session once: one implicit-TLS and one STARTTLS session are one handshake each', async () => {
     gw = track(await start({ tls: tls(), listeners: { smtps: { enabled: true } } }));
-    const implicit = track(await openDialog(gw.smtpsPort!, { tlsCa: certs.ca }));
+    const implicit = track(await openConnection(gw.smtpsPort!, { tlsCa: certs.ca }));
     expect((await implicit.command('EHLO client.test')).code).toBe(250);
     const upgraded = await dial(gw.relayPort);
     await upgraded.command('EHLO client.test');
@@ -152,14 +152,14 @@ describe('TLS', () => {
 describe('AUTH', () => {
   it('AUTH is neither offered nor accepted before TLS unless auth.allowInsecure', async () => {
     gw = track(await start({ tls: tls(), auth: { usersFile }, policy: { allowedNetworks: [] } }));
-    const dialog = await dial(gw.relayPort);
-    expect((await dialog.command('EHLO client.test')).text).not.toContain('AUTH');
+    const connection = await dial(gw.relayPort);
+    expect((await connection.command('EHLO client.test')).text).not.toContain('AUTH');
     const plain = Buffer.from('\0app\0s3cret-pass').toString('base64');
-    expect((await dialog.command(`AUTH PLAIN ${plain}`)).code).toBeGreaterThanOrEqual(500);
-    expect((await dialog.command('STARTTLS')).code).toBe(220);
-    await dialog.startTls(certs.ca);
-    expect((await dialog.command('EHLO client.test')).text).toContain('AUTH PLAIN LOGIN');
-    expect((await dialog.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
+    expect((await connection.command(`AUTH PLAIN ${plain}`)).code).toBeGreaterThanOrEqual(500);
+    expect((await connection.command('STARTTLS')).code).toBe(220);
+    await connection.startTls(certs.ca);
+    expect((await connection.command('EHLO client.test')).text).toContain('AUTH PLAIN LOGIN');
+    expect((await connection.command(`AUTH PLAIN ${plain}`)).code).toBe(235);
     await gw.close();
     gw = track(await start({ auth: { usersFile, allowInsecure: true }, policy: { allowedNetworks: [] } }));
     const insecure = await dial(gw.relayPort);
@@ -169,9 +169,9 @@ describe('AUTH', () => {
 
   it('submission before STARTTLS: MAIL FROM gets 530 even from an allowed network', async () => {
     gw = track(await start({ tls: tls(), auth: { usersFile }, listeners: { submission: { enabled: true } } }));
-    const dialog = await dial(gw.submissionPort!);
-    await dialog.command('EHLO client.test');
-    const reply = await dialog.command('MAIL FROM:<app@example.com>');
+    const connection = await dial(gw.submissionPort!);
+    await connection.command('EHLO client.test');
+    const reply = await connection.command('MAIL FROM:<app@example.com>');
     expect(reply.code).toBe(530);
     expect(reply.text).toMatch(/^530 5\.7\.0 Authentication required/);
     expect(upstream.mailFroms).toHaveLength(0);
@@ -208,9 +208,9 @@ describe('AUTH', () => {
 
   it('failed AUTH attempts are rate limited per client IP: 454 4.7.0 even for the right password', async () => {
     gw = track(await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } }));
-    const dialog = await dial(gw.relayPort);
-    await dialog.command('EHLO client.test');
-    const auth = (pass: string) => dialog.command(`AUTH PLAIN ${Buffer.from(`\0app\0${pass}`).toString('base64')}`);
+    const connection = await dial(gw.relayPort);
+    await connection.command('EHLO client.test');
+    const auth = (pass: string) => connection.command(`AUTH PLAIN ${Buffer.from(`\0app\0${pass}`).toString('base64')}`);
     expect((await auth('bad1')).code).toBe(535);
     expect((await auth('bad2')).code).toBe(535);
     const limited = await auth('s3cret-pass');
@@ -222,12 +222,12 @@ describe('AUTH', () => {
   it('guesses sent in parallel from one IP count together; another client IP is not limited', async () => {
     gw = track(await start({ auth: { usersFile, allowInsecure: true, maxFailures: 2 }, policy: { allowedNetworks: [] } }));
     const guessers = await Promise.all(Array.from({ length: 6 }, () => dial(gw!.relayPort)));
-    await Promise.all(guessers.map((dialog) => dialog.command('EHLO guesser.test')));
+    await Promise.all(guessers.map((connection) => connection.command('EHLO guesser.test')));
     // all in the same tick, so every attempt is in flight before the first verdict
-    for (const [n, dialog] of guessers.entries()) dialog.write(`AUTH PLAIN ${Buffer.from(`\0app\0guess${n}`).toString('base64')}\r\n`);
-    const codes = (await Promise.all(guessers.map((dialog) => dialog.reply()))).map((reply) => reply.code).sort();
+    for (const [n, connection] of guessers.entries()) connection.write(`AUTH PLAIN ${Buffer.from(`\0app\0guess${n}`).toString('base64')}\r\n`);
+    const codes = (await Promise.all(guessers.map((connection) => connection.reply()))).map((reply) => reply.code).sort();
     expect(codes).toEqual([454, 454, 454, 454, 535, 535]);
-    const other = track(await openDialog(gw.relayPort, { localAddress: '127.0.0.2' }));
+    const other = track(await openConnection(gw.relayPort, { localAddress: '127.0.0.2' }));
     await other.command('EHLO other.test');
     expect((await other.command(`AUTH PLAIN ${Buffer.from('\0app\0s3cret-pass').toString('base64')}`)).code).toBe(235);
   });

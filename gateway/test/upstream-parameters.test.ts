@@ -11,15 +11,15 @@ import { describe, expect, it } from 'vitest';
 import { createSmtpUpstream } from '../src/relay/smtp-upstream';
 import { bufferedMessage } from '../src/relay/spool';
 import { commandWithParameters, type EnvelopeParameters, xtext } from '../src/relay/upstream-parameters';
-import { closeAfterEach } from './helpers/close-after-each';
-import { testConfig } from './helpers/test-gateway';
-import { startTestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { testConfig } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstreamOptions } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const MESSAGE = 'From: <app@example.com>\r\nSubject: t\r\n\r\nhello\r\n';
 
-async function send(parameters: EnvelopeParameters | undefined, to: string[], upstreamOptions: TestUpstreamOptions = { ehlo: { hideDSN: false } }) {
-  const upstream = track(await startTestUpstream(upstreamOptions));
+async function send(parameters: EnvelopeParameters | undefined, to: string[], upstreamOptions: RecordingUpstreamOptions = { ehlo: { hideDSN: false } }) {
+  const upstream = track(await startRecordingUpstream(upstreamOptions));
   const transport = createSmtpUpstream(testConfig({ upstreamPort: upstream.port }).upstream);
   track({ close: () => transport.close(true) });
   const sent = transport.send({ from: 'app@example.com', to, parameters }, bufferedMessage(Buffer.from(MESSAGE)), new AbortController().signal);

@@ -9,13 +9,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { makeTestCertificates } from './helpers/certs';
-import { closeAfterEach } from './helpers/close-after-each';
-import { eventually } from './helpers/eventually';
-import { makeSecretVolume } from './helpers/secret-volume';
-import { sendMail } from './helpers/send-mail';
-import { startTestGateway } from './helpers/test-gateway';
-import { startTestUpstream, type TestCredentials } from './helpers/test-upstream';
+import { makeTestCertificates } from '../../testkit/certs';
+import { closeAfterEach } from '../../testkit/close-after-each';
+import { eventually } from '../../testkit/eventually';
+import { makeSecretVolume } from '../../testkit/secret-volume';
+import { sendMail } from '../../testkit/send-mail';
+import { startTestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type SmtpCredentials } from '../../testkit/recording-upstream';
 
 const track = closeAfterEach();
 const SEQ = /^X-Test-Seq: (\d+)\r$/m;
@@ -23,8 +23,8 @@ const message = (seq: number) => `From: app@example.com\r\nTo: user@example.org\
 
 async function setup() {
   // the upstream reads this list at every AUTH, so a test can change which credentials it takes
-  const accepted: TestCredentials[] = [{ user: 'gateway-v1', pass: 'password-v1' }];
-  const upstream = track(await startTestUpstream({ mode: 'accept', auth: accepted }));
+  const accepted: SmtpCredentials[] = [{ user: 'gateway-v1', pass: 'password-v1' }];
+  const upstream = track(await startRecordingUpstream({ auth: accepted }));
   const volume = await makeSecretVolume({ 'upstream-username': 'gateway-v1\n', 'upstream-password': 'password-v1\n' });
   const gw = track(
     await startTestGateway({
@@ -106,7 +106,7 @@ describe('upstream credentials rotate without a restart', () => {
   it('a rotated CA bundle is used by the next connection: an untrusted smarthost becomes trusted without a restart', async () => {
     const certs = await makeTestCertificates();
     const otherCa = await makeTestCertificates(await mkdtemp(join(tmpdir(), 'smtp-gateway-other-ca-')));
-    const upstream = track(await startTestUpstream({ mode: 'accept', tls: certs, implicitTls: true }));
+    const upstream = track(await startRecordingUpstream({ tls: certs, implicitTls: true }));
     const volume = await makeSecretVolume({ 'upstream-ca': otherCa.ca });
     const gw = track(
       await startTestGateway({

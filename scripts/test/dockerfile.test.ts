@@ -155,7 +155,7 @@ describe('.dockerignore', () => {
   });
 
   it('keeps tests, charts, node_modules, build output, tools, git and env files out', () => {
-    const leaked = context.filter((file) => /^(gateway\/test|synth|charts|scripts|bench|node_modules|dist|\.tools|\.git|\.github|eksctl|values)\/|^\.env$/.test(file));
+    const leaked = context.filter((file) => /^(gateway\/test|testkit|synth|charts|scripts|bench|node_modules|dist|\.tools|\.git|\.github|eksctl|values)\/|^\.env$/.test(file));
     expect(leaked).toEqual([]);
     expect(existsSync(join(REPO_ROOT, 'gateway/test'))).toBe(true);
   });

@@ -16,7 +16,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RUN_AS_GROUP, RUN_AS_USER } from '../../gateway/src/config/constants';
 import type { GatewayConfigInput } from '../../gateway/src/config/schema';
-import { startTestUpstream, type TestUpstream } from '../../gateway/test/helpers/test-upstream';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 import { entrypoint, imageEnv } from './helpers/dockerfile';
 import { REPO_ROOT } from './helpers/repo';
 
@@ -26,7 +26,7 @@ const BUILD_CONTEXT = ['package.json', 'package-lock.json', 'tsconfig.json', 'ts
 const asRoot = process.getuid?.() === 0;
 let work: string;
 let app: string;
-let upstream: TestUpstream;
+let upstream: RecordingUpstream;
 
 function sh(command: string, args: string[], cwd: string, timeoutMs: number) {
   const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, npm_config_update_notifier: 'false' } });
@@ -66,7 +66,7 @@ beforeAll(async () => {
   cpSync(join(build, 'dist'), join(app, 'dist'), { recursive: true });
   makeReadOnly(app);
 
-  upstream = await startTestUpstream();
+  upstream = await startRecordingUpstream();
 }, 300_000);
 
 afterAll(async () => {

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPS_PATHS } from '../../gateway/src/config/constants';
-import { startTestGateway, type TestGateway } from '../../gateway/test/helpers/test-gateway';
-import { startTestUpstream, type TestUpstream } from '../../gateway/test/helpers/test-upstream';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
+import { startRecordingUpstream, type RecordingUpstream } from '../../testkit/recording-upstream';
 import { DASHBOARD_SOURCE, GrafanaDashboard } from '../constructs/grafana-dashboard';
 import { CI_VALUES, render } from './support';
 
@@ -74,12 +74,12 @@ const queries = (): Array<{ where: string; expr: string }> => [
 ];
 
 describe('the Grafana dashboard', () => {
-  let upstream: TestUpstream;
+  let upstream: RecordingUpstream;
   let gateway: TestGateway;
   let scraped: Set<string>;
 
   beforeAll(async () => {
-    upstream = await startTestUpstream({ mode: 'accept' });
+    upstream = await startRecordingUpstream({});
     gateway = await startTestGateway({ upstreamPort: upstream.port });
     const client = nodemailer.createTransport({ host: '127.0.0.1', port: gateway.relayPort, ignoreTLS: true });
     try {

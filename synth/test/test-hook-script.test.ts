@@ -9,7 +9,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../../gateway/test/helpers/test-gateway';
+import { startTestGateway, type TestGateway } from '../../testkit/test-gateway';
 import { SMTP_TEST_SCRIPT } from '../constructs/test-hook';
 import { tempDir } from './support';
 

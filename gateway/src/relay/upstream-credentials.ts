@@ -5,8 +5,7 @@
  * checksum can see such a Secret). Start-up fails on a missing or empty file;
  * a bad file later is reported and the values in use stay.
  */
-import { readFileSync } from 'node:fs';
-import { watchFiles, type FileWatch } from '../smtp/watched-files';
+import { watchParsed, type ReloadOptions } from '../smtp/watched-files';
 
 export interface UpstreamCredentialFiles {
   readonly usernameFile: string;
@@ -43,50 +42,27 @@ function parse(entries: Array<[FileKey, string]>, contents: readonly Buffer[]): 
   };
 }
 
-function read(entries: Array<[FileKey, string]>): Buffer[] {
-  return entries.map(([key, file]) => {
-    try {
-      return readFileSync(file);
-    } catch (err) {
-      throw new Error(`upstream.${key}: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`);
-    }
-  });
-}
-
 export interface CredentialWatch {
   /** What the files hold now (as last read successfully). */
   readonly current: UpstreamCredentials;
   close(): void;
 }
 
-export interface WatchCredentialsOptions {
-  /** Called with the new values after the files changed; not called for a change that cannot be used. */
-  readonly onChange: (credentials: UpstreamCredentials) => void;
-  readonly onError: (error: Error) => void;
-  /** @default watchFiles' default */
-  readonly pollMs?: number;
-}
+export type WatchCredentialsOptions = ReloadOptions<UpstreamCredentials>;
 
 /** Reads the files now (throwing a start-up error naming the key) and follows their changes. */
 export function watchCredentials(files: UpstreamCredentialFiles, options: WatchCredentialsOptions): CredentialWatch {
   const entries = configured(files);
-  const initial = read(entries);
-  let current = parse(entries, initial);
-  if (!entries.length) return { current, close: () => undefined };
-  const watch: FileWatch = watchFiles({
+  if (!entries.length) return { current: {}, close: () => undefined };
+  const keyOf = new Map(entries.map(([key, file]) => [file, key]));
+  return watchParsed({
     files: entries.map(([, file]) => file),
-    initial,
-    pollMs: options.pollMs,
-    onChange: (contents) => {
-      current = parse(entries, contents);
-      options.onChange(current);
-    },
+    parse: (contents) => parse(entries, contents),
+    error: (message) => new Error(message),
+    unreadable: (file, cause) => `upstream.${keyOf.get(file) ?? 'files'}: cannot read ${JSON.stringify(file)}: ${cause.message}`,
+    keeps: 'credentials',
+    onChange: options.onChange,
     onError: options.onError,
+    pollMs: options.pollMs,
   });
-  return {
-    get current() {
-      return current;
-    },
-    close: () => watch.close(),
-  };
 }

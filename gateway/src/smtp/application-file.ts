@@ -6,12 +6,11 @@
  * with errors naming the file, the entry and the key; `watchApplicationFile`
  * reloads it on change and keeps the previous applications when a new file is bad.
  */
-import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { cidr, domain } from '../config/schema';
 import { canonicalAddress } from './domains';
-import { watchFiles, type FileWatch } from './watched-files';
+import { watchParsed, type ParsedWatch, type ReloadOptions } from './watched-files';
 
 /** The metrics label of sessions that match no application; no application may take the name. */
 export const UNMATCHED_APPLICATION = 'unmatched';
@@ -136,47 +135,20 @@ function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
   return current;
 }
 
-function readApplicationFile(path: string): Promise<Buffer> {
-  return readFile(path).catch((error: Error) => {
-    throw new ApplicationFileError(`Cannot read applications file ${path}: ${error.message}`);
-  });
-}
+export type ApplicationFileWatch = ParsedWatch<ApplicationFile>;
 
-export interface ApplicationFileWatch {
-  readonly current: ApplicationFile;
-  close(): void;
-}
-
-export interface WatchApplicationFileOptions {
-  /** Called with each valid new file. */
-  readonly onChange: (file: ApplicationFile) => void;
-  /** Called when a changed file cannot be read or is invalid; the previous applications stay. */
-  readonly onError: (error: ApplicationFileError) => void;
-  /** Re-read the file this often even without a file system event. @default watchFiles' 10000 */
-  readonly pollMs?: number;
-}
+export type WatchApplicationFileOptions = ReloadOptions<ApplicationFile, ApplicationFileError>;
 
 /** Loads the file (a start-up error when it is missing or invalid) and follows its changes. */
-export async function watchApplicationFile(path: string, options: WatchApplicationFileOptions): Promise<ApplicationFileWatch> {
-  const initial = await readApplicationFile(path);
-  let current = parseApplicationFile(initial.toString('utf8'), path);
-  const watch: FileWatch = watchFiles({
+export function watchApplicationFile(path: string, options: WatchApplicationFileOptions): ApplicationFileWatch {
+  return watchParsed({
     files: [path],
-    initial: [initial],
+    parse: ([content]) => parseApplicationFile(content.toString('utf8'), path),
+    error: (message) => new ApplicationFileError(message),
+    unreadable: (file, cause) => `Cannot read applications file ${file}: ${cause.message}`,
+    keeps: 'applications',
+    onChange: options.onChange,
+    onError: options.onError,
     pollMs: options.pollMs,
-    onChange: ([content]) => {
-      current = parseApplicationFile(content.toString('utf8'), path);
-      options.onChange(current);
-    },
-    onError: (error) => {
-      const reason = error instanceof ApplicationFileError ? error.message : `Cannot read applications file ${path}: ${error.message}`;
-      options.onError(new ApplicationFileError(`${reason}; keeping the previous applications`));
-    },
   });
-  return {
-    get current() {
-      return current;
-    },
-    close: () => watch.close(),
-  };
 }

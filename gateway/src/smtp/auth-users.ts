@@ -10,8 +10,7 @@
  * reported and the previous users stay in force.
  */
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { watchFiles, type FileWatch } from './watched-files';
+import { watchParsed } from './watched-files';
 
 export interface ScryptParameters {
   /** CPU/memory cost, a power of two. @default 16384 (16 MiB with r=8; tens of ms) */
@@ -49,8 +48,8 @@ export interface UserStore {
 }
 
 export interface WatchedUserStore extends UserStore {
-  /** Re-reads the file now; rejects (keeping the current users) when it is invalid. */
-  reload(): Promise<void>;
+  /** Re-reads the file now (what the timer and file events do); a bad file goes to `onError`. */
+  check(): Promise<void>;
   /** Stops watching the file. */
   close(): void;
 }
@@ -181,46 +180,29 @@ export function parseUserFile(text: string, source: string): UserStore {
   return new FileUserStore(users);
 }
 
-function readUserFile(path: string): Promise<Buffer> {
-  return readFile(path).catch((error: Error) => {
-    throw new UserFileError(`Cannot read users file ${path}: ${error.message}`);
-  });
-}
-
-/** Reads and parses a users file. */
-export async function loadUserStore(path: string): Promise<UserStore> {
-  return parseUserFile((await readUserFile(path)).toString('utf8'), path);
-}
-
 /**
  * Loads the users file and keeps it loaded as the file changes (Kubernetes
  * Secret updates swap a symlink). `onError` receives reload failures; the
  * previous users stay in force until a valid file appears.
  */
-export async function watchUserStore(path: string, onError: (error: Error) => void, options: WatchUserStoreOptions = {}): Promise<WatchedUserStore> {
-  const initial = await readUserFile(path);
-  let current = parseUserFile(initial.toString('utf8'), path);
-  const apply = (content: Buffer) => {
-    current = parseUserFile(content.toString('utf8'), path);
-    options.onReload?.(current);
-  };
-  const watch: FileWatch = watchFiles({
+export function watchUserStore(path: string, onError: (error: Error) => void, options: WatchUserStoreOptions = {}): WatchedUserStore {
+  const watch = watchParsed({
     files: [path],
-    initial: [initial],
+    parse: ([content]) => parseUserFile(content.toString('utf8'), path),
+    error: (message) => new UserFileError(message),
+    unreadable: (file, cause) => `Cannot read users file ${file}: ${cause.message}`,
+    keeps: 'users',
+    onChange: options.onReload,
+    onError,
     pollMs: options.pollMs,
-    onChange: ([content]) => apply(content),
-    onError: (error) => {
-      const reason = error instanceof UserFileError ? error.message : `Cannot read users file ${path}: ${error.message}`;
-      onError(new UserFileError(`${reason}; keeping the previous users`));
-    },
   });
   return {
     get size() {
-      return current.size;
+      return watch.current.size;
     },
-    has: (username) => current.has(username),
-    verify: (username, password) => current.verify(username, password),
-    reload: async () => apply(await readUserFile(path)),
+    has: (username) => watch.current.has(username),
+    verify: (username, password) => watch.current.verify(username, password),
+    check: () => watch.check(),
     close: () => watch.close(),
   };
 }

@@ -8,37 +8,24 @@
  * `SMTPServer.updateSecureContext`), and a bad or half-written pair is reported
  * while the previous one stays in use.
  */
-import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { watchFiles } from './watched-files';
+import { watchParsed, type ParsedWatch, type ReloadOptions } from './watched-files';
 
 export interface CertificatePair {
   key: Buffer;
   cert: Buffer;
 }
 
-export interface WatchCertificateOptions {
+export interface WatchCertificateOptions extends ReloadOptions<CertificatePair, CertificateError> {
   /** PEM certificate chain. */
   readonly certFile: string;
   /** PEM private key. */
   readonly keyFile: string;
-  /** Called with each new valid pair. */
-  readonly onChange: (pair: CertificatePair) => void;
-  /** Called when a changed pair cannot be read or is invalid; the previous pair stays current. */
-  readonly onError: (error: Error) => void;
-  /** Re-read the files this often even without a file system event. @default 10000 */
-  readonly pollMs?: number;
   /** Wait this long after a file event, so a cert and key written one after the other arrive together. @default 200 */
   readonly debounceMs?: number;
 }
 
-export interface CertificateWatch {
-  /** The pair in use: the last valid one. */
-  readonly current: CertificatePair;
-  /** Re-reads the files now (what the timer and file events do). */
-  check(): Promise<void>;
-  close(): void;
-}
+export type CertificateWatch = ParsedWatch<CertificatePair>;
 
 /** A certificate or key that cannot be read or used; names both files. */
 export class CertificateError extends Error {
@@ -58,46 +45,27 @@ export function validateCertificatePair(pair: CertificatePair, certFile: string,
   }
 }
 
-function readPairSync(certFile: string, keyFile: string): CertificatePair {
-  const read = (file: string, what: string) => {
-    try {
-      return readFileSync(file);
-    } catch (error) {
-      throw new CertificateError(`Cannot read TLS ${what} ${file}: ${(error as Error).message}`);
-    }
-  };
-  return { cert: read(certFile, 'certificate'), key: read(keyFile, 'key') };
-}
-
 export function watchCertificate(options: WatchCertificateOptions): CertificateWatch {
-  const { certFile, keyFile, onChange, onError } = options;
-  let current = readPairSync(certFile, keyFile);
-  validateCertificatePair(current, certFile, keyFile);
-  const watch = watchFiles({
+  const { certFile, keyFile, onChange } = options;
+  return watchParsed({
     files: [certFile, keyFile],
-    initial: [current.cert, current.key],
-    pollMs: options.pollMs,
-    debounceMs: options.debounceMs ?? 200,
-    onChange: ([cert, key]) => {
+    parse: ([cert, key]) => {
       const pair = { cert, key };
       validateCertificatePair(pair, certFile, keyFile);
+      return pair;
+    },
+    error: (message) => new CertificateError(message),
+    unreadable: (file, cause) => `Cannot read TLS ${file === certFile ? 'certificate' : 'key'} ${file}: ${cause.message}`,
+    keeps: 'certificate',
+    onChange: (pair) => {
       try {
         onChange(pair);
       } catch (error) {
         throw new CertificateError(`Applying the new certificate ${certFile} failed: ${(error as Error).message}`);
       }
-      current = pair;
     },
-    onError: (error) => {
-      const reason = error instanceof CertificateError ? error.message : `Cannot read TLS certificate ${certFile} or key ${keyFile}: ${error.message}`;
-      onError(new CertificateError(`${reason}; keeping the previous certificate`));
-    },
+    onError: options.onError,
+    pollMs: options.pollMs,
+    debounceMs: options.debounceMs ?? 200,
   });
-  return {
-    get current() {
-      return current;
-    },
-    check: () => watch.check(),
-    close: () => watch.close(),
-  };
 }

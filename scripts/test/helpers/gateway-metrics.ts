@@ -4,9 +4,9 @@
  * recipient domain) as asked, then scraped over HTTP from its ops port as a pod's would be.
  */
 import nodemailer from 'nodemailer';
-import { openDialog } from '../../../gateway/test/helpers/smtp-dialog';
-import { startTestGateway } from '../../../gateway/test/helpers/test-gateway';
-import { startTestUpstream } from '../../../gateway/test/helpers/test-upstream';
+import { openConnection } from '../../../testkit/smtp-client';
+import { startTestGateway } from '../../../testkit/test-gateway';
+import { startRecordingUpstream } from '../../../testkit/recording-upstream';
 
 export interface Outcomes {
   readonly relayed: number;
@@ -20,7 +20,7 @@ const DEFERRED = 'later@example.org';
 
 /** Send the mail, scrape GET /metrics, stop everything; returns the exposition text. */
 export async function scrapeGatewayMetrics(outcomes: Outcomes): Promise<string> {
-  const upstream = await startTestUpstream({ deferRecipient: DEFERRED });
+  const upstream = await startRecordingUpstream({ deferRecipient: DEFERRED });
   const gw = await startTestGateway({ upstreamPort: upstream.port, policy: { recipientDomains: { deny: ['denied.example'] } } });
   const client = nodemailer.createTransport({ host: '127.0.0.1', port: gw.relayPort, ignoreTLS: true });
   try {
@@ -52,11 +52,11 @@ const countMessages = (text: string) =>
 
 /** MAIL, RCPT, then RSET: a transaction the client abandons. */
 async function abortedTransaction(port: number): Promise<void> {
-  const dialog = await openDialog(port);
-  await dialog.command('EHLO client.test');
-  await dialog.command('MAIL FROM:<app@example.com>');
-  await dialog.command('RCPT TO:<user@example.org>');
-  await dialog.command('RSET');
-  await dialog.command('QUIT');
-  await dialog.closed();
+  const connection = await openConnection(port);
+  await connection.command('EHLO client.test');
+  await connection.command('MAIL FROM:<app@example.com>');
+  await connection.command('RCPT TO:<user@example.org>');
+  await connection.command('RSET');
+  await connection.command('QUIT');
+  await connection.waitClosed();
 }

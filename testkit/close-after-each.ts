@@ -5,7 +5,7 @@
  */
 import { afterEach } from 'vitest';
 
-/** Anything a test starts: servers and gateways close, sink processes stop, dialogs are destroyed. */
+/** Anything a test starts: servers and gateways close, sink processes stop, client connections are destroyed. */
 export type Closeable = { close(): unknown } | { stop(): unknown } | { destroy(): unknown };
 
 /**

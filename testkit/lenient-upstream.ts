@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 
-export interface ReceivedMessage {
+export interface LenientMessage {
   readonly mailFrom: string;
   readonly rcptTo: string[];
   /** The data as received, without the terminating dot line. */
@@ -17,7 +17,7 @@ export interface ReceivedMessage {
 export interface LenientUpstream {
   readonly host: string;
   readonly port: number;
-  readonly messages: ReceivedMessage[];
+  readonly messages: LenientMessage[];
   close(): Promise<void>;
 }
 
@@ -26,7 +26,7 @@ const END_OF_DATA = /(?:^|\r\n|\n|\r)\.(?:\r\n|\n|\r)/;
 const LINE_END = /\r\n|\n|\r/;
 
 export async function startLenientUpstream(): Promise<LenientUpstream> {
-  const messages: ReceivedMessage[] = [];
+  const messages: LenientMessage[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);

@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
-const CLI = resolve(__dirname, '../../../node_modules/aws-ses-v2-local/dist/cli.js');
+const CLI = resolve(__dirname, '../node_modules/aws-ses-v2-local/dist/cli.js');
 // it loads express, mailparser and yargs first: slow on a busy 2-core machine
 export const SES_LOCAL_START_TIMEOUT_MS = 60_000;
 

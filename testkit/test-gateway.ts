@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { afterAll } from 'vitest';
-import { validateConfig } from '../../src/config/load';
-import type { GatewayConfig, GatewayConfigInput } from '../../src/config/schema';
-import { startGateway, type Gateway } from '../../src/gateway';
-import { createLogger } from '../../src/ops/logger';
+import { validateConfig } from '../gateway/src/config/load';
+import type { GatewayConfig, GatewayConfigInput } from '../gateway/src/config/schema';
+import { startGateway, type Gateway } from '../gateway/src/gateway';
+import { createLogger } from '../gateway/src/ops/logger';
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
 
