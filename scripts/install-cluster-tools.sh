@@ -138,7 +138,7 @@ build_kwok() {
   echo "cluster tools: building kwok $KWOK_VERSION"
   mkdir -p "$KWOK_BIN"
   # go install MODULE@VERSION builds from the published go.mod as it is (-mod is not allowed there).
-  (cd "$TOOLS" && GOFLAGS= GOBIN="$KWOK_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") ||
+  (cd "$TOOLS" && GOFLAGS='' GOBIN="$KWOK_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") ||
     die "could not build kwok $KWOK_VERSION"
 }
 

@@ -13,6 +13,9 @@ export interface ClusterEnv {
   readonly NODE_IP: string;
   readonly NODE_NAME: string;
   readonly NODE_ZONE: string;
+  /** The kwok node of `scripts/test-cluster.sh fake-node add`, in the second zone. */
+  readonly FAKE_NODE_NAME: string;
+  readonly FAKE_NODE_ZONE: string;
   readonly POD_CIDR: string;
   readonly SERVICE_CIDR: string;
   readonly KUBECTL: string;
