@@ -106,7 +106,7 @@ test-cluster-locked:
 	trap 'scripts/test-cluster.sh down' EXIT; \
 	  scripts/test-cluster.sh up; \
 	  scripts/test-cluster.sh import $(CLUSTER_IMAGE_ARCHIVE) $(CLUSTER_IMAGE); \
-	  $(call VITEST,cluster,--config e2e/vitest.config.ts)
+	  CLUSTER_IMAGE=$(CLUSTER_IMAGE) CLUSTER_IMAGE_ARCHIVE=$(CLUSTER_IMAGE_ARCHIVE) $(call VITEST,cluster,--config e2e/vitest.config.ts)
 	scripts/test-cluster.sh check-clean
 
 .PHONY: test-faults

@@ -512,8 +512,7 @@ fake_node_add() {
   ip -4 route add blackhole "$FAKE_POD_CIDR"
   log "kwok $KWOK_VERSION: fake node $FAKE_NODE_NAME ($FAKE_NODE_ZONE) on $FAKE_NODE_IP, pod IPs from $FAKE_POD_CIDR (blackholed)"
   start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$STATE/kwok/stages.yaml" \
-    --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --cidr "$FAKE_POD_CIDR" --node-ip "$FAKE_NODE_IP" --server-address "127.0.0.1:10247"
+    --manage-single-node "$FAKE_NODE_NAME" --cidr "$FAKE_POD_CIDR" --node-ip "$FAKE_NODE_IP"
   kubectl apply -f - >/dev/null <<NODE
 apiVersion: v1
 kind: Node

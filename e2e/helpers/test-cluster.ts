@@ -19,6 +19,8 @@ export interface ClusterEnv {
   readonly POD_CIDR: string;
   readonly SERVICE_CIDR: string;
   readonly KUBECTL: string;
+  /** The image with sh that the chart's helm test runs (scripts/test-cluster.sh builds it). */
+  readonly BUSYBOX_IMAGE: string;
 }
 
 function parseEnvLines(text: string): Record<string, string> {
