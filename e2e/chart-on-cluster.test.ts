@@ -389,6 +389,20 @@ function expectShare(relayed: Record<string, number>, canaryPods: number, stable
   expect(Math.abs(share - p), `canary share ${share} vs replica share ${p}`).toBeLessThanOrEqual(tolerance);
 }
 
+/** After promote or abort: the mail that flowed meanwhile all arrived once; only the stable release is left and relays everything. */
+async function expectStableAlone(verdict: CheckReport, label: string): Promise<void> {
+  expect(verdict.lost).toBe(0);
+  expect(verdict.duplicated).toBe(0);
+  expect(verdict.unacknowledged).toBe(0);
+  expect(await kube.helm(['list', '-n', NAMESPACE, '-q'])).toBe(`${RELEASE}\n`);
+  await waitFor('no canary pod left', async () => ((await kube.json(['-n', NAMESPACE, 'get', 'pods', '-l', `app.kubernetes.io/instance=${CANARY}`])).items.length === 0 ? true : undefined));
+  await endpointsSettled();
+  const after = await mailForShares(label, 100);
+  expect(after.relayed[CANARY]).toBe(0);
+  expect(after.relayed[RELEASE]).toBe(after.verdict.accepted);
+  expect(after.verdict.lost).toBe(0);
+}
+
 describe.sequential('5. the gradual rollout through scripts/deploy-aws-production.sh', () => {
   let dir: string;
   let repo: string;
@@ -406,6 +420,17 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
     report(`deploy-aws-production.sh ${args.join(' ')}: done in ${Math.round((Date.now() - started) / 1000)} s`);
     return result;
   };
+  /** rollout PERCENT, then 450 messages on as many connections: nothing lost, the canary's share of them as its pods'. */
+  const canaryStep = async (percent: string, canaryPods: number) => {
+    const result = await deployOk(['rollout', percent]);
+    await waitFor(`${canaryPods} canary pod(s) Ready`, async () => ((await readyCount(CANARY)) === canaryPods ? true : undefined));
+    await endpointsSettled();
+    const { verdict, relayed } = await mailForShares(`rollout ${percent}`, 450);
+    expect(verdict.lost).toBe(0);
+    expect(verdict.duplicated).toBe(0);
+    expectShare(relayed, canaryPods, 2);
+    return result;
+  };
   const recorded = () => readFileSync(calls, 'utf8').split('\n').filter(Boolean);
 
   beforeAll(async () => {
@@ -415,9 +440,9 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
     dir = join(work, 'rollout');
     repo = join(dir, 'repo');
     calls = join(dir, 'calls.log');
+    mkdirSync(dir, { recursive: true });
     writeFileSync(calls, '');
     const kubeconfig = join(dir, 'kubeconfig');
-    mkdirSync(dir, { recursive: true });
     copyFileSync(kube.env.KUBECONFIG, kubeconfig);
     writeStandIns(join(dir, 'bin'), calls, kubeconfig);
     await run('git', ['clone', '--quiet', '--shared', REPO_ROOT, repo]);
@@ -492,13 +517,7 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
   });
 
   it('rollout 10: one canary pod beside two stable ones gets about a third of the mail', async () => {
-    await deployOk(['rollout', '10']);
-    await waitFor('1 canary pod Ready', async () => ((await readyCount(CANARY)) === 1 ? true : undefined));
-    await endpointsSettled();
-    const { verdict, relayed } = await mailForShares('rollout 10', 450);
-    expect(verdict.lost).toBe(0);
-    expect(verdict.duplicated).toBe(0);
-    expectShare(relayed, 1, 2);
+    await canaryStep('10', 1);
     const canary = await kube.json(['-n', NAMESPACE, 'get', 'deployments', '-l', `app.kubernetes.io/instance=${CANARY}`]);
     expect(canary.items[0].spec.template.spec.containers[0].image).toBe(image);
     expect(canary.items[0].metadata.annotations['smtp-gateway/rollout-step']).toBe('10');
@@ -511,15 +530,9 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
   });
 
   it('rollout 50: past the canary gates, two canary pods beside two stable ones get about half', async () => {
-    const result = await deployOk(['rollout', '50']);
+    const result = await canaryStep('50', 2);
     expect(result.stderr).toContain('canary analysis: ');
     expect(result.stderr).toContain('soak time: no minimum (--min-soak 0)');
-    await waitFor('2 canary pods Ready', async () => ((await readyCount(CANARY)) === 2 ? true : undefined));
-    await endpointsSettled();
-    const { verdict, relayed } = await mailForShares('rollout 50', 450);
-    expect(verdict.lost).toBe(0);
-    expect(verdict.duplicated).toBe(0);
-    expectShare(relayed, 2, 2);
     // Already in ECR (the push of rollout 10): not built again.
     expect(recorded().filter((line) => line.startsWith('docker build'))).toHaveLength(1);
   });
@@ -528,18 +541,9 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
     const verdict = await mailWhile('promote', 10, 60_000, async () => {
       await deployOk(['promote']);
     });
-    expect(verdict.lost).toBe(0);
-    expect(verdict.duplicated).toBe(0);
-    expect(verdict.unacknowledged).toBe(0);
-    expect(await kube.helm(['list', '-n', NAMESPACE, '-q'])).toBe(`${RELEASE}\n`);
     const stable = await kube.json(['-n', NAMESPACE, 'get', 'deployments', '-l', `app.kubernetes.io/instance=${RELEASE}`]);
     expect(stable.items[0].spec.template.spec.containers[0].image).toBe(image);
-    await waitFor('no canary pod left', async () => ((await readyPods(CANARY)).length === 0 ? true : undefined));
-    await endpointsSettled();
-    const after = await mailForShares('after promote', 100);
-    expect(after.relayed[CANARY]).toBe(0);
-    expect(after.relayed[RELEASE]).toBe(after.verdict.accepted);
-    expect(after.verdict.lost).toBe(0);
+    await expectStableAlone(verdict, 'after promote');
   });
 
   it('abort from a fresh rollout 10: the canary goes and the stable release takes all the mail again', async () => {
@@ -549,16 +553,7 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
     const verdict = await mailWhile('abort', 10, 40_000, async () => {
       await deployOk(['abort']);
     });
-    expect(verdict.lost).toBe(0);
-    expect(verdict.duplicated).toBe(0);
-    expect(verdict.unacknowledged).toBe(0);
-    expect(await kube.helm(['list', '-n', NAMESPACE, '-q'])).toBe(`${RELEASE}\n`);
-    await waitFor('no canary pod left', async () => ((await kube.json(['-n', NAMESPACE, 'get', 'pods', '-l', `app.kubernetes.io/instance=${CANARY}`])).items.length === 0 ? true : undefined));
-    await endpointsSettled();
-    const after = await mailForShares('after abort', 100);
-    expect(after.relayed[CANARY]).toBe(0);
-    expect(after.relayed[RELEASE]).toBe(after.verdict.accepted);
-    expect(after.verdict.lost).toBe(0);
+    await expectStableAlone(verdict, 'after abort');
     const lines = recorded();
     report(`stand-ins called ${lines.length} times: ${[...new Set(lines.map((line) => line.split(' ').slice(0, 2).join(' ')))].join(', ')}`);
     expect(lines.filter((line) => line.startsWith('eksctl'))).toEqual([]);
