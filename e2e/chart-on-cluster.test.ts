@@ -511,7 +511,7 @@ describe.sequential('5. the gradual rollout through scripts/deploy-aws-productio
     expect(fifty.stderr).toContain('refusing to start a canary at 50%: no canary release smtp-gateway-canary is running');
     const promote = await deploy(['promote']);
     expect(promote.code).toBe(1);
-    expect(promote.stderr).toContain("no canary release smtp-gateway-canary is running in smtp-gateway; start one with 'deploy-aws-production.sh production rollout 10'");
+    expect(promote.stderr).toContain("no canary release smtp-gateway-canary is running in smtp-gateway; start one with 'deploy.sh production rollout 10'");
     expect(recorded().filter((line) => line.startsWith('docker') || line.startsWith('eksctl'))).toEqual([]);
     expect(await kube.helm(['list', '-n', NAMESPACE, '-q'])).toBe(`${RELEASE}\n`);
   });
