@@ -5,7 +5,7 @@
  * this process to the Service's ClusterIP (kube-proxy) and from the pods to a recording upstream on the
  * node's own address, with STARTTLS and AUTH as to SES. Figures go to the test output.
  */
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { runLoad, type LoadResult } from '../bench/lib/load-generator';
 import { type RecordingUpstream, startRecordingUpstream } from '../bench/lib/recording-upstream';
 import { makeTestCertificates } from '../gateway/test/helpers/certs';
 import { hashPassword } from '../gateway/src/smtp/auth-users';
+import { ACCOUNT, writeStandIns } from './helpers/deploy-stand-ins';
 import { connect, type Kube, REPO_ROOT, run, runUnchecked, waitFor } from './helpers/test-cluster';
 
 const NAMESPACE = 'smtp-gateway';
@@ -275,7 +276,7 @@ describe.sequential('the chart on a real cluster', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 // Scenario 5: the gradual rollout through scripts/deploy-aws-production.sh, with the real kubectl and helm
-// against this cluster. aws, eksctl and docker are stand-ins this test writes onto PATH: they record every
+// against this cluster. aws, eksctl and docker are stand-ins this test writes onto PATH (helpers/deploy-stand-ins.ts): they record every
 // call (asserted below) and answer as AWS would for an existing production cluster (account 123456789012).
 // `aws eks update-kubeconfig` points the context smtp-gateway-prod at this cluster; `docker build/push`
 // only record: the image the script computes (<account>.dkr.ecr.us-east-1.amazonaws.com/smtp-gateway:
@@ -286,41 +287,7 @@ describe.sequential('the chart on a real cluster', () => {
 // its webhook Service stands in for it, and this test fills in the LoadBalancer Services' status with a
 // host name under .invalid, as the controller would with the NLB's (nothing here resolves or reaches it).
 
-const ACCOUNT = '123456789012';
 const CANARY = `${RELEASE}-canary`;
-
-/** The stand-ins on PATH; CALLS gets one line per call. */
-function writeStandIns(dir: string, calls: string, kubeconfig: string): void {
-  mkdirSync(dir, { recursive: true });
-  const script = (name: string, body: string) => {
-    writeFileSync(join(dir, name), `#!/usr/bin/env bash\nset -euo pipefail\nprintf '%s\\n' "${name} $*" >>'${calls}'\n${body}\n`);
-    chmodSync(join(dir, name), 0o755);
-  };
-  script('aws', `case "$1 $2" in
-  "sts get-caller-identity") echo ${ACCOUNT} ;;
-  "eks describe-cluster") echo ACTIVE ;;
-  "eks update-kubeconfig")
-    alias=""; while [ $# -gt 0 ]; do [ "$1" = --alias ] && alias=$2; shift; done
-    kubectl config set-context "$alias" --cluster test-cluster --user admin --kubeconfig '${kubeconfig}' >/dev/null
-    echo "Added new context $alias" ;;
-  "ecr describe-repositories") echo '{"repositories":[{"repositoryName":"smtp-gateway"}]}' ;;
-  "ecr get-login-password") echo stand-in-password ;;
-  "ecr describe-images")
-    tag=$(printf '%s\\n' "$@" | sed -n 's/^imageTag=//p')
-    [ -f '${dir}/pushed-'"$tag" ] || { echo "An error occurred (ImageNotFoundException): no image $tag" >&2; exit 254; } ;;
-  "eks list-pod-identity-associations") echo a-0stand1n ;;
-  "sesv2 get-email-identity") echo True ;;
-  "sesv2 get-configuration-set") echo smtp-gateway-production ;;
-  *) echo "aws stand-in: no answer for 'aws $*'" >&2; exit 2 ;;
-esac`);
-  script('docker', `case "$1" in
-  login) cat >/dev/null; echo "Login Succeeded" ;;
-  build) ;;
-  push) touch '${dir}/pushed-'"\${2##*:}" ;;
-  *) echo "docker stand-in: no answer for 'docker $*'" >&2; exit 2 ;;
-esac`);
-  script('eksctl', `echo "eksctl stand-in: a rollout must not create or change the cluster ('eksctl $*')" >&2; exit 2`);
-}
 
 /** The smtp_gateway_messages_total{outcome="relayed"} of every running pod of a release, added up. */
 async function relayedBy(release: string): Promise<number> {
