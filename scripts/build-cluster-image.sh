@@ -52,6 +52,8 @@ base_ref="docker.io/library/$base"
 # cafile goes into the base's global npmrc, which only npm reads, and keys the cached archive.
 npm_cafile=$(npm config get cafile 2>/dev/null || true)
 case "$npm_cafile" in null | undefined) npm_cafile="" ;; esac
+# Node.js (so npm) also trusts NODE_EXTRA_CA_CERTS, where npm's own cafile is unset.
+[ -n "$npm_cafile" ] || npm_cafile=${NODE_EXTRA_CA_CERTS:-}
 [ -z "$npm_cafile" ] || [ -f "$npm_cafile" ] || die "npm's cafile '$npm_cafile' does not exist"
 ca_key=""
 [ -z "$npm_cafile" ] || ca_key="+ca-$(sha256sum "$npm_cafile" | cut -c1-12)"
@@ -97,14 +99,15 @@ make_base() {
   mv "$base_archive.part" "$base_archive"
 }
 
-if ! bah inspect --type image "$base_ref" >/dev/null 2>&1; then
-  if [ -f "$base_archive" ]; then
-    echo "image: $base from ${base_archive#"$ROOT/"}"
-    bah pull --quiet "oci-archive:$base_archive" >/dev/null
-    bah tag "$(bah images --quiet --filter reference="$base_ref" | head -1)" "$base_ref" 2>/dev/null || true
-  else
-    make_base
-  fi
+# The archive is the cache, keyed by what went into it; buildah's storage may hold a base made with
+# another key (another npm cafile), so it is loaded afresh from the archive every time.
+if bah inspect --type image "$base_ref" >/dev/null 2>&1; then bah rmi --force "$base_ref" >/dev/null; fi
+if [ -f "$base_archive" ]; then
+  echo "image: $base from ${base_archive#"$ROOT/"}"
+  bah pull --quiet "oci-archive:$base_archive" >/dev/null
+  bah tag "$(bah images --quiet --filter reference="$base_ref" | head -1)" "$base_ref" 2>/dev/null || true
+else
+  make_base
 fi
 bah inspect --type image "$base_ref" >/dev/null || die "the base image $base_ref is not in buildah's storage"
 

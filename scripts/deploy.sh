@@ -19,6 +19,8 @@ CANARY_MAX_RATIO_INCREASE=${CANARY_MAX_RATIO_INCREASE:-1}
 CANARY_MIN_MESSAGES=${CANARY_MIN_MESSAGES:-100}
 CANARY_MIN_SOAK_ROLLOUT=${CANARY_MIN_SOAK_ROLLOUT:-1h}
 CANARY_MIN_SOAK_PROMOTE=${CANARY_MIN_SOAK_PROMOTE:-24h}
+# A new canary starts at most this share: a larger step only grows a running canary, past its gates.
+CANARY_START_MAX_PERCENT=10
 # Where the canary's Deployment records its current step, for the soak time.
 STEP_ANNOTATION=smtp-gateway/rollout-step
 STEP_STARTED_ANNOTATION=smtp-gateway/rollout-step-started
@@ -46,7 +48,7 @@ COMMAND
   rollout PERCENT Gradual rollout of this revision: install or resize the canary release
                   ($CANARY_RELEASE) beside the stable one, behind the same Services, with replicas
                   chosen so it gets about PERCENT% of the pods (10, then 50; 100 means promote).
-                  Growing a running canary passes the canary gates first.
+                  A new canary starts at $CANARY_START_MAX_PERCENT% or less; growing a running one passes the canary gates first.
   promote         Pass the canary gates, check the AWS Load Balancer Controller, move the stable
                   release to the canary's image, run helm test, remove the canary.
   abort           Remove the canary release; the stable release takes all traffic again.
@@ -57,6 +59,8 @@ OPTIONS
                   nothing. The read-only look-ups of the canary gates do run, so it shows their decision.
   --yes, -y       Do not ask for confirmation (production asks before changing anything).
   --canary-replicas N   With rollout: run N canary pods instead of the computed number.
+  --values FILE   Another values file over values/<env>.yaml for every release this run installs or
+                  upgrades (repeatable; later files win), e.g. settings of one cluster.
   --max-ratio-increase POINTS   Canary gate: how many percentage points the canary's deferral or
                   refusal ratio may exceed the stable release's (default $CANARY_MAX_RATIO_INCREASE).
   --min-messages N      Canary gate: messages each release must have answered to be compared
@@ -91,7 +95,7 @@ USAGE
 }
 
 parse_args() {
-  COMMAND=deploy PERCENT="" CANARY_REPLICAS="" MIN_SOAK="" FORCE=false
+  COMMAND=deploy PERCENT="" CANARY_REPLICAS="" MIN_SOAK="" FORCE=false EXTRA_VALUES=()
   local positional=()
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -99,13 +103,17 @@ parse_args() {
       --dry-run) DRY_RUN=true ;;
       -y | --yes) ASSUME_YES=true ;;
       --force) FORCE=true ;;
-      --canary-replicas | --max-ratio-increase | --min-messages | --min-soak)
+      --canary-replicas | --max-ratio-increase | --min-messages | --min-soak | --values)
         [ $# -ge 2 ] || die "$1 needs a value (try --help)"
         case "$1" in
           --canary-replicas) CANARY_REPLICAS=$2 ;;
           --max-ratio-increase) CANARY_MAX_RATIO_INCREASE=$2 ;;
           --min-messages) CANARY_MIN_MESSAGES=$2 ;;
           --min-soak) MIN_SOAK=$2 ;;
+          --values)
+            [ -f "$2" ] || die "--values: no such file '$2'"
+            EXTRA_VALUES+=(--values "$(cd "$(dirname "$2")" && pwd)/$(basename "$2")")
+            ;;
         esac
         shift
         ;;
@@ -370,7 +378,7 @@ helm_release() {
   require_ses_access "$release"
   run helm upgrade --install "$release" "$ROOT/$CHART_DIR" \
     --kube-context "$CLUSTER" --namespace "$NAMESPACE" --create-namespace \
-    --values "$ROOT/$VALUES_FILE" \
+    --values "$ROOT/$VALUES_FILE" ${EXTRA_VALUES[@]+"${EXTRA_VALUES[@]}"} \
     --set "image.repository=$repository" --set "image.tag=$tag" \
     "$@" --atomic --wait --timeout "$HELM_TIMEOUT"
 }
@@ -524,6 +532,8 @@ rollout() {
   TAG=$(image_tag)
   read_canary
   if [ -z "$CANARY_IMAGE" ]; then
+    [ "$PERCENT" -le "$CANARY_START_MAX_PERCENT" ] ||
+      die "refusing to start a canary at $PERCENT%: no canary release $CANARY_RELEASE is running in $NAMESPACE, and a new one starts at $CANARY_START_MAX_PERCENT% or less so the canary gates judge it before it takes more; run '$PROG $ENV_NAME rollout $CANARY_START_MAX_PERCENT' first"
     require_stable_services_switched
   else
     [ "${CANARY_IMAGE##*:}" = "$TAG" ] ||

@@ -6,13 +6,15 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TOOLS="$ROOT/.tools"
+# CLUSTER_TOOLS_DIR builds elsewhere than the work tree's .tools (e.g. to time a cold build).
+TOOLS=${CLUSTER_TOOLS_DIR:-$ROOT/.tools}
 # shellcheck source=scripts/cluster-versions.env
 . "$ROOT/scripts/cluster-versions.env"
 
 K8S_BIN="$TOOLS/k8s-$KUBERNETES_VERSION/bin"
 ETCD_BIN="$TOOLS/etcd-$ETCD_VERSION/bin"
 COREDNS_BIN="$TOOLS/coredns-$COREDNS_VERSION/bin"
+KWOK_BIN="$TOOLS/kwok-$KWOK_VERSION/bin"
 # CoreDNS compiled with just these plugins (its plugin.cfg), which keeps the cloud SDKs out of the build.
 COREDNS_PLUGINS=(bind errors log cache kubernetes)
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -25,7 +27,9 @@ Builds with Go (module proxy) the test cluster's binaries:
   k8s.io/kubernetes       $KUBERNETES_VERSION  ${K8S_COMMANDS[*]}  -> ${K8S_BIN#"$ROOT/"}
   go.etcd.io/etcd/server  $ETCD_VERSION  etcd  -> ${ETCD_BIN#"$ROOT/"}
   github.com/coredns      $COREDNS_VERSION  coredns (plugins: ${COREDNS_PLUGINS[*]})  -> ${COREDNS_BIN#"$ROOT/"}
+  sigs.k8s.io/kwok        $KWOK_VERSION  kwok  -> ${KWOK_BIN#"$ROOT/"}
 --print-dirs prints the bin folders, one a line, and builds nothing.
+CLUSTER_TOOLS_DIR (default .tools) is where they go.
 USAGE
 }
 
@@ -33,7 +37,7 @@ die() { echo "install-cluster-tools.sh: $*" >&2; exit 1; }
 
 case "${1:-}" in
   -h | --help) usage; exit 0 ;;
-  --print-dirs) printf '%s\n' "$K8S_BIN" "$ETCD_BIN" "$COREDNS_BIN"; exit 0 ;;
+  --print-dirs) printf '%s\n' "$K8S_BIN" "$ETCD_BIN" "$COREDNS_BIN" "$KWOK_BIN"; exit 0 ;;
   "") ;;
   *) die "unknown argument '$1' (try --help)" ;;
 esac
@@ -129,8 +133,18 @@ build_coredns() {
   rm -rf "$src"
 }
 
+build_kwok() {
+  if all_present "$KWOK_BIN" kwok; then echo "cluster tools: kwok $KWOK_VERSION present"; return; fi
+  echo "cluster tools: building kwok $KWOK_VERSION"
+  mkdir -p "$KWOK_BIN"
+  # go install MODULE@VERSION builds from the published go.mod as it is (-mod is not allowed there).
+  (cd "$TOOLS" && GOFLAGS='' GOBIN="$KWOK_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") ||
+    die "could not build kwok $KWOK_VERSION"
+}
+
 mkdir -p "$TOOLS/build"
 build_etcd
 build_kubernetes
 build_coredns
+build_kwok
 echo "cluster tools: ready"

@@ -25,6 +25,12 @@ DUMMY_IF=sgwtest0
 BRIDGE_IF=sgwtestbr0
 NODE_NAME=test-node-c
 NODE_ZONE=us-east-1c
+# The fake second node (kwok, `fake-node add`): scheduled onto, never sent traffic. Its pods' made-up IPs
+# come from FAKE_POD_CIDR, which `fake-node add` routes to a blackhole so nothing sent there leaves the machine.
+FAKE_NODE_NAME=test-node-d
+FAKE_NODE_ZONE=us-east-1d
+FAKE_NODE_IP=172.31.254.2
+FAKE_POD_CIDR=10.253.1.0/24
 APISERVER_PORT=16443
 ETCD_PORT=12379
 ETCD_PEER_PORT=12380
@@ -34,21 +40,25 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 K8S_BIN="$TOOLS/k8s-$KUBERNETES_VERSION/bin"
 ETCD_BIN="$TOOLS/etcd-$ETCD_VERSION/bin"
 COREDNS_BIN="$TOOLS/coredns-$COREDNS_VERSION/bin"
+KWOK_BIN="$TOOLS/kwok-$KWOK_VERSION/bin"
 KUBECONFIG_FILE="$STATE/admin.kubeconfig"
 # `down` keeps the components' logs here (the state folder goes), for a failed run's report.
 KEPT_LOGS="$STATE-logs"
 CTR_SOCK="$STATE/containerd/containerd.sock"
 # Start order; `down` stops them in reverse.
-PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns)
+PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns kwok)
 
 usage() {
   cat <<USAGE
-Usage: scripts/test-cluster.sh up | down | check-clean | import IMAGE.oci.tar NAME | env | --help
+Usage: scripts/test-cluster.sh up | down | check-clean | import IMAGE.oci.tar NAME [ALSO_AS] | fake-node add|remove | env | --help
 
   up           start the cluster (state in $STATE), wait until the node is Ready (at most 120 s)
   down         stop it and remove everything it made; safe to run twice or after a failed up
   check-clean  exit 1 naming whatever is left (processes, interfaces, chains, mounts, namespaces)
-  import       load an OCI archive into the node's containerd under NAME (e.g. localhost/smtp-gateway:e2e)
+  import       load an OCI archive into the node's containerd under NAME (e.g. localhost/smtp-gateway:e2e),
+               and under ALSO_AS too when given (the name a deploy script computes)
+  fake-node    add: a kwok node $FAKE_NODE_NAME in zone $FAKE_NODE_ZONE (no kubelet: its pods never run and get
+               made-up IPs in the blackholed $FAKE_POD_CIDR); remove: its pods, the node and kwok
   env          print the cluster's addresses as shell variables (KUBECONFIG, NODE_IP, ...)
 Versions: scripts/cluster-versions.env; binaries: scripts/install-cluster-tools.sh. Needs root.
 USAGE
@@ -64,6 +74,8 @@ TEST_CLUSTER_STATE=$STATE
 NODE_IP=$NODE_IP
 NODE_NAME=$NODE_NAME
 NODE_ZONE=$NODE_ZONE
+FAKE_NODE_NAME=$FAKE_NODE_NAME
+FAKE_NODE_ZONE=$FAKE_NODE_ZONE
 POD_CIDR=$POD_CIDR
 POD_GATEWAY=$POD_GATEWAY
 SERVICE_CIDR=$SERVICE_CIDR
@@ -107,7 +119,7 @@ check_prerequisites() {
     die "a cluster is already running from $STATE (run 'scripts/test-cluster.sh down' first)"
   # The node address and the ranges must not be anything the machine reaches already.
   local range
-  for range in "$NODE_IP/32" "$POD_CIDR" "$SERVICE_CIDR"; do
+  for range in "$NODE_IP/32" "$FAKE_NODE_IP/32" "$POD_CIDR" "$FAKE_POD_CIDR" "$SERVICE_CIDR"; do
     ! ip -4 route show match "$range" | grep -qv '^default' ||
       die "$range overlaps a route of this machine: $(ip -4 route show match "$range" | grep -v '^default' | head -1)"
     ! ip -4 -o addr show | grep -q "inet ${range%/*}/" || die "$range is an address of this machine already"
@@ -296,12 +308,14 @@ build_support_images() {
 # import_image ARCHIVE NAME: loads an OCI archive into the k8s.io namespace, where it must be named NAME:
 # the CRI plugin resolves a short name (smtp-gateway:e2e) to docker.io/library/..., which pods never find.
 import_image() {
-  local archive=$1 name=$2 named
+  local archive=$1 name=$2 also=${3:-} named
   [ -f "$archive" ] || die "no image archive at $archive"
   named=$(tar -xOf "$archive" index.json | sed -n 's/.*"org.opencontainers.image.ref.name":"\([^"]*\)".*/\1/p')
   [ "$named" = "$name" ] || die "$archive names its image '$named', expected '$name' (push it as oci-archive:FILE:$name)"
   ctr_k8s images import --all-platforms "$archive" >/dev/null || die "containerd could not import $archive"
   [ "$(ctr_k8s images ls -q "name==$name")" = "$name" ] || die "$archive did not become image $name in containerd"
+  [ -n "$also" ] || return 0
+  ctr_k8s images tag --force "$name" "$also" >/dev/null || die "containerd could not name $name also $also"
 }
 
 up() {
@@ -418,7 +432,7 @@ down() {
   [ "$(id -u)" -eq 0 ] || die "must run as root"
   local i name pid
   # kube-proxy first would let the kubelet recreate nothing; stop the control loops, then the pods.
-  for name in coredns kube-proxy kube-scheduler kube-controller-manager kubelet; do stop_process "$name"; done
+  for name in kwok coredns kube-proxy kube-scheduler kube-controller-manager kubelet; do stop_process "$name"; done
   stop_pods
   for pid in $(shim_pids); do kill -KILL "$pid" 2>/dev/null || true; done
   for ((i = 0; i < 10; i++)); do [ -z "$(shim_pids)" ] && break; sleep 0.5; done
@@ -431,6 +445,7 @@ down() {
   for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ {print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
   ip link show "$BRIDGE_IF" >/dev/null 2>&1 && ip link delete "$BRIDGE_IF"
   ip link show "$DUMMY_IF" >/dev/null 2>&1 && ip link delete "$DUMMY_IF"
+  remove_fake_pod_route
   if [ -f "$STATE/ip_forward.saved" ]; then cat "$STATE/ip_forward.saved" >/proc/sys/net/ipv4/ip_forward; fi
   if [ -d "$STATE/logs" ]; then rm -rf "$KEPT_LOGS" && cp -r "$STATE/logs" "$KEPT_LOGS"; fi
   rm -rf "$STATE"
@@ -467,12 +482,79 @@ unmount_under() {
   done < <(awk -v d="$dir" '$2 == d || index($2, d "/") == 1 || $2 ~ "^(/var)?/run/netns/cni-" {print $2}' /proc/self/mounts | sort -r)
 }
 
+# kwok's stages (none are built in): nodes become and stay Ready (heartbeat with lease), pods become Ready
+# with a made-up IP and go when deleted. The Stage files ship in the kwok module at the pinned version.
+kwok_stages() {
+  local json dir
+  json=$(cd "$TOOLS" && GOWORK=off GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION") ||
+    die "could not download sigs.k8s.io/kwok@$KWOK_VERSION for its stages"
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$json")
+  local stage
+  for stage in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease pod/fast/pod-ready pod/fast/pod-delete; do
+    [ -f "$dir/kustomize/stage/$stage.yaml" ] || die "kwok $KWOK_VERSION has no stage $stage.yaml in $dir/kustomize/stage"
+    echo "---"
+    cat "$dir/kustomize/stage/$stage.yaml"
+  done
+}
+
+remove_fake_pod_route() {
+  if [ -n "$(ip -4 route show "$FAKE_POD_CIDR" 2>/dev/null)" ]; then ip -4 route delete "$FAKE_POD_CIDR"; fi
+}
+
+fake_node_add() {
+  [ -f "$STATE/pids/kube-apiserver" ] || die "no cluster is running from $STATE (run 'scripts/test-cluster.sh up' first)"
+  [ ! -f "$STATE/pids/kwok" ] || die "the fake node is there already (run 'scripts/test-cluster.sh fake-node remove' first)"
+  [ -x "$KWOK_BIN/kwok" ] || die "$KWOK_BIN/kwok is missing; run scripts/install-cluster-tools.sh"
+  mkdir -p "$STATE/kwok"
+  kwok_stages >"$STATE/kwok/stages.yaml"
+  # Its address is local (nothing listens there) and its pods' range goes nowhere.
+  ip addr add "$FAKE_NODE_IP/32" dev "$DUMMY_IF"
+  ip -4 route add blackhole "$FAKE_POD_CIDR"
+  log "kwok $KWOK_VERSION: fake node $FAKE_NODE_NAME ($FAKE_NODE_ZONE) on $FAKE_NODE_IP, pod IPs from $FAKE_POD_CIDR (blackholed)"
+  start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$STATE/kwok/stages.yaml" \
+    --manage-single-node "$FAKE_NODE_NAME" --cidr "$FAKE_POD_CIDR" --node-ip "$FAKE_NODE_IP"
+  kubectl apply -f - >/dev/null <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: $FAKE_NODE_NAME
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: $FAKE_NODE_NAME
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    topology.kubernetes.io/zone: $FAKE_NODE_ZONE
+    topology.kubernetes.io/region: us-east-1
+    type: kwok
+NODE
+  wait_for 60 "fake node $FAKE_NODE_NAME" fake_node_ready
+}
+
+fake_node_ready() {
+  [ "$(kubectl get node "$FAKE_NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+# fake_node_remove: its pods (kwok finalizes them), the node, kwok, the address and the route.
+fake_node_remove() {
+  if [ -f "$STATE/pids/kwok" ] && kubectl get node "$FAKE_NODE_NAME" >/dev/null 2>&1; then
+    kubectl cordon "$FAKE_NODE_NAME" >/dev/null
+    kubectl delete pods --all-namespaces --field-selector "spec.nodeName=$FAKE_NODE_NAME" --wait=true --timeout=60s >/dev/null ||
+      kubectl delete pods --all-namespaces --field-selector "spec.nodeName=$FAKE_NODE_NAME" --force --grace-period=0 >/dev/null
+  fi
+  kubectl delete node "$FAKE_NODE_NAME" --ignore-not-found --wait=true --timeout=60s >/dev/null
+  stop_process kwok
+  ip addr del "$FAKE_NODE_IP/32" dev "$DUMMY_IF" 2>/dev/null || true
+  remove_fake_pod_route
+  log "fake node $FAKE_NODE_NAME removed"
+}
+
 check_clean() {
   local left=() name pid
   for name in "${PROCESSES[@]}"; do
     [ ! -f "$STATE/pids/$name" ] || left+=("PID file of $name")
   done
-  for pid in $(pgrep -x 'etcd|kube-apiserver|kube-controller|kube-scheduler|kubelet|kube-proxy|coredns' 2>/dev/null || true); do
+  for pid in $(pgrep -x 'etcd|kube-apiserver|kube-controller|kube-scheduler|kubelet|kube-proxy|coredns|kwok' 2>/dev/null || true); do
     if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qE "$TOOLS|$STATE"; then left+=("process $pid ($(cat "/proc/$pid/comm"))"); fi
   done
   for pid in $(shim_pids); do left+=("containerd shim $pid"); done
@@ -484,6 +566,7 @@ check_clean() {
   [ -z "$chains" ] || left+=("iptables chains $chains")
   ! grep -qF " $STATE" /proc/self/mounts || left+=("mounts under $STATE")
   ! ip netns list 2>/dev/null | grep -q '^cni-' || left+=("network namespaces $(ip netns list | awk '/^cni-/ {print $1}' | tr '\n' ' ')")
+  [ -z "$(ip -4 route show "$FAKE_POD_CIDR" 2>/dev/null)" ] || left+=("route $(ip -4 route show "$FAKE_POD_CIDR")")
   [ ! -e "$STATE" ] || left+=("state folder $STATE")
   if [ ${#left[@]} -gt 0 ]; then
     printf 'test-cluster: left behind: %s\n' "${left[@]}" >&2
@@ -497,7 +580,14 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   check-clean) check_clean ;;
-  import) [ $# -eq 3 ] || die "import needs IMAGE.oci.tar and NAME"; import_image "$2" "$3" ;;
+  import) [ $# -eq 3 ] || [ $# -eq 4 ] || die "import needs IMAGE.oci.tar and NAME [ALSO_AS]"; import_image "$2" "$3" "${4:-}" ;;
+  fake-node)
+    case "${2:-}" in
+      add) fake_node_add ;;
+      remove) fake_node_remove ;;
+      *) die "fake-node needs add or remove, got '${2:-}'" ;;
+    esac
+    ;;
   env) print_env ;;
   *) die "unknown command '${1:-}' (try --help)" ;;
 esac

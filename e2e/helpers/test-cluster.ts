@@ -13,9 +13,14 @@ export interface ClusterEnv {
   readonly NODE_IP: string;
   readonly NODE_NAME: string;
   readonly NODE_ZONE: string;
+  /** The kwok node of `scripts/test-cluster.sh fake-node add`, in the second zone. */
+  readonly FAKE_NODE_NAME: string;
+  readonly FAKE_NODE_ZONE: string;
   readonly POD_CIDR: string;
   readonly SERVICE_CIDR: string;
   readonly KUBECTL: string;
+  /** The image with sh that the chart's helm test runs (scripts/test-cluster.sh builds it). */
+  readonly BUSYBOX_IMAGE: string;
 }
 
 function parseEnvLines(text: string): Record<string, string> {

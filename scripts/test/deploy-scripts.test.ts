@@ -327,13 +327,21 @@ describe('rollout: a canary beside the stable release', () => {
   it.each([
     ['2', '10', 1, '1 of 3 pods (33%'],
     ['18', '10', 2, '2 of 20 pods (10%'],
-    ['2', '50', 2, '2 of 4 pods (50%'],
-    ['4', '50', 4, '4 of 8 pods (50%'],
+    ['2', '5', 1, '1 of 3 pods (33%'],
   ])('with %s stable pods, %s%% gives %i canary pods', (stablePods, percent, canary, share) => {
     const result = box.run('deploy-aws-production.sh', ['rollout', percent, '--yes'], { rules: [stable(stablePods), ...EXISTING] });
     expect(result.status).toBe(0);
     expect(result.commands.at(-2)).toBe(canaryRelease(canary));
     expect(result.output).toContain(`canary share: ${share}`);
+  });
+
+  it('refuses to start a canary above 10 %: a larger step only grows a running canary, past its gates', () => {
+    const result = box.run('deploy-aws-production.sh', ['rollout', '50', '--yes'], { rules: [stable('2'), ...EXISTING] });
+    expect(result.status).toBe(1);
+    expect(result.output).toContain(
+      "refusing to start a canary at 50%: no canary release smtp-gateway-canary is running in smtp-gateway, and a new one starts at 10% or less so the canary gates judge it before it takes more; run 'deploy.sh production rollout 10' first",
+    );
+    expect(result.commands.some((c) => c.startsWith('helm'))).toBe(false);
   });
 
   it('takes an explicit canary size', () => {

@@ -36,6 +36,7 @@ describe('the test cluster scripts', () => {
     expect(versions.ETCD_VERSION).toMatch(/^v3\.\d+\.\d+$/);
     expect(versions.COREDNS_VERSION).toMatch(/^v1\.\d+\.\d+$/);
     expect(versions.NPM_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(versions.KWOK_VERSION).toMatch(/^v0\.\d+\.\d+$/);
   });
 
   it('cache the binaries in .tools folders keyed by those versions', async () => {
@@ -44,6 +45,7 @@ describe('the test cluster scripts', () => {
       join(REPO_ROOT, `.tools/k8s-${versions.KUBERNETES_VERSION}/bin`),
       join(REPO_ROOT, `.tools/etcd-${versions.ETCD_VERSION}/bin`),
       join(REPO_ROOT, `.tools/coredns-${versions.COREDNS_VERSION}/bin`),
+      join(REPO_ROOT, `.tools/kwok-${versions.KWOK_VERSION}/bin`),
     ]);
   });
 
@@ -57,6 +59,7 @@ describe('the test cluster scripts', () => {
   it('refuse unknown commands and missing arguments, naming them', async () => {
     expect(await fails('test-cluster.sh', ['start'])).toMatchObject({ code: 1, stderr: expect.stringContaining("unknown command 'start'") });
     expect(await fails('test-cluster.sh', ['import', 'only-one'])).toMatchObject({ code: 1, stderr: expect.stringContaining('import needs IMAGE.oci.tar and NAME') });
+    expect(await fails('test-cluster.sh', ['fake-node', 'start'])).toMatchObject({ code: 1, stderr: expect.stringContaining("fake-node needs add or remove, got 'start'") });
     expect(await fails('install-cluster-tools.sh', ['--fast'])).toMatchObject({ code: 1, stderr: expect.stringContaining("unknown argument '--fast'") });
     expect(await fails('build-cluster-image.sh', ['only-a-tag'])).toMatchObject({ code: 1, stderr: expect.stringContaining('expected TAG and OUT.oci.tar, got 1 argument(s)') });
   });

@@ -1,7 +1,8 @@
 /**
  * The `helm test` hook: a pod that speaks SMTP to the installed Service
  * (greeting, EHLO, NOOP, QUIT) and fails unless each reply has the right code.
- * It carries no selector labels, so no Service ever routes mail to it.
+ * It carries no selector labels, so no Service ever routes mail to it. It stays after the test for its
+ * logs; a pre-delete hook of the same name removes it on `helm uninstall`, which leaves hooks behind.
  */
 import { ApiObject, JsonPatch, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
@@ -56,15 +57,37 @@ export class TestHook extends Construct {
     );
     helm.define('testEndpoint', `${branches.join('\n')}\n{{- end }}`);
 
-    const pod = new kplus.Pod(this, 'pod', {
+    const condition = `and (${NOT_CANARY}) (or ${candidates.map((c) => `(${c.condition})`).join(' ')})`;
+    // Not hook-succeeded: helm deletes the pod before `helm test --logs` reads its logs, and the command
+    // fails although the test passed (https://github.com/helm/helm/issues/9098). The pod stays, passed
+    // or failed, for its logs, and the next `helm test` replaces it.
+    this.hookPod('pod', props.names, 'tests/test-smtp.yaml', condition, {
+      annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation' },
+      command: ['sh', '-c', SMTP_TEST_SCRIPT],
+      env: {
+        SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))),
+        SMTP_PROXY_HEADER: kplus.EnvValue.fromValue(t.str(valueRef('config.proxyProtocol.enabled'))),
+      },
+    });
+    // helm uninstall keeps hooks (https://github.com/helm/helm/issues/9206), so the kept test pod would
+    // outlive its release. This pre-delete hook has the test pod's name: before-hook-creation makes helm
+    // delete the kept pod first; it then exits at once and hook-succeeded removes it too.
+    this.hookPod('cleanup', props.names, 'tests/test-smtp-cleanup.yaml', condition, {
+      annotations: { 'helm.sh/hook': 'pre-delete', 'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded' },
+      command: ['sh', '-c', 'echo "helm uninstall: the helm test pod is removed"'],
+      env: {},
+    });
+  }
+
+  private hookPod(id: string, names: ChartNames, file: string, condition: string, spec: HookPodSpec): void {
+    const helm = HelmChart.of(this);
+    const t = helm.tokens;
+    const pod = new kplus.Pod(this, id, {
       metadata: {
-        name: props.names.component('test'),
+        name: names.component('test'),
         // The instance label without the name label: found with its release, never selected by a Service.
-        labels: props.names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': TEST_COMPONENT }),
-        // Not hook-succeeded: helm deletes the pod before `helm test --logs` reads its logs, and the command
-        // fails although the test passed (https://github.com/helm/helm/issues/9098). The pod stays, passed
-        // or failed, for its logs, and the next `helm test` replaces it.
-        annotations: { 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation' },
+        labels: names.commonLabels({ 'app.kubernetes.io/instance': t.str('.Release.Name'), 'app.kubernetes.io/component': TEST_COMPONENT }),
+        annotations: spec.annotations,
       },
       restartPolicy: kplus.RestartPolicy.NEVER,
       automountServiceAccountToken: false,
@@ -73,11 +96,8 @@ export class TestHook extends Construct {
         {
           name: 'smtp',
           image: t.str(imageReference(helm, { repository: valueRef('tests.image.repository'), tag: valueRef('tests.image.tag') })),
-          command: ['sh', '-c', SMTP_TEST_SCRIPT],
-          envVariables: {
-            SMTP_ENDPOINT: kplus.EnvValue.fromValue(t.str(helm.include('testEndpoint'))),
-            SMTP_PROXY_HEADER: kplus.EnvValue.fromValue(t.str(valueRef('config.proxyProtocol.enabled'))),
-          },
+          command: spec.command,
+          envVariables: spec.env,
           resources: {
             cpu: { request: kplus.Cpu.millis(10), limit: kplus.Cpu.millis(100) },
             memory: { request: Size.mebibytes(16), limit: Size.mebibytes(32) },
@@ -87,7 +107,7 @@ export class TestHook extends Construct {
       ],
     });
     const apiObject = ApiObject.of(pod);
-    helm.template(apiObject, { file: 'tests/test-smtp.yaml', if: `and (${NOT_CANARY}) (or ${candidates.map((c) => `(${c.condition})`).join(' ')})` });
+    helm.template(apiObject, { file, if: condition });
     helm.patch(
       apiObject,
       JsonPatch.add('/spec/containers/0/imagePullPolicy', t.str(valueRef('tests.image.pullPolicy'))),
@@ -96,4 +116,11 @@ export class TestHook extends Construct {
       JsonPatch.remove('/spec/securityContext/fsGroupChangePolicy'),
     );
   }
+}
+
+/** What differs between the chart's two hook pods. */
+interface HookPodSpec {
+  readonly annotations: Record<string, string>;
+  readonly command: string[];
+  readonly env: Record<string, kplus.EnvValue>;
 }
