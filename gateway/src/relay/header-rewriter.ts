@@ -6,8 +6,6 @@
  * parts are never parsed, which keeps the per-message CPU cost low.
  * Expects CRLF line endings (the line-ending guard runs first).
  */
-import { Transform, type TransformCallback } from 'node:stream';
-
 export interface HeaderRewriterOptions {
   /** Value of the Received header to prepend (without the "Received:" name). */
   readonly received: string;
@@ -17,11 +15,11 @@ export interface HeaderRewriterOptions {
   readonly messageIdDomain: string;
   /** Largest header block accepted. @default 262144 */
   readonly maxHeaderBytes?: number;
-  /** Called once with the raw header block; an Error returned fails the stream with it. */
+  /** Called once with the raw header block; an Error returned is thrown. */
   readonly inspect?: (block: Buffer) => Error | undefined;
 }
 
-/** A header block larger than allowed (the stream fails with it). */
+/** A header block larger than allowed (thrown). */
 export class HeaderTooLargeError extends Error {
   readonly code = 'HEADER_TOO_LARGE';
   constructor(limit: number) {
@@ -30,8 +28,15 @@ export class HeaderTooLargeError extends Error {
 }
 
 const SEPARATOR = Buffer.from('\r\n\r\n');
+const CRLF = Buffer.from('\r\n');
 
-export class HeaderRewriter extends Transform {
+/**
+ * Feed it the message chunks in order with write(), then end(); what it passes
+ * on goes to `emit`. A plain object rather than a Transform, for the same
+ * reason as the line-ending guard: the stream machinery per message cost more
+ * than the work.
+ */
+export class HeaderRewriter {
   /** Bytes passed on so far, added headers included. */
   bytesOut = 0;
   private pending: Buffer[] = [];
@@ -40,17 +45,12 @@ export class HeaderRewriter extends Transform {
   private readonly maxHeaderBytes: number;
 
   constructor(private readonly options: HeaderRewriterOptions) {
-    super();
     this.maxHeaderBytes = options.maxHeaderBytes ?? 256 * 1024;
   }
 
-  override push(chunk: Buffer | null): boolean {
-    if (chunk) this.bytesOut += chunk.length;
-    return super.push(chunk);
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.inBody) return callback(null, chunk);
+  /** Throws HeaderTooLargeError, or what `inspect` returned. */
+  write(chunk: Buffer, emit: (chunk: Buffer) => void): void {
+    if (this.inBody) return this.pass(chunk, emit);
     // search from 3 bytes before the new chunk so a separator split across chunks is found
     const searchFrom = Math.max(0, this.pendingBytes - 3);
     this.pending.push(chunk);
@@ -60,35 +60,30 @@ export class HeaderRewriter extends Transform {
     // a message that starts with an empty line has no header block at all
     const end = buffered.length >= 2 && buffered[0] === 0x0d && buffered[1] === 0x0a ? 0 : buffered.indexOf(SEPARATOR, searchFrom);
     if (end < 0) {
-      if (this.pendingBytes > this.maxHeaderBytes) return callback(new HeaderTooLargeError(this.maxHeaderBytes));
-      return callback();
+      if (this.pendingBytes > this.maxHeaderBytes) throw new HeaderTooLargeError(this.maxHeaderBytes);
+      return;
     }
     const headerEnd = end === 0 ? 0 : end + 2;
-    if (headerEnd > this.maxHeaderBytes) return callback(new HeaderTooLargeError(this.maxHeaderBytes));
+    if (headerEnd > this.maxHeaderBytes) throw new HeaderTooLargeError(this.maxHeaderBytes);
     this.inBody = true;
     this.pending = [];
     this.pendingBytes = 0;
-    let head: Buffer;
-    try {
-      head = this.rewrite(buffered.subarray(0, headerEnd));
-    } catch (err) {
-      return callback(err as Error);
-    }
     // one chunk, so the upstream socket gets one write for header and first body bytes;
     // the rest starts with the CRLF of the separator line: rewrite() ends with the header lines only
-    callback(null, Buffer.concat([head, buffered.subarray(headerEnd)]));
+    this.pass(Buffer.concat([this.rewrite(buffered.subarray(0, headerEnd)), buffered.subarray(headerEnd)]), emit);
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (this.inBody) return callback();
-    // headers only, no body separator
-    const buffered = Buffer.concat(this.pending, this.pendingBytes);
-    try {
-      this.push(this.rewrite(buffered));
-      callback(null, Buffer.from('\r\n'));
-    } catch (err) {
-      callback(err as Error);
-    }
+  /** The end of the message: one without a body separator gets its header block rewritten here. */
+  end(emit: (chunk: Buffer) => void): void {
+    if (this.inBody) return;
+    this.inBody = true;
+    this.pass(Buffer.concat([this.rewrite(Buffer.concat(this.pending, this.pendingBytes)), CRLF]), emit);
+    this.pending = [];
+  }
+
+  private pass(chunk: Buffer, emit: (chunk: Buffer) => void): void {
+    this.bytesOut += chunk.length;
+    emit(chunk);
   }
 
   private rewrite(block: Buffer): Buffer {
