@@ -101,7 +101,7 @@ export class HeaderRewriter {
     const text = block.toString('latin1');
     let after = block.length > 0 && !text.endsWith('\r\n') ? '\r\n' : '';
     if (!HAS_MESSAGE_ID.test(text)) after += `Message-ID: <${crypto.randomUUID()}@${this.options.messageIdDomain}>\r\n`;
-    if (!HAS_DATE.test(text)) after += `Date: ${rfc5322Date(new Date())}\r\n`;
+    if (!HAS_DATE.test(text)) after += `Date: ${rfc5322DateNow()}\r\n`;
     const added = (this.options.added ?? []).map((line) => `${line}\r\n`).join('');
     const before = `${foldHeader('Received', this.options.received)}\r\n${added}`;
     return Buffer.concat([Buffer.from(before, 'latin1'), block, Buffer.from(after, 'latin1')]);
@@ -113,22 +113,42 @@ const HAS_DATE = /(?:^|\n)date[ \t]*:/i;
 
 /** "Name: value" folded at spaces into lines of at most 76 characters (RFC 5322 section 2.2.3). */
 export function foldHeader(name: string, value: string): string {
-  const words = `${name}: ${value.replace(/[\r\n]+/g, ' ')}`.split(' ');
-  const lines: string[] = [];
-  let line = words.shift() ?? '';
-  for (const word of words) {
-    if (line.length + 1 + word.length > 76 && line.trim() !== '') {
-      lines.push(line);
-      line = ` ${word}`;
-    } else {
-      line += ` ${word}`;
+  const text = `${name}: ${value.replace(/[\r\n]+/g, ' ')}`;
+  if (text.length <= 76) return text;
+  // A fold turns the space before a word into CRLF + space; scanned in place, once per message.
+  let out = '';
+  let lineStart = 0;
+  let space = text.indexOf(' ');
+  let lineHasText = space !== 0;
+  while (space !== -1) {
+    const next = text.indexOf(' ', space + 1);
+    const wordLength = (next === -1 ? text.length : next) - space - 1;
+    if (space - lineStart + 1 + wordLength > 76 && lineHasText) {
+      out += `${text.slice(lineStart, space)}\r\n`;
+      lineStart = space;
+      lineHasText = wordLength > 0;
+    } else if (wordLength > 0) {
+      lineHasText = true;
     }
+    space = next;
   }
-  lines.push(line);
-  return lines.join('\r\n');
+  return out + text.slice(lineStart);
 }
 
 /** "Fri, 27 Nov 2026 13:33:12 +0000": toUTCString's fixed format with a numeric zone (as nodemailer dates its messages). */
 export function rfc5322Date(date: Date): string {
   return date.toUTCString().replace(/GMT$/, '+0000');
+}
+
+let lastSecond = -1;
+let lastSecondDate = '';
+
+/** rfc5322Date of now; formatted once a second, as every message in that second carries the same text. */
+export function rfc5322DateNow(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastSecondDate = rfc5322Date(new Date(second * 1000));
+  }
+  return lastSecondDate;
 }
