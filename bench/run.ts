@@ -9,12 +9,15 @@
  * second table gives the ratio.
  *
  *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--no-peer] [--cpu-prof] [--quiet-wait=30]
+ *                    [--node-args='--max-semi-space-size=16']
  *
  * --duration scales each cell's time; --direct points the generator straight at
  * smtp-sink (the generator's own ceiling); --no-peer skips Haraka; --cpu-prof
  * writes a V8 profile of the gateway per run to bench/results/profiles; before
  * each run the runner waits up to --quiet-wait seconds for the machine's other
- * CPU use to fall below 15 %.
+ * CPU use to fall below 15 %. --node-args are given to the gateway's node after
+ * the image's NODE_OPTIONS, so a V8 flag there overrides the image's (to measure
+ * another young-generation size, say).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,6 +32,19 @@ import { HARAKA_VERSION, startHaraka } from './lib/haraka';
 import { runLoad } from './lib/load-generator';
 import { cpuTimeMs, measure, waitForQuiet } from './lib/proc-stats';
 import { startSmtpSink } from './lib/smtp-sink';
+
+const USAGE = `tsx bench/run.ts [--runs=3] [--cells=a,b] [--duration=1] [--direct] [--no-peer] [--cpu-prof] [--quiet-wait=30] [--node-args='...']
+
+  --runs        runs per cell; the tables give the median
+  --cells       which cells (default all, below)
+  --duration    scales each cell's time
+  --direct      the generator straight at smtp-sink (its own ceiling)
+  --no-peer     skip Haraka on the peer cells
+  --cpu-prof    a V8 CPU profile of the gateway per run, in bench/results/profiles (tsx bench/profile-summary.ts)
+  --quiet-wait  seconds to wait before each run for other CPU use to fall under 15 %
+  --node-args   node arguments for the gateway after the image's NODE_OPTIONS (e.g. --max-semi-space-size=16)
+
+cells:`;
 
 interface Targets {
   readonly minRate?: number;
@@ -146,8 +162,16 @@ async function main(): Promise<void> {
       'cpu-prof': { type: 'boolean', default: false },
       'upstream-connections': { type: 'string' },
       'quiet-wait': { type: 'string', default: '30' },
+      'node-args': { type: 'string', default: '' },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    for (const cell of CELLS) console.log(`  ${cell.name.padEnd(24)} ${describeCell(cell)}`);
+    return;
+  }
+  const nodeArgs = values['node-args']!.split(' ').filter(Boolean);
   const runs = Number(values.runs);
   const durationScale = Number(values.duration);
   const wanted = new Set(values.cells!.split(','));
@@ -163,7 +187,7 @@ async function main(): Promise<void> {
   console.log(
     `# smtp-gateway benchmark ${new Date().toISOString()} at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''} — ${cpus().length} CPUs (${cpus()[0]?.model}), ` +
       `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM (${(freemem() / 2 ** 30).toFixed(1)} free), node ${process.version}, ` +
-      `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}`}, peer: Haraka ${HARAKA_VERSION}, runs per cell: ${runs}`,
+      `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}${nodeArgs.length ? ` with ${nodeArgs.join(' ')}` : ''}`}, peer: Haraka ${HARAKA_VERSION}, runs per cell: ${runs}`,
   );
   const sink = await startSmtpSink();
   const results: Record<string, Figures[]> = {};
@@ -180,6 +204,7 @@ async function main(): Promise<void> {
             cpuProf: values['cpu-prof']! && server === 'gateway' ? join(resultsDir, 'profiles') : undefined,
             upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : cell.upstreamConnections,
             quietWaitS: Number(values['quiet-wait']),
+            nodeArgs,
           });
           (results[resultKey(cell, server)] ??= []).push(figures);
           console.log(`  ${cell.name} ${server} run ${run + 1}: ${JSON.stringify(figures)}`);
@@ -208,7 +233,7 @@ async function runCell(
   run: number,
   server: Server,
   sink: Awaited<ReturnType<typeof startSmtpSink>>,
-  options: { durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number },
+  options: { durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number; nodeArgs: readonly string[] },
 ): Promise<Figures> {
   // Other people's work on this shared machine skews every figure: wait for a quiet moment, and say how quiet it was.
   const backgroundBusy = await waitForQuiet(0.15, options.quietWaitS * 1000);
@@ -223,7 +248,10 @@ async function runCell(
             ...cell.gateway,
             upstream: { ...cell.gateway?.upstream, ...(options.upstreamConnections ? { maxConnections: options.upstreamConnections } : {}) },
           }),
-          nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : [],
+          nodeArgs: [
+            ...options.nodeArgs,
+            ...(options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : []),
+          ],
         })
       : undefined;
   const haraka = server === 'haraka' ? await startHaraka({ upstream }) : undefined;
@@ -312,6 +340,20 @@ function verdict(cell: Cell, f: Medians, peer: Medians | undefined): string {
   return misses.length ? `missed: ${misses.join(', ')}` : 'met';
 }
 
+const sizeOf = (cell: Cell) => (cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`);
+
+/** How the clients send and what stands upstream. */
+function modeOf(cell: Cell): string {
+  return [
+    cell.arrivalRate ? `open loop ${cell.arrivalRate}/s` : cell.lockStep ? 'lock-step' : 'pipelining',
+    cell.upstreamDelay ? `upstream +${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+}
+
+const describeCell = (cell: Cell) => `${sizeOf(cell)}, C=${cell.concurrency}, ${modeOf(cell)}, ${cell.durationS} s${cell.peer ? ', Haraka beside it' : ''}`;
+
 const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
 
 function markdownTable(header: string, rows: string[]): string {
@@ -326,11 +368,8 @@ function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>,
     serversOf(cell).flatMap((server) => {
       const f = medians(results[resultKey(cell, server)]);
       if (!f) return [];
-      const size = cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`;
-      const mode = [
-        cell.arrivalRate ? `open loop ${cell.arrivalRate}/s` : cell.lockStep ? 'lock-step' : 'pipelining',
-        cell.upstreamDelay ? `upstream +${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : '',
-      ].filter(Boolean).join(', ');
+      const size = sizeOf(cell);
+      const mode = modeOf(cell);
       const target = server === 'gateway' ? verdict(cell, f, medians(results[resultKey(cell, 'haraka')])) : server === 'direct' ? 'n/a (direct)' : 'peer';
       return [
         `| ${cell.name} | ${server} | ${size} | ${cell.concurrency} | ${mode} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${n(f.backgroundBusy * 100, 0)} % | ${target} |`,
