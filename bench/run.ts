@@ -21,11 +21,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, freemem, totalmem, loadavg } from 'node:os';
+import { cpus, totalmem, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { check, describeFailures, latencyStats, median } from './lib/checker';
 import type { GatewayConfigInput } from '../gateway/src/config/schema';
+import { NODE_OPTIONS } from '../gateway/src/config/constants';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
 import { startDelayProxy } from './lib/delay-proxy';
 import { HARAKA_VERSION, startHaraka } from './lib/haraka';
@@ -182,13 +183,8 @@ async function main(): Promise<void> {
   mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
   const serversOf = (cell: Cell): Server[] => (values.direct ? ['direct'] : cell.peer && !values['no-peer'] ? ['gateway', 'haraka'] : ['gateway']);
 
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).toString().trim();
-  const dirty = execFileSync('git', ['status', '--porcelain', 'gateway/src'], { cwd: REPO_ROOT }).toString().trim().split('\n').filter(Boolean).length;
-  console.log(
-    `# smtp-gateway benchmark ${new Date().toISOString()} at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''} — ${cpus().length} CPUs (${cpus()[0]?.model}), ` +
-      `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM (${(freemem() / 2 ** 30).toFixed(1)} free), node ${process.version}, ` +
-      `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}${nodeArgs.length ? ` with ${nodeArgs.join(' ')}` : ''}`}, peer: Haraka ${HARAKA_VERSION}, runs per cell: ${runs}`,
-  );
+  const conditions = describeConditions({ runs, direct: values.direct!, nodeArgs });
+  console.log(conditions);
   const sink = await startSmtpSink();
   const results: Record<string, Figures[]> = {};
   let failed = false;
@@ -215,7 +211,16 @@ async function main(): Promise<void> {
   } finally {
     await sink.stop();
   }
-  const table = [renderTable(cells, results, serversOf), renderPeerTable(cells, results)].filter(Boolean).join('\n\n');
+  const busy = Object.values(results).flat().map((f) => f.backgroundBusy * 100);
+  const table = [
+    `${conditions} Other CPU use just before each run: median ${n(median(busy), 0)} %, highest ${n(Math.max(...busy), 0)} %.`,
+    section('Haraka side by side, lock-step and pipelining clients', renderPeerTable(cells, results)),
+    section('Open loop (Poisson arrivals, latency from the arrival) and a remote smarthost', renderOpenLoopTable(cells, results)),
+    section('Memory', renderMemoryTable(cells, results)),
+    section('Every cell', renderTable(cells, results, serversOf)),
+  ]
+    .filter(Boolean)
+    .join('\n\n');
   console.log(`\n${table}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   writeFileSync(join(resultsDir, `bench-${stamp}.json`), JSON.stringify({ date: new Date().toISOString(), direct: values.direct, results }, null, 2));
@@ -386,11 +391,57 @@ function renderPeerTable(cells: readonly Cell[], results: Record<string, Figures
     const haraka = medians(results[resultKey(cell, 'haraka')]);
     if (!gateway || !haraka) return [];
     return [
-      `| ${cell.name} | ${n(gateway.rate, 0)} | ${n(haraka.rate, 0)} | ${n(gateway.rate / haraka.rate, 2)}× | ${n(gateway.cpuPerMessage, 3)} | ${n(haraka.cpuPerMessage, 3)} | ${n(gateway.p99)} | ${n(haraka.p99)} |`,
+      `| ${cell.name} | ${modeOf(cell)} | ${n(gateway.rate, 0)} | ${n(haraka.rate, 0)} | ${n(gateway.rate / haraka.rate, 2)}× | ${n(gateway.cpuPerMessage, 3)} | ${n(haraka.cpuPerMessage, 3)} | ${n(gateway.p99)} | ${n(haraka.p99)} | ${eachRun(results[resultKey(cell, 'gateway')])} | ${verdict(cell, gateway, haraka)} |`,
     ];
   });
   if (!rows.length) return '';
-  return markdownTable('| cell | gateway msgs/s | Haraka msgs/s | ratio | gateway CPU ms/msg | Haraka CPU ms/msg | gateway p99 ms | Haraka p99 ms |', rows);
+  return markdownTable(
+    '| cell | clients | gateway msgs/s | Haraka msgs/s | ratio | gateway CPU ms/msg | Haraka CPU ms/msg | gateway p99 ms | Haraka p99 ms | gateway runs: msgs/s / CPU ms | target |',
+    rows,
+  );
+}
+
+/** The cells whose messages arrive at a fixed rate: what was offered, what came through, how long it waited. */
+function renderOpenLoopTable(cells: readonly Cell[], results: Record<string, Figures[]>): string {
+  const rows = cells.flatMap((cell) => {
+    const f = cell.arrivalRate ? medians(results[resultKey(cell, 'gateway')]) : undefined;
+    if (!f) return [];
+    return [
+      `| ${cell.name} | ${cell.concurrency} | ${cell.upstreamDelay ? `+${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : 'none'} | ${cell.arrivalRate}/s | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.cpuPerMessage, 3)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${verdict(cell, f, undefined)} |`,
+    ];
+  });
+  if (!rows.length) return '';
+  return markdownTable('| cell | connections | upstream delay | offered | delivered msgs/s | p50 ms | p95 ms | p99 ms | gateway CPU ms/msg | lost | dup | target |', rows);
+}
+
+/** The cells with a memory target. */
+function renderMemoryTable(cells: readonly Cell[], results: Record<string, Figures[]>): string {
+  const rows = cells.flatMap((cell) => {
+    const f = cell.targets.maxPeakRssMiB !== undefined || cell.targets.maxRssGrowthMiB !== undefined ? medians(results[resultKey(cell, 'gateway')]) : undefined;
+    if (!f) return [];
+    return [`| ${cell.name} | ${describeCell(cell)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${verdict(cell, f, undefined)} |`];
+  });
+  if (!rows.length) return '';
+  return markdownTable('| cell | what | peak RSS MiB | RSS growth MiB | target |', rows);
+}
+
+/** Every run's msgs/s and CPU ms/msg, so a reader sees the spread behind the median. */
+const eachRun = (runs: readonly Figures[] | undefined) => (runs ?? []).map((f) => `${n(f.rate, 0)} / ${n(f.cpuPerMessage, 2)}`).join(', ');
+
+const section = (title: string, table: string) => (table ? `#### ${title}\n\n${table}` : '');
+
+/** The paragraph that says when, where and how the tables were measured. */
+function describeConditions(options: { runs: number; direct: boolean; nodeArgs: readonly string[] }): string {
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).toString().trim();
+  const dirty = execFileSync('git', ['status', '--porcelain', 'gateway/src'], { cwd: REPO_ROOT }).toString().trim().split('\n').filter(Boolean).length;
+  const runtime = options.direct
+    ? 'DIRECT to smtp-sink (no gateway)'
+    : `gateway (${gatewayRuntime()}) at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''}, NODE_OPTIONS \`${[NODE_OPTIONS, ...options.nodeArgs].join(' ')}\``;
+  return (
+    `Conditions: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), ` +
+    `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load average ${loadavg()[0].toFixed(1)} at the start, Node.js ${process.version}, ${runtime}, ` +
+    `Haraka ${HARAKA_VERSION} beside it on the peer cells (interleaved), smtp-sink upstream on loopback; median of ${options.runs} run${options.runs === 1 ? '' : 's'} per cell.`
+  );
 }
 
 main().catch((error: Error) => {
