@@ -361,7 +361,9 @@ const describeCell = (cell: Cell) => `${sizeOf(cell)}, C=${cell.concurrency}, ${
 
 const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
 
+/** A Markdown table, or '' when there are no rows (the section is then left out). */
 function markdownTable(header: string, rows: string[]): string {
+  if (!rows.length) return '';
   const rule = `|${header.split('|').slice(1, -1).map(() => '---').join('|')}|`;
   return [header, rule, ...rows].join('\n');
 }
@@ -395,7 +397,6 @@ function renderPeerTable(cells: readonly Cell[], results: Record<string, Figures
       `| ${cell.name} | ${modeOf(cell)} | ${n(gateway.rate, 0)} | ${n(haraka.rate, 0)} | ${n(gateway.rate / haraka.rate, 2)}× | ${n(gateway.cpuPerMessage, 3)} | ${n(haraka.cpuPerMessage, 3)} | ${n(gateway.p99)} | ${n(haraka.p99)} | ${eachRun(results[resultKey(cell, 'gateway')])} | ${verdict(cell, gateway, haraka)} |`,
     ];
   });
-  if (!rows.length) return '';
   return markdownTable(
     '| cell | clients | gateway msgs/s | Haraka msgs/s | ratio | gateway CPU ms/msg | Haraka CPU ms/msg | gateway p99 ms | Haraka p99 ms | gateway runs: msgs/s / CPU ms | target |',
     rows,
@@ -413,7 +414,6 @@ function renderOpenLoopTable(cells: readonly Cell[], results: Record<string, Fig
       `| ${cell.name} | ${cell.concurrency} | ${cell.upstreamDelay ? `+${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : 'none'} | ${cell.arrivalRate}/s | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.cpuPerMessage, 3)} | ${peer} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${verdict(cell, f, undefined)} |`,
     ];
   });
-  if (!rows.length) return '';
   return markdownTable(
     '| cell | connections | upstream delay | offered | delivered msgs/s | p50 ms | p95 ms | p99 ms | gateway CPU ms/msg | Haraka msgs/s | Haraka p95 ms | Haraka p99 ms | Haraka CPU ms/msg | lost | dup | target |',
     rows,
@@ -429,7 +429,6 @@ function renderMemoryTable(cells: readonly Cell[], results: Record<string, Figur
     const memoryOnly = { ...cell, targets: { maxPeakRssMiB: cell.targets.maxPeakRssMiB, maxRssGrowthMiB: cell.targets.maxRssGrowthMiB } };
     return [`| ${cell.name} | ${describeCell(cell)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${verdict(memoryOnly, f, undefined)} |`];
   });
-  if (!rows.length) return '';
   return markdownTable('| cell | what | peak RSS MiB | RSS growth MiB | target |', rows);
 }
 
