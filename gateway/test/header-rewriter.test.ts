@@ -101,7 +101,7 @@ describe('reply mapping', () => {
 
   it('5xx keeps the code and enhanced status, trims and sanitises the reason', () => {
     const result = failedReply({ code: 'EMESSAGE', responseCode: 554, response: `554 5.7.1 Message rejected: ${'x'.repeat(500)}\r\nsecond line` });
-    expect(result).toMatchObject({ outcome: 'rejected', reason: 'upstream_permanent', upstreamLabel: '554' });
+    expect(result).toMatchObject({ labels: { outcome: 'rejected', reason: 'upstream_permanent' }, upstream: { label: '554' } });
     expect(result.reply.code).toBe(554);
     expect(result.reply.status).toBe('5.7.1');
     expect(result.reply.text.length).toBeLessThanOrEqual(230);
@@ -110,11 +110,13 @@ describe('reply mapping', () => {
 
   it('4xx, timeouts, refused and dropped connections, bad credentials all become 451', () => {
     expect(failedReply({ code: 'EMESSAGE', responseCode: 452, response: '452 4.3.1 Insufficient system storage' }).reply).toMatchObject({ code: 451, status: '4.3.1' });
-    expect(failedReply({ code: 'ETIMEDOUT', message: 'Timeout' })).toMatchObject({ reason: 'upstream_timeout', upstreamLabel: 'timeout', reply: { code: 451 } });
-    expect(failedReply({ code: 'ESOCKET', message: 'connect ECONNREFUSED 127.0.0.1:1' })).toMatchObject({ reason: 'upstream_connection', reply: { code: 451, status: '4.4.1' } });
-    expect(failedReply({ code: 'ECONNECTION', message: 'Connection closed unexpectedly' })).toMatchObject({ reason: 'upstream_connection', reply: { code: 451, status: '4.4.2' } });
+    expect(failedReply({ code: 'ETIMEDOUT', message: 'Timeout' })).toMatchObject({ labels: { reason: 'upstream_timeout' }, upstream: { label: 'timeout' }, reply: { code: 451 } });
+    expect(failedReply({ code: 'ESOCKET', message: 'connect ECONNREFUSED 127.0.0.1:1' })).toMatchObject({ labels: { reason: 'upstream_connection' }, reply: { code: 451, status: '4.4.1' } });
+    expect(failedReply({ code: 'ECONNECTION', message: 'Connection closed unexpectedly' })).toMatchObject({ labels: { reason: 'upstream_connection' }, reply: { code: 451, status: '4.4.2' } });
     expect(failedReply({ code: 'EAUTH', responseCode: 535, response: '535 Authentication Credentials Invalid' })).toMatchObject({ reply: { code: 451 } });
     expect(failedReply({ message: 'something odd' }).reply.code).toBe(451);
+    // a code outside 200-599 is no reply code: counted as protocol_error, never as a label of its own
+    expect(failedReply({ code: 'EPROTOCOL', responseCode: 999, response: '999 what' })).toMatchObject({ reply: { code: 451 }, upstream: { label: 'protocol_error' } });
   });
 
   it('replyText strips codes and keeps printable ASCII only', () => {

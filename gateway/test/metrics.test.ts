@@ -50,7 +50,7 @@ describe('/metrics', () => {
     expect(value(text, 'smtp_gateway_upstream_duration_seconds_count')).toBe(3);
     expect(value(text, 'smtp_gateway_transaction_duration_seconds_count{outcome="relayed"}')).toBe(2);
     expect(value(text, 'smtp_gateway_ready')).toBe(1);
-    // read from the gateway's own SMTPPool internals (ops/upstream-pool.ts): the connection stays pooled
+    // read from the gateway's own SMTPPool internals (relay/nodemailer-adapter.ts): the connection stays pooled
     expect(value(text, 'smtp_gateway_upstream_pool{state="idle"}')).toBe(1);
     expect(value(text, 'smtp_gateway_upstream_pool{state="active"}')).toBe(0);
     expect(text).toMatch(/^process_cpu_user_seconds_total /m);

@@ -1,10 +1,5 @@
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { text } from 'node:stream/consumers';
-import nodemailer from 'nodemailer';
 import { Registry } from 'prom-client';
-import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LISTENER_NAMES, OPS_PATHS } from '../src/config/constants';
 import {
@@ -15,8 +10,6 @@ import {
   type GatewayMetrics,
 } from '../src/ops/metrics';
 import { startOpsServer, type OpsServer } from '../src/ops/ops-server';
-import { nodemailerPoolSnapshot } from '../src/ops/upstream-pool';
-import { eventually } from './helpers/eventually';
 import { promtool } from './ops-support';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
@@ -258,59 +251,5 @@ describe('label helpers', () => {
     expect(upstreamReplyLabel('451')).toBe('451');
     expect(upstreamReplyLabel(554)).toBe('554');
     for (const bad of [undefined, null, 0, 99, 199, 600, 2500, 'abc', '25']) expect(upstreamReplyLabel(bad as never)).toBe('protocol_error');
-  });
-});
-
-describe('nodemailerPoolSnapshot with a real pool and a real upstream', () => {
-  it('reports busy and idle connections and queued messages as the pool sees them', async () => {
-    const releases: Array<() => void> = [];
-    const started: string[] = [];
-    const upstream = new SMTPServer({
-      logger: false,
-      authOptional: true,
-      disabledCommands: ['STARTTLS'],
-      onData(stream, _session, callback) {
-        // Hold every message until the test lets it go, so the pool stays busy.
-        text(stream).then((message) => {
-          started.push(message);
-          releases.push(() => callback());
-        }, callback);
-      },
-    });
-    upstream.listen(0, '127.0.0.1');
-    await once(upstream.server, 'listening');
-    cleanups.push(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
-    const { port } = upstream.server.address() as AddressInfo;
-
-    const transport = nodemailer.createTransport({ pool: true, maxConnections: 1, host: '127.0.0.1', port, secure: false, ignoreTLS: true });
-    cleanups.push(() => transport.close());
-    const metrics = createMetrics(new Registry());
-    metrics.setUpstreamPoolSource(() => nodemailerPoolSnapshot(transport));
-
-    const send = (n: number) => transport.sendMail({ from: 'app@example.com', to: 'rcpt@example.net', subject: `m${n}`, text: 'hello' });
-    const first = send(1);
-    await eventually(() => started.length === 1, 'the first message to reach the upstream');
-    expect(nodemailerPoolSnapshot(transport)).toEqual({ active: 1, idle: 0, queued: 0 });
-    const rest = [send(2), send(3)];
-    await eventually(() => nodemailerPoolSnapshot(transport)?.queued === 2, 'two messages to queue');
-    const busy = await scrape(metrics);
-    expect(busy).toMatch(/^smtp_gateway_upstream_pool\{state="active"\} 1$/m);
-    expect(busy).toMatch(/^smtp_gateway_upstream_pool\{state="queued"\} 2$/m);
-
-    // Let each held message through as it arrives.
-    for (let n = 0; n < 3; n++) {
-      await eventually(() => releases.length > 0, 'the next held message');
-      releases.shift()!();
-    }
-    await Promise.all([first, ...rest]);
-    await eventually(() => nodemailerPoolSnapshot(transport)?.idle === 1, 'the pooled connection to go idle');
-    expect(nodemailerPoolSnapshot(transport)).toEqual({ active: 0, idle: 1, queued: 0 });
-    expect(await scrape(metrics)).toMatch(/^smtp_gateway_upstream_pool\{state="idle"\} 1$/m);
-  });
-
-  it('is undefined for something that is not a pool, and falls back to pendingCount', () => {
-    expect(nodemailerPoolSnapshot(undefined)).toBeUndefined();
-    expect(nodemailerPoolSnapshot(nodemailer.createTransport({ jsonTransport: true }))).toBeUndefined();
-    expect(nodemailerPoolSnapshot({ pendingCount: () => 7 })).toEqual({ active: 0, idle: 0, queued: 7 });
   });
 });

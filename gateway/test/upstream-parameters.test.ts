@@ -7,11 +7,10 @@
  * upgrade that moves these internals fails here (and the gateway refuses to
  * start, rather than drop parameters).
  */
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { describe, expect, it } from 'vitest';
 import { createSmtpUpstream } from '../src/relay/smtp-upstream';
 import { bufferedMessage } from '../src/relay/spool';
-import { commandWithParameters, type EnvelopeParameters, installEnvelopeParameters, xtext } from '../src/relay/upstream-parameters';
+import { commandWithParameters, type EnvelopeParameters, xtext } from '../src/relay/upstream-parameters';
 import { closeAfterEach } from './helpers/close-after-each';
 import { testConfig } from './helpers/test-gateway';
 import { startTestUpstream, type TestUpstreamOptions } from './helpers/test-upstream';
@@ -26,15 +25,6 @@ async function send(parameters: EnvelopeParameters | undefined, to: string[], up
   const sent = transport.send({ from: 'app@example.com', to, parameters }, bufferedMessage(Buffer.from(MESSAGE)), new AbortController().signal);
   return { upstream, result: await sent.then((info) => ({ info }), (err: Error & { responseCode?: number }) => ({ err })) };
 }
-
-describe('nodemailer internals the adapter relies on', () => {
-  it('SMTPConnection still has _setEnvelope and _sendCommand, and installing twice is harmless', () => {
-    const proto = SMTPConnection.prototype as unknown as Record<string, unknown>;
-    expect(typeof proto._setEnvelope).toBe('function');
-    expect(typeof proto._sendCommand).toBe('function');
-    expect(() => installEnvelopeParameters()).not.toThrow();
-  });
-});
 
 describe('the parameters reach a real server exactly', () => {
   it('replace what nodemailer would send: SMTPUTF8 for an ASCII envelope, BODY, DSN per recipient', async () => {

@@ -277,7 +277,15 @@ export const configFields = z
         usernameFile: z.string().default('').describe('File holding the SMTP user name; empty sends no AUTH.'),
         passwordFile: z.string().default('').describe('File holding the SMTP password.'),
         maxConnections: z.number().int().min(1).default(5).describe('Pooled connections to the smarthost.'),
-        maxMessagesPerConnection: z.number().int().min(1).default(100).describe('Messages sent over one pooled connection before it is renewed.'),
+        // Renewal lets a connection follow the smarthost's DNS (SES rotates its addresses) rather than pin one
+        // host for ever; at 1,000 a busy pod renews each connection every few seconds and a quiet one every few
+        // minutes (Postfix reuses a connection for 300 s), while nodemailer's 100 cost a reconnect per 100 messages.
+        maxMessagesPerConnection: z
+          .number()
+          .int()
+          .min(1)
+          .default(1000)
+          .describe('Messages sent over one pooled connection before it is renewed.'),
         messagesPerSecond: z
           .number()
           .min(0)

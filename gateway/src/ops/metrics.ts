@@ -195,7 +195,7 @@ export interface GatewayMetrics {
 
   /**
    * Where smtp_gateway_upstream_pool reads its values at scrape time (see
-   * nodemailerPoolSnapshot in ./upstream-pool). Without a source the gauge reads 0.
+   * NodemailerPool#snapshot in relay/nodemailer-adapter.ts). Without a source the gauge reads 0.
    */
   setUpstreamPoolSource(source: (() => UpstreamPoolSnapshot | undefined) | undefined): void;
 

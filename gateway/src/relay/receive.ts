@@ -7,11 +7,10 @@
  * of the client's data is read and thrown away, never stored.
  */
 import type { Readable } from 'node:stream';
-import type { RejectReason } from '../ops/metrics';
-import type { SmtpReply } from '../smtp/smtp-reply';
 import { HeaderRewriter } from './header-rewriter';
 import { LineEndingGuard, type LineEndingMode } from './line-endings';
-import { shutdownReply, type TransactionResult } from './reply-mapping';
+import { aborted, deferred, type Outcome, RefusalError, rejected } from './outcome';
+import { shutdownReply } from './reply-mapping';
 import type { Spool, SpoolEntry } from './spool';
 
 /** smtp-server's DATA stream (the fields used here). */
@@ -27,31 +26,17 @@ export interface ReceiveOptions {
   readonly added?: readonly string[];
   readonly messageIdDomain: string;
   /** Checks the raw header block; returns the refusal, if any. */
-  readonly inspectHeaders?: (block: Buffer) => Refusal | undefined;
+  readonly inspectHeaders?: (block: Buffer) => RefusalError | undefined;
   /** Aborted when the gateway gives up on in-flight transactions (end of the drain grace period). */
   readonly shutdown?: AbortSignal;
 }
 
-/** A policy refusal raised while the message streams. */
-export class Refusal extends Error {
-  constructor(
-    readonly reply: SmtpReply,
-    readonly reason: RejectReason,
-  ) {
-    super(reply.text);
-  }
-}
-
 export type Reception = { readonly sizeIn: number; readonly sizeOut: number } & (
   | { readonly message: SpoolEntry; readonly failure?: undefined }
-  | { readonly message?: undefined; readonly failure: TransactionResult }
+  | { readonly message?: undefined; readonly failure: Outcome }
 );
 
-const CLIENT_GONE: TransactionResult = {
-  reply: { code: 421, status: '4.4.2', text: 'Connection lost during DATA' },
-  outcome: 'aborted',
-  reason: 'client_disconnect',
-};
+const CLIENT_GONE = aborted({ code: 421, status: '4.4.2', text: 'Connection lost during DATA' }, 'client_disconnect');
 
 export function receiveMessage(stream: DataStream, options: ReceiveOptions): Promise<Reception> {
   return new Promise((resolve) => {
@@ -69,7 +54,7 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
     /** The last file write; the client is paused until it is done. */
     let lastWrite: Promise<unknown> | undefined;
 
-    const settle = (failure?: TransactionResult) => {
+    const settle = (failure?: Outcome) => {
       if (settled) return;
       settled = true;
       options.shutdown?.removeEventListener('abort', onShutdown);
@@ -80,7 +65,7 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
     };
 
     // Stops storing and keeps reading (and dropping) what the client sends until its dot.
-    const fail = (result: TransactionResult) => {
+    const fail = (result: Outcome) => {
       if (settled) return;
       void entry.discard();
       stream.resume();
@@ -108,7 +93,7 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
       sizeIn += chunk.length;
       // checked before the chunk is stored
       if (stream.sizeExceeded || sizeIn > options.maxMessageBytes) {
-        return fail(refused({ code: 552, status: '5.3.4', text: `Message exceeds the maximum size of ${options.maxMessageBytes} bytes` }, 'message_size'));
+        return fail(rejected({ code: 552, status: '5.3.4', text: `Message exceeds the maximum size of ${options.maxMessageBytes} bytes` }, 'message_size'));
       }
       try {
         guard.write(chunk, toRewriter);
@@ -138,21 +123,17 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
   });
 }
 
-function refused(reply: SmtpReply, reason: RejectReason): TransactionResult {
-  return { reply, outcome: 'rejected', reason };
-}
-
-function streamFailure(err: Error & { code?: string }): TransactionResult {
-  if (err instanceof Refusal) return refused(err.reply, err.reason);
+function streamFailure(err: Error & { code?: string }): Outcome {
+  if (err instanceof RefusalError) return err.outcome;
   if (err.code === 'BARE_LINE_ENDING') {
-    return refused({ code: 550, status: '5.6.0', text: 'Bare CR or LF in message data is not allowed; lines must end with CRLF' }, 'line_endings');
+    return rejected({ code: 550, status: '5.6.0', text: 'Bare CR or LF in message data is not allowed; lines must end with CRLF' }, 'line_endings');
   }
   if (err.code === 'HEADER_TOO_LARGE') {
-    return refused({ code: 552, status: '5.3.4', text: err.message }, 'invalid_message');
+    return rejected({ code: 552, status: '5.3.4', text: err.message }, 'invalid_message');
   }
   if (err.code === 'SPOOL_FULL') {
     // RFC 5321 452 / RFC 3463 4.3.1: our storage is full; the client retries later or elsewhere
-    return { reply: { code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, outcome: 'deferred', reason: 'spool_full' };
+    return deferred({ code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, 'spool_full');
   }
-  return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure processing the message' }, outcome: 'deferred', reason: 'internal_error' };
+  return deferred({ code: 451, status: '4.3.0', text: 'Temporary failure processing the message' }, 'internal_error');
 }

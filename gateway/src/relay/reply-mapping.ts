@@ -4,29 +4,9 @@
  * upstream 250 → 250 with the upstream's queue id; upstream 5xx → 5xx with its
  * reason; anything temporary or unknown → 451, so the client retries.
  */
-import type { DeferReason, MessageLabels, UpstreamReplyLabel } from '../ops/metrics';
-import type { SmtpReply } from '../smtp/smtp-reply';
-import type { UpstreamAcceptance } from './upstream';
-
-export type TransactionResult = MessageLabels & {
-  readonly reply: SmtpReply;
-  /** The upstream's own reply line, when there was one. */
-  readonly upstreamReply?: string;
-  /** Recipients the upstream refused at RCPT while it took the message for the others. */
-  readonly upstreamRejected?: readonly string[];
-  /** What became of the notification to the sender about `upstreamRejected`. */
-  readonly dsn?: DsnOutcome;
-  /** The upstream's reply code, or why there was none; absent when the upstream was not involved. */
-  readonly upstreamLabel?: UpstreamReplyLabel;
-};
-
-/** What nodemailer reports for a failed send (the fields used here). */
-export interface UpstreamError {
-  readonly code?: string;
-  readonly responseCode?: number;
-  readonly response?: string;
-  readonly message?: string;
-}
+import { type DeferReason, type UpstreamReplyLabel, upstreamReplyLabel } from '../ops/metrics';
+import { deferred, type DsnOutcome, type Outcome, rejected } from './outcome';
+import type { UpstreamAcceptance, UpstreamError } from './upstream';
 
 const MAX_REASON = 200;
 const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})\s+/;
@@ -62,9 +42,6 @@ export function queueId(text: string): string {
   return match ? match[1] : text;
 }
 
-/** What became of the delivery status notification for recipients the upstream refused. */
-export type DsnOutcome = 'sent' | 'failed' | 'null_sender' | 'not_requested';
-
 const DSN_TEXT: Record<DsnOutcome, string> = {
   sent: 'the sender was sent a delivery status notification',
   failed: 'the delivery status notification to the sender could not be sent',
@@ -79,21 +56,17 @@ const DSN_TEXT: Record<DsnOutcome, string> = {
  * Only permanent refusals get here: a deferred recipient fails the whole
  * attempt before its data (smtp-upstream.ts).
  */
-export function acceptedReply(acceptance: UpstreamAcceptance, dsn?: DsnOutcome): TransactionResult {
+export function acceptedReply(acceptance: UpstreamAcceptance, dsn?: DsnOutcome): Outcome {
   const line = acceptance.response || '250';
   const { text } = replyText(line);
-  const rejected = acceptance.rejected.map((refusal) => refusal.address);
-  const partial = rejected.length
-    ? `; upstream refused ${rejected.length} recipient(s): ${rejected.slice(0, 3).join(', ')}${rejected.length > 3 ? ', ...' : ''}${dsn ? `; ${DSN_TEXT[dsn]}` : ''}`
+  const refused = acceptance.rejected.map((refusal) => refusal.address);
+  const partial = refused.length
+    ? `; upstream refused ${refused.length} recipient(s): ${refused.slice(0, 3).join(', ')}${refused.length > 3 ? ', ...' : ''}${dsn ? `; ${DSN_TEXT[dsn]}` : ''}`
     : '';
   return {
     reply: { code: 250, status: '2.0.0', text: `Ok: queued as ${queueId(text) || 'unknown'}${partial}` },
-    upstreamRejected: rejected.length ? rejected : undefined,
-    dsn,
-    outcome: 'relayed',
-    reason: 'ok',
-    upstreamReply: line.trim(),
-    upstreamLabel: '250',
+    labels: { outcome: 'relayed', reason: 'ok' },
+    upstream: { reply: line.trim(), label: '250', rejected: refused.length ? refused : undefined, dsn },
   };
 }
 
@@ -101,48 +74,44 @@ export function acceptedReply(acceptance: UpstreamAcceptance, dsn?: DsnOutcome):
 const TIMEOUT_CODES = new Set(['ETIMEDOUT']);
 const UNAVAILABLE_CODES = new Set(['ECONNECTION', 'ESOCKET', 'EDNS', 'ETLS', 'EAUTH', 'ENOAUTH', 'EPROTOCOL']);
 
-export function failedReply(err: UpstreamError): TransactionResult {
+export function failedReply(err: UpstreamError): Outcome {
   if (err.code === 'ESLOTWAIT') {
     // nothing reached the upstream: the client's retry is the message's only copy
-    return deferred('4.7.0', 'Gateway busy: no upstream send slot in time, try again later', 'upstream_wait');
+    return retry('4.7.0', 'Gateway busy: no upstream send slot in time, try again later', 'upstream_wait');
   }
   const code = err.responseCode ?? 0;
   const line = err.response?.toString().trim();
   if (code >= 500 && code <= 599 && line && err.code !== 'EAUTH' && err.code !== 'ETLS') {
     const { status, text } = replyText(line);
-    return {
-      reply: { code, status: status?.startsWith('5') ? status : '5.0.0', text: `Upstream refused the message: ${text}` },
-      outcome: 'rejected',
-      reason: 'upstream_permanent',
-      upstreamReply: line,
-      upstreamLabel: codeLabel(code),
-    };
+    return rejected({ code, status: status?.startsWith('5') ? status : '5.0.0', text: `Upstream refused the message: ${text}` }, 'upstream_permanent', {
+      reply: line,
+      label: upstreamReplyLabel(code),
+    });
   }
   if (code >= 400 && code <= 499 && line) {
     const { status, text } = replyText(line);
-    return deferred(status?.startsWith('4') ? status : '4.0.0', `Upstream deferred the message: ${text}`, 'upstream_temporary', codeLabel(code), line);
+    return retry(status?.startsWith('4') ? status : '4.0.0', `Upstream deferred the message: ${text}`, 'upstream_temporary', upstreamReplyLabel(code), line);
   }
   if (err.code && TIMEOUT_CODES.has(err.code)) {
-    return deferred('4.4.2', 'Upstream timed out, try again later', 'upstream_timeout', 'timeout', line);
+    return retry('4.4.2', 'Upstream timed out, try again later', 'upstream_timeout', 'timeout', line);
   }
   if (err.code === 'ECONNECTION' && /closed unexpectedly/i.test(err.message ?? '')) {
-    return deferred('4.4.2', 'Upstream connection was lost, try again later', 'upstream_connection', 'connection_error', line);
+    return retry('4.4.2', 'Upstream connection was lost, try again later', 'upstream_connection', 'connection_error', line);
   }
   if ((err.code && UNAVAILABLE_CODES.has(err.code)) || code >= 500) {
     // a 5xx to AUTH or STARTTLS is our configuration's problem, not the message's: defer it
-    const label = code ? codeLabel(code) : err.code === 'EPROTOCOL' ? 'protocol_error' : 'connection_error';
-    return deferred('4.4.1', 'Upstream unavailable, try again later', 'upstream_connection', label, line);
+    const label = code ? upstreamReplyLabel(code) : err.code === 'EPROTOCOL' ? 'protocol_error' : 'connection_error';
+    return retry('4.4.1', 'Upstream unavailable, try again later', 'upstream_connection', label, line);
   }
-  return deferred('4.3.0', 'Temporary relay failure, try again later', 'internal_error', code ? codeLabel(code) : undefined, line);
+  return retry('4.3.0', 'Temporary relay failure, try again later', 'internal_error', code ? upstreamReplyLabel(code) : undefined, line);
 }
 
 /** Our own shutdown overtook the transaction. */
-export function shutdownReply(): TransactionResult {
-  return deferred('4.3.2', 'Gateway shutting down, try again later', 'shutdown');
+export function shutdownReply(): Outcome {
+  return retry('4.3.2', 'Gateway shutting down, try again later', 'shutdown');
 }
 
-function deferred(status: string, text: string, reason: DeferReason, upstreamLabel?: UpstreamReplyLabel, upstreamReply?: string): TransactionResult {
-  return { reply: { code: 451, status, text }, outcome: 'deferred', reason, upstreamReply, upstreamLabel };
+/** 451: the client retries. */
+function retry(status: string, text: string, reason: DeferReason, label?: UpstreamReplyLabel, reply?: string): Outcome {
+  return deferred({ code: 451, status, text }, reason, label || reply ? { reply, label } : undefined);
 }
-
-const codeLabel = (code: number) => String(code) as UpstreamReplyLabel;

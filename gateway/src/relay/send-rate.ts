@@ -6,8 +6,7 @@
  * factor at once; it then grows back linearly to 1 over recoverySeconds, so a
  * pod that overran finds the rate SES allows again without hammering it.
  */
-import type { UpstreamError } from './reply-mapping';
-import type { Upstream } from './upstream';
+import type { Upstream, UpstreamError } from './upstream';
 
 export interface SendRateOptions {
   /** The account's maximum send rate shared by every pod; 0: no shared rate. */

@@ -9,7 +9,7 @@
  * sender keeps the message and retries; a refusal of this message or sender
  * that no retry can change is 5xx with SES's reason.
  */
-import type { UpstreamError } from './reply-mapping';
+import type { UpstreamError } from './upstream';
 
 export type SesFailure = Error & UpstreamError;
 

@@ -4,102 +4,56 @@
  * pooled connection is busy only while the message moves at the smarthost's
  * speed; aborting the signal closes the connection before the final dot.
  *
- * Messages are handed to the pool directly rather than through
- * `transport.sendMail({ raw })`: the message is already complete, and sendMail's
- * per-message MIME compile step (a MimeNode, a generated Message-ID, plugin
- * passes) was about a tenth of the gateway's CPU per message. The pool reads
- * only the envelope, the stream and the signal from what it is given.
+ * nodemailer itself is reached only through nodemailer-adapter.ts.
  */
-import { PassThrough, type Readable } from 'node:stream';
-import type { SMTPPoolOptions } from 'nodemailer';
-import type { MailMessage } from 'nodemailer/lib/mailer';
-import SMTPPool from 'nodemailer/lib/smtp-pool';
 import type { GatewayConfig } from '../config/schema';
-import { nodemailerPoolSnapshot } from '../ops/upstream-pool';
-import { installFastDotStuffing } from './dot-stuffing';
-import type { UpstreamError } from './reply-mapping';
-import type { Envelope, RecipientRefusal, SpooledMessage, Upstream, UpstreamAcceptance, UpstreamHooks } from './upstream';
+import { NodemailerPool, type PoolError, type PoolOptions } from './nodemailer-adapter';
+import type { RecipientRefusal, Upstream, UpstreamAcceptance, UpstreamHooks } from './upstream';
 import { watchCredentials, type UpstreamCredentials } from './upstream-credentials';
-import { installEnvelopeParameters, withParameters } from './upstream-parameters';
-
-installFastDotStuffing();
-installEnvelopeParameters();
 
 export type UpstreamSettings = GatewayConfig['upstream'] & {
   /** Name used in the EHLO to the upstream. */
   readonly clientName?: string;
 };
 
-/** What nodemailer reports for a sent message (the fields used here). */
-interface PoolInfo {
-  readonly response?: string;
-  readonly rejectedErrors?: ReadonlyArray<UpstreamError & { recipient?: string }>;
-}
-
 export function createSmtpUpstream(settings: UpstreamSettings, hooks: UpstreamHooks = {}): Upstream {
   const credentials = watchCredentials(settings, {
     pollMs: hooks.credentialPollMs,
     // connections open now stay logged in; each new one reads the pool's options
     onChange: (next) => {
-      Object.assign(transport.options, credentialOptions(settings, next));
+      pool.updateOptions(credentialOptions(settings, next));
       hooks.onCredentialsReloaded?.();
     },
     onError: (err) => hooks.onCredentialsError?.(err),
   });
-  const transport = new SMTPPool(transportOptions(settings, credentials.current));
-  transport.on('error', () => undefined);
+  const pool = new NodemailerPool(transportOptions(settings, credentials.current));
   return {
     remoteName: settings.host,
     applicationHeaders: true,
-    send(envelope, message, signal) {
-      return new Promise<UpstreamAcceptance>((resolve, reject) => {
-        transport.send(poolMessage(envelope, message, signal), (err, info) => {
-          if (err && (err as UpstreamError).code === 'EAUTH') hooks.onCredentialFailure?.(err);
-          if (err) reject(err);
-          else resolve(acceptance(info as PoolInfo | undefined));
-        });
-      });
+    async send(envelope, message, signal) {
+      try {
+        const delivery = await pool.send({ from: envelope.from, to: envelope.to, parameters: envelope.parameters, message, signal, beforeData: deferral });
+        return acceptance(delivery.response, delivery.rejected);
+      } catch (err) {
+        if ((err as PoolError).code === 'EAUTH') hooks.onCredentialFailure?.(err as Error);
+        throw err;
+      }
     },
-    poolSnapshot: () => nodemailerPoolSnapshot(transport),
+    poolSnapshot: () => pool.snapshot(),
     close(force = false) {
       credentials.close();
-      transport.close({ force });
+      pool.close(force);
     },
   };
 }
 
-function acceptance(info: PoolInfo | undefined): UpstreamAcceptance {
-  const rejected: RecipientRefusal[] = (info?.rejectedErrors ?? []).map((err) => ({
+function acceptance(response: string, refused: readonly PoolError[]): UpstreamAcceptance {
+  const rejected: RecipientRefusal[] = refused.map((err) => ({
     address: String(err.recipient ?? ''),
     code: err.responseCode ?? 550,
     reply: (err.response ?? '').toString().trim(),
   }));
-  return { response: (info?.response ?? '250').toString(), rejected };
-}
-
-/** The envelope of one delivery attempt, as nodemailer's connection fills it in. */
-interface AttemptEnvelope {
-  readonly from: string;
-  readonly to: string[];
-  rejectedErrors?: UpstreamError[];
-}
-
-/** The part of a nodemailer MailMessage the pool reads for a ready-made message. */
-function poolMessage(envelope: Envelope, spooled: SpooledMessage, signal: AbortSignal): MailMessage<never> {
-  // a fresh object per attempt: the connection records the replies (mailError,
-  // rejected recipients) on the envelope it is given, and a requeued message must
-  // not carry the refusals of the connection it was requeued from
-  const smtpEnvelope = (): AttemptEnvelope => withParameters({ from: envelope.from, to: [...envelope.to] }, envelope.parameters);
-  let attempt: AttemptEnvelope | undefined;
-  return {
-    data: { envelope: smtpEnvelope(), signal },
-    message: {
-      getEnvelope: () => (attempt = smtpEnvelope()),
-      messageId: () => '',
-      getHeader: () => '',
-      createReadStream: () => handOff(spooled, () => deferral(attempt)),
-    },
-  } as unknown as MailMessage<never>;
+  return { response, rejected };
 }
 
 /**
@@ -110,34 +64,15 @@ function poolMessage(envelope: Envelope, spooled: SpooledMessage, signal: AbortS
  * recipient is silently dropped"). Permanent refusals go on: retrying cannot
  * help those, and the sender is told of them by a delivery status notification.
  */
-function deferral(attempt: AttemptEnvelope | undefined): Error | undefined {
-  const deferred = attempt?.rejectedErrors?.find((err) => (err.responseCode ?? 0) >= 400 && (err.responseCode ?? 0) < 500);
+function deferral(rejected: readonly PoolError[]): Error | undefined {
+  const deferred = rejected.find((err) => (err.responseCode ?? 0) >= 400 && (err.responseCode ?? 0) < 500);
   if (!deferred) return undefined;
   // 451 rather than the upstream's own code: a 421 would make the pool retry it on another connection
   return Object.assign(new Error('upstream deferred a recipient'), { responseCode: 451, response: deferred.response });
 }
 
-/**
- * A stream per delivery attempt that opens the spooled message only once the
- * pool starts sending the data (a requeued attempt opens it again from the
- * start). nodemailer starts reading after the upstream's 354, with every RCPT
- * reply in: `refusal` decides then whether the data may go at all.
- */
-function handOff(spooled: SpooledMessage, refusal: () => Error | undefined): Readable {
-  const out = new PassThrough();
-  out.once('resume', () => {
-    const refused = refusal();
-    if (refused) return void out.destroy(refused);
-    const source = spooled.open();
-    source.once('error', (err) => out.destroy(err));
-    out.once('close', () => source.destroy());
-    source.pipe(out);
-  });
-  return out;
-}
-
 /** The pool options that follow the credential files. */
-function credentialOptions(settings: UpstreamSettings, credentials: UpstreamCredentials): Pick<SMTPPoolOptions, 'auth' | 'tls'> {
+function credentialOptions(settings: UpstreamSettings, credentials: UpstreamCredentials): Pick<PoolOptions, 'auth' | 'tls'> {
   return {
     auth: credentials.auth ? { ...credentials.auth } : undefined,
     tls: {
@@ -150,7 +85,7 @@ function credentialOptions(settings: UpstreamSettings, credentials: UpstreamCred
 }
 
 /** The send rate (messagesPerSecond) is not here: the send slots (send-slots.ts) apply it, with a bounded wait. */
-export function transportOptions(settings: UpstreamSettings, credentials: UpstreamCredentials): SMTPPoolOptions & { pool: true } {
+export function transportOptions(settings: UpstreamSettings, credentials: UpstreamCredentials): PoolOptions & { pool: true } {
   return {
     pool: true,
     host: settings.host,

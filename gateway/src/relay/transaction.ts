@@ -8,13 +8,11 @@
  */
 import { buildDsn, headerBlock } from './dsn';
 import { type DataStream, type ReceiveOptions, receiveMessage } from './receive';
-import { acceptedReply, type DsnOutcome, failedReply, shutdownReply, type TransactionResult } from './reply-mapping';
+import type { DsnOutcome, Outcome } from './outcome';
+import { acceptedReply, failedReply, shutdownReply } from './reply-mapping';
 import { sesHeaders } from './ses-headers';
 import { bufferedMessage } from './spool';
 import type { Envelope, SpooledMessage, Upstream, UpstreamAcceptance } from './upstream';
-
-// where the session hooks have always found it
-export { Refusal } from './receive';
 
 export interface RelayOptions extends ReceiveOptions {
   readonly upstream: Upstream;
@@ -23,7 +21,7 @@ export interface RelayOptions extends ReceiveOptions {
 }
 
 export interface RelayRecord {
-  readonly result: TransactionResult;
+  readonly outcome: Outcome;
   /** Bytes received from the client. */
   readonly sizeIn: number;
   /** Bytes handed to the upstream (with the added headers). */
@@ -36,18 +34,19 @@ export interface RelayRecord {
   readonly dsnError?: string;
 }
 
+const NEVER_ABORTED = new AbortController().signal;
+
 export async function relayMessage(stream: DataStream, envelope: Envelope, options: RelayOptions): Promise<RelayRecord> {
   const arrival = new Date();
   const received = await receiveMessage(stream, { ...options, added: options.upstream.applicationHeaders ? sesHeaders(envelope.application) : [] });
   const { sizeIn, sizeOut } = received;
-  if (!received.message) return { result: received.failure, sizeIn, sizeOut };
+  if (!received.message) return { outcome: received.failure, sizeIn, sizeOut };
   const message = received.message;
-  const abort = new AbortController();
-  const onShutdown = () => abort.abort();
-  options.shutdown?.addEventListener('abort', onShutdown, { once: true });
+  // the upstream stops on the gateway's own shutdown signal: no controller and listener per message
+  const signal = options.shutdown ?? NEVER_ABORTED;
   const started = performance.now();
-  const record = (result: TransactionResult, replied: boolean, dsnError?: string): RelayRecord => ({
-    result,
+  const record = (outcome: Outcome, replied: boolean, dsnError?: string): RelayRecord => ({
+    outcome,
     sizeIn,
     sizeOut,
     spilled: message.spilled,
@@ -58,15 +57,14 @@ export async function relayMessage(stream: DataStream, envelope: Envelope, optio
     if (options.shutdown?.aborted) return record(shutdownReply(), false);
     let acceptance: UpstreamAcceptance;
     try {
-      acceptance = await options.upstream.send(envelope, message, abort.signal);
+      acceptance = await options.upstream.send(envelope, message, signal);
     } catch (err) {
-      return abort.signal.aborted ? record(shutdownReply(), false) : record(failedReply(err as Error), true);
+      return signal.aborted ? record(shutdownReply(), false) : record(failedReply(err as Error), true);
     }
     if (!acceptance.rejected.length) return record(acceptedReply(acceptance), true);
-    const notified = await notifySender(envelope, acceptance, message, arrival, options, abort.signal);
+    const notified = await notifySender(envelope, acceptance, message, arrival, options, signal);
     return record(acceptedReply(acceptance, notified.outcome), true, notified.error);
   } finally {
-    options.shutdown?.removeEventListener('abort', onShutdown);
     await message.discard();
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The ESMTP parameters of a relayed message (BODY, SMTPUTF8, RET, ENVID on MAIL
- * FROM; NOTIFY, ORCPT on each RCPT TO) on nodemailer's SMTP connection: the
- * only module that reaches into nodemailer's internals for them.
+ * FROM; NOTIFY, ORCPT on each RCPT TO), as they go on the upstream's command
+ * lines.
  *
  * nodemailer decides these parameters by itself and drops the ones the
  * connection's EHLO did not offer: SMTPUTF8 only for a non-ASCII address, BODY
@@ -13,11 +13,10 @@
  * the message before MAIL FROM (451 4.3.0: upstream.extensions promised it)
  * instead of sending it without.
  *
- * gateway/test/upstream-parameters.test.ts holds the contract with the
- * installed nodemailer release: the internals used here exist, and the lines
- * reach a real server as intended.
+ * nodemailer-adapter.ts puts these lines on nodemailer's connection;
+ * gateway/test/upstream-parameters.test.ts checks they reach a real server as
+ * intended.
  */
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { ForwardedExtension } from '../config/constants';
 
 /** DSN parameters of one recipient (RFC 3461 section 4), as the client gave them. */
@@ -39,15 +38,6 @@ export interface EnvelopeParameters {
   readonly envid?: string;
   /** NOTIFY and ORCPT by recipient address (as it is sent upstream). */
   readonly recipients?: ReadonlyMap<string, RecipientDsn>;
-}
-
-const PARAMETERS = Symbol('smtp-gateway envelope parameters');
-
-/** An envelope nodemailer is given, with the parameters for its connection to send. */
-export type ParameterisedEnvelope<T extends object> = T & { [PARAMETERS]?: EnvelopeParameters };
-
-export function withParameters<T extends object>(envelope: T, parameters: EnvelopeParameters | undefined): ParameterisedEnvelope<T> {
-  return parameters ? Object.assign(envelope, { [PARAMETERS]: parameters }) : envelope;
 }
 
 /** The extensions an upstream must have offered for these parameters to go out. */
@@ -86,14 +76,6 @@ export function xtext(value: string): string {
     .join('');
 }
 
-/** The internals of nodemailer's SMTPConnection this module relies on. */
-interface ConnectionInternals {
-  _supportedExtensions: string[];
-  _envelope?: ParameterisedEnvelope<object>;
-  _setEnvelope(envelope: ParameterisedEnvelope<object>, callback: (err: Error | null) => void): void;
-  _sendCommand(str: string, logStr?: string): void;
-}
-
 const MAIL_FROM = /^MAIL FROM:<([^>]*)>/;
 const RCPT_TO = /^RCPT TO:<([^>]*)>/;
 
@@ -110,31 +92,4 @@ export function commandWithParameters(line: string, parameters: EnvelopeParamete
 export function missingExtensionError(missing: readonly string[]): Error & { code: string; responseCode: number; response: string } {
   const response = `451 4.3.0 the upstream did not offer ${missing.join(', ')} in its EHLO, which upstream.extensions lists and this message needs`;
   return Object.assign(new Error(response), { code: 'EENVELOPE', responseCode: 451, response });
-}
-
-let installed = false;
-
-/** Patches nodemailer's SMTPConnection once; messages without parameters are sent as before. */
-export function installEnvelopeParameters(): void {
-  if (installed) return;
-  const proto = SMTPConnection.prototype as unknown as ConnectionInternals;
-  if (typeof proto._setEnvelope !== 'function' || typeof proto._sendCommand !== 'function') {
-    // refusing to start beats relaying messages without the parameters their senders asked for
-    throw new Error('nodemailer SMTPConnection has no _setEnvelope/_sendCommand: this nodemailer release is not supported (relay/upstream-parameters.ts)');
-  }
-  const setEnvelope = proto._setEnvelope;
-  const sendCommand = proto._sendCommand;
-  proto._setEnvelope = function (this: ConnectionInternals, envelope, callback) {
-    const parameters = envelope?.[PARAMETERS];
-    if (parameters) {
-      const missing = requiredExtensions(parameters).filter((name) => !this._supportedExtensions.includes(name));
-      if (missing.length) return callback(missingExtensionError(missing));
-    }
-    return setEnvelope.call(this, envelope, callback);
-  };
-  proto._sendCommand = function (this: ConnectionInternals, str, logStr) {
-    const parameters = this._envelope?.[PARAMETERS];
-    return sendCommand.call(this, parameters ? commandWithParameters(str, parameters) : str, logStr);
-  };
-  installed = true;
 }

@@ -55,6 +55,17 @@ export interface SpooledMessage {
   buffer(): Promise<Buffer>;
 }
 
+/**
+ * How a send fails: nodemailer's error fields, which ses-errors.ts gives SES
+ * errors too; reply-mapping.ts turns it into the client's reply.
+ */
+export interface UpstreamError {
+  readonly code?: string;
+  readonly responseCode?: number;
+  readonly response?: string;
+  readonly message?: string;
+}
+
 /** A recipient the upstream refused while it took the message for the others. */
 export interface RecipientRefusal {
   readonly address: string;

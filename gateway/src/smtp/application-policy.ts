@@ -10,12 +10,13 @@
  */
 import { parseCidr } from '../config/cidr';
 import type { GatewayConfig } from '../config/schema';
+import { deferred, type Outcome, rejected } from '../relay/outcome';
 import type { ApplicationContext } from '../relay/upstream';
 import { UNMATCHED_APPLICATION, type ApplicationFile, type ApplicationSettings } from './application-file';
 import { DomainList, domainOf } from './domains';
 import { NetworkList, unmapAddress } from './networks';
 import { SlidingWindowLimiter } from './rate-limiter';
-import { checkHeaderFromAddresses, type PolicyRefusal, type PolicySession } from './session-policy';
+import { checkHeaderFromAddresses, type PolicySession } from './session-policy';
 
 /** One application as loaded: its rules ready to check and what the upstream is told. */
 export class Application {
@@ -99,43 +100,31 @@ export class ApplicationPolicy {
   }
 
   /** Whether the session may send at all (applications.unmatched), and as this sender. */
-  checkSender(application: Application | undefined, address: string, session: PolicySession): PolicyRefusal | undefined {
+  checkSender(application: Application | undefined, address: string, session: PolicySession): Outcome | undefined {
     if (!application) {
       if (this.unmatched === 'global') return undefined;
       const who = session.user ? `user ${JSON.stringify(String(session.user))}` : `client ${session.remoteAddress}`;
-      return {
-        reply: { code: 550, status: '5.7.1', text: `No application is configured for ${who}; mail from it is refused` },
-        reason: 'no_application',
-      };
+      return rejected({ code: 550, status: '5.7.1', text: `No application is configured for ${who}; mail from it is refused` }, 'no_application');
     }
     if (!application.allowsSender(address)) {
-      return {
-        reply: { code: 550, status: '5.7.1', text: `Sender <${address}> is not allowed for application ${application.name}` },
-        reason: 'sender_domain',
-      };
+      return rejected({ code: 550, status: '5.7.1', text: `Sender <${address}> is not allowed for application ${application.name}` }, 'sender_domain');
     }
     return undefined;
   }
 
   /** One hit on the application's message rate; checked last at MAIL FROM so refused messages do not count. */
-  checkRate(application: Application | undefined): PolicyRefusal | undefined {
+  checkRate(application: Application | undefined): Outcome | undefined {
     if (application?.messageRate && !application.messageRate.hit(application.name)) {
-      return {
-        reply: { code: 451, status: '4.7.1', text: `Message rate limit of application ${application.name} exceeded, try again later` },
-        reason: 'rate_limited',
-      };
+      return deferred({ code: 451, status: '4.7.1', text: `Message rate limit of application ${application.name} exceeded, try again later` }, 'rate_limited');
     }
     return undefined;
   }
 
   /** `accepted` is the number of recipients the transaction already has. */
-  checkRcptTo(application: Application | undefined, accepted: number): PolicyRefusal | undefined {
+  checkRcptTo(application: Application | undefined, accepted: number): Outcome | undefined {
     const max = application?.maxRecipients;
     if (max === undefined || accepted < max) return undefined;
-    return {
-      reply: { code: 452, status: '4.5.3', text: `Too many recipients, at most ${max} per message for application ${application?.name}` },
-      reason: 'too_many_recipients',
-    };
+    return deferred({ code: 452, status: '4.5.3', text: `Too many recipients, at most ${max} per message for application ${application?.name}` }, 'too_many_recipients');
   }
 
   /**
@@ -143,13 +132,10 @@ export class ApplicationPolicy {
    * application's configuration set or tags, so it is refused. With sender
    * rules, the header From (read strictly) must name allowed senders only.
    */
-  checkHeaders(application: Application | undefined, block: Buffer): PolicyRefusal | undefined {
+  checkHeaders(application: Application | undefined, block: Buffer): Outcome | undefined {
     const ses = SES_HEADER.exec(block.toString('latin1'));
     if (ses) {
-      return {
-        reply: { code: 550, status: '5.7.1', text: `Header ${ses[1]} is set by the gateway from the application's policy; remove it from the message` },
-        reason: 'ses_header',
-      };
+      return rejected({ code: 550, status: '5.7.1', text: `Header ${ses[1]} is set by the gateway from the application's policy; remove it from the message` }, 'ses_header');
     }
     if (!application?.checksSenders) return undefined;
     return checkHeaderFromAddresses(block, (address) => application.allowsSender(address), `allowed for application ${application.name}`);

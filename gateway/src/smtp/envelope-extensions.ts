@@ -15,9 +15,9 @@
  */
 import type { SMTPServerAddress, SMTPServerEnvelope, SMTPServerOptions } from 'smtp-server';
 import type { ForwardedExtension } from '../config/constants';
+import { type Outcome, rejected } from '../relay/outcome';
 import type { EnvelopeParameters, RecipientDsn } from '../relay/upstream-parameters';
 import { canonicalAddress, hasNonAscii, localPartOf } from './domains';
-import type { PolicyRefusal } from './session-policy';
 
 /** The smtp-server options that decide what an EHLO advertises. */
 export type AdvertisedExtensions = Pick<SMTPServerOptions, 'hide8BITMIME' | 'hideSMTPUTF8' | 'hideDSN' | 'hideREQUIRETLS'>;
@@ -53,12 +53,12 @@ export class EnvelopeExtensions {
   }
 
   /** At MAIL FROM, after smtp-server checked the syntax of the parameters it knows. */
-  checkMailFrom(address: SMTPServerAddress): PolicyRefusal | undefined {
+  checkMailFrom(address: SMTPServerAddress): Outcome | undefined {
     return this.unadvertised(address, MAIL_PARAMETERS) ?? this.needsSmtpUtf8(address.address, address.args !== false && address.args.SMTPUTF8 === true);
   }
 
   /** At RCPT TO; `envelope` holds the transaction's MAIL FROM. */
-  checkRcptTo(address: SMTPServerAddress, envelope: SMTPServerEnvelope): PolicyRefusal | undefined {
+  checkRcptTo(address: SMTPServerAddress, envelope: SMTPServerEnvelope): Outcome | undefined {
     return this.unadvertised(address, RCPT_PARAMETERS) ?? this.needsSmtpUtf8(address.address, Boolean(envelope.smtpUtf8));
   }
 
@@ -68,12 +68,9 @@ export class EnvelopeExtensions {
   }
 
   /** After the data: header fields in UTF-8 (or any 8-bit bytes) need an upstream with SMTPUTF8. */
-  checkHeaders(block: Buffer): PolicyRefusal | undefined {
+  checkHeaders(block: Buffer): Outcome | undefined {
     if (!this.checksHeaders || !hasEightBit(block)) return undefined;
-    return {
-      reply: { code: 550, status: '5.6.7', text: 'Message header fields are not ASCII, and the upstream does not offer SMTPUTF8' },
-      reason: 'smtputf8_required',
-    };
+    return rejected({ code: 550, status: '5.6.7', text: 'Message header fields are not ASCII, and the upstream does not offer SMTPUTF8' }, 'smtputf8_required');
   }
 
   /** The parameters of this transaction to forward upstream, or undefined when there are none. */
@@ -99,24 +96,18 @@ export class EnvelopeExtensions {
     return Object.values(parameters).some((value) => value !== undefined) ? parameters : undefined;
   }
 
-  private unadvertised(address: SMTPServerAddress, known: Record<string, string>): PolicyRefusal | undefined {
+  private unadvertised(address: SMTPServerAddress, known: Record<string, string>): Outcome | undefined {
     const refused = Object.keys(address.args || {}).find((name) => !this.offered.has(known[name] ?? ''));
     if (refused === undefined) return undefined;
-    return {
-      reply: { code: 555, status: '5.5.4', text: `Parameter ${refused.replace(/[^\x21-\x7e]/g, '?').slice(0, 40)} is not supported here` },
-      reason: 'unsupported_parameter',
-    };
+    return rejected({ code: 555, status: '5.5.4', text: `Parameter ${refused.replace(/[^\x21-\x7e]/g, '?').slice(0, 40)} is not supported here` }, 'unsupported_parameter');
   }
 
-  private needsSmtpUtf8(address: string, smtpUtf8: boolean): PolicyRefusal | undefined {
+  private needsSmtpUtf8(address: string, smtpUtf8: boolean): Outcome | undefined {
     // smtp-server hands domains over decoded to Unicode, so only the local part tells
     // whether the client really sent a non-ASCII address; its domain goes out as an A-label
     if (smtpUtf8 || !hasNonAscii(localPartOf(address))) return undefined;
     const why = this.offered.has('SMTPUTF8') ? 'without SMTPUTF8' : 'and the upstream does not offer SMTPUTF8';
-    return {
-      reply: { code: 553, status: '5.6.7', text: `Address <${canonicalAddress(address).replace(/[^\x20-\x7e]/g, '?')}> is not ASCII ${why}` },
-      reason: 'smtputf8_required',
-    };
+    return rejected({ code: 553, status: '5.6.7', text: `Address <${canonicalAddress(address).replace(/[^\x20-\x7e]/g, '?')}> is not ASCII ${why}` }, 'smtputf8_required');
   }
 }
 

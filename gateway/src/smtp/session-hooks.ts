@@ -11,15 +11,15 @@ import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
 import { rfc5322DateNow } from '../relay/header-rewriter';
+import { deferred, type Outcome, RefusalError, rejected } from '../relay/outcome';
 import type { Spool } from '../relay/spool';
-import type { TransactionResult } from '../relay/reply-mapping';
-import { type RelayOptions, type RelayRecord, Refusal, relayMessage } from '../relay/transaction';
+import { type RelayOptions, type RelayRecord, relayMessage } from '../relay/transaction';
 import { applicationLabel, type Application, type ApplicationPolicy } from './application-policy';
 import type { AuthHandler } from './auth';
 import { canonicalAddress } from './domains';
 import type { EnvelopeExtensions } from './envelope-extensions';
 import type { SessionHooks } from './listeners';
-import type { PolicyRefusal, SessionPolicy } from './session-policy';
+import type { SessionPolicy } from './session-policy';
 import { formatReply, toError } from './smtp-reply';
 
 export interface HookDeps {
@@ -47,14 +47,11 @@ interface TransactionState {
   /** Resolved once at MAIL FROM: a reload during the transaction does not change it. */
   readonly application?: Application;
   /** The last recipient refused: it decides the outcome of a transaction that ends without DATA. */
-  refusal?: PolicyRefusal;
+  refusal?: Outcome;
 }
 
-const refusalLabels = (refusal: PolicyRefusal) =>
-  ({ outcome: refusal.reply.code >= 500 ? 'rejected' : 'deferred', reason: refusal.reason }) as MessageLabels;
-
 /** The submission listener's answer to MAIL FROM before AUTH. */
-const AUTH_REQUIRED: PolicyRefusal = { reply: { code: 530, status: '5.7.0', text: 'Authentication required' }, reason: 'auth_required' };
+const AUTH_REQUIRED = rejected({ code: 530, status: '5.7.0', text: 'Authentication required' }, 'auth_required');
 
 /** The 421 a drain sends: to idle sessions, to new transactions, and to sessions after their last one. */
 export const SHUTTING_DOWN = { code: 421, status: '4.3.2', text: 'Service shutting down, try again later' } as const;
@@ -79,18 +76,18 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
     state.leave();
     transactions.delete(sessionId);
     if (ended === 'data') return;
-    if (state.refusal) countMessage(refusalLabels(state.refusal), state.application);
+    if (state.refusal) countMessage(state.refusal.labels, state.application);
     else countMessage({ outcome: 'aborted', reason: ended === 'reset' ? 'client_reset' : 'client_disconnect' }, state.application);
   };
 
-  const recordRefusal = (session: SMTPServerSession, stage: string, refusal: PolicyRefusal, address: string, application?: Application) => {
+  const recordRefusal = (session: SMTPServerSession, stage: string, refusal: Outcome, address: string, application?: Application) => {
     const transaction = transactions.get(session.id);
     if (transaction) {
       // a refused recipient is not a refused message: the others may still be relayed
       transaction.refusal = refusal;
-      metrics.recipients.inc({ outcome: refusalLabels(refusal).outcome });
+      metrics.recipients.inc({ outcome: refusal.labels.outcome });
     } else {
-      countMessage(refusalLabels(refusal), application);
+      countMessage(refusal.labels, application);
     }
     logger.info('command refused', {
       session: session.id,
@@ -101,13 +98,13 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
       stage,
       address,
       reply: formatReply(refusal.reply),
-      reason: refusal.reason,
+      reason: refusal.labels.reason,
     });
   };
 
   const inspectHeaders = (application: Application | undefined) => (block: Buffer) => {
     const refusal = applications.checkHeaders(application, block) ?? policy.checkHeaderFrom(block) ?? extensions.checkHeaders(block);
-    return refusal ? new Refusal(refusal.reply, refusal.reason as Refusal['reason']) : undefined;
+    return refusal ? new RefusalError(refusal) : undefined;
   };
 
   return {
@@ -177,33 +174,33 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
             // metrics or logging must never change the reply the upstream's answer decided
             logger.error('transaction bookkeeping failed', { session: session.id, err: (err as Error).message });
           }
-          return record.result;
+          return record.outcome;
         })
-        .catch((err: Error): TransactionResult => {
+        .catch((err: Error): Outcome => {
           logger.error('transaction failed', { session: session.id, err: err.message });
-          return { reply: { code: 451, status: '4.3.0', text: 'Temporary failure, try again later' }, outcome: 'deferred', reason: 'internal_error' };
+          return deferred({ code: 451, status: '4.3.0', text: 'Temporary failure, try again later' }, 'internal_error');
         })
-        .then((result) => {
+        .then((outcome) => {
           endTransaction(session.id, 'data');
-          if (result.outcome === 'relayed') callback(null, `${result.reply.status} ${result.reply.text}`);
-          else callback(toError(result.reply));
+          if (outcome.labels.outcome === 'relayed') callback(null, `${outcome.reply.status} ${outcome.reply.text}`);
+          else callback(toError(outcome.reply));
         });
 
       function record_(record: RelayRecord) {
-        const { result } = record;
+        const { labels, reply, upstream } = record.outcome;
         const seconds = state ? (performance.now() - state.started) / 1000 : 0;
-        countMessage({ outcome: result.outcome, reason: result.reason } as MessageLabels, state?.application);
+        countMessage(labels, state?.application);
         metrics.messageSize.observe(record.sizeIn);
-        const refusedUpstream = result.upstreamRejected?.length ?? 0;
-        metrics.recipients.inc({ outcome: result.outcome }, to.length - refusedUpstream);
+        const refusedUpstream = upstream?.rejected?.length ?? 0;
+        metrics.recipients.inc({ outcome: labels.outcome }, to.length - refusedUpstream);
         if (refusedUpstream) metrics.recipients.inc({ outcome: 'rejected' }, refusedUpstream);
-        if (result.dsn === 'sent' || result.dsn === 'failed') metrics.dsn.inc({ result: result.dsn });
-        metrics.transactionLatency.observe({ outcome: result.outcome }, seconds);
-        if (result.upstreamLabel) metrics.upstreamReplies.inc({ code: result.upstreamLabel });
+        if (upstream?.dsn === 'sent' || upstream?.dsn === 'failed') metrics.dsn.inc({ result: upstream.dsn });
+        metrics.transactionLatency.observe({ outcome: labels.outcome }, seconds);
+        if (upstream?.label) metrics.upstreamReplies.inc({ code: upstream.label });
         if (record.upstreamSeconds !== undefined) metrics.upstreamLatency.observe(record.upstreamSeconds);
-        if (result.outcome === 'relayed') metrics.messageBytes.inc(record.sizeOut);
+        if (labels.outcome === 'relayed') metrics.messageBytes.inc(record.sizeOut);
         // a refused recipient whose sender could not be told is the one case needing a person
-        const log = result.dsn === 'failed' ? logger.error.bind(logger) : logger.info.bind(logger);
+        const log = upstream?.dsn === 'failed' ? logger.error.bind(logger) : logger.info.bind(logger);
         log('transaction', {
           session: session.id,
           transaction: session.transaction,
@@ -216,12 +213,12 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
           recipients: to.length,
           sizeIn: record.sizeIn,
           sizeOut: record.sizeOut,
-          outcome: result.outcome,
-          reason: result.reason,
-          reply: formatReply(result.reply),
-          upstreamReply: result.upstreamReply,
-          upstreamRejected: result.upstreamRejected,
-          dsn: result.dsn,
+          outcome: labels.outcome,
+          reason: labels.reason,
+          reply: formatReply(reply),
+          upstreamReply: upstream?.reply,
+          upstreamRejected: upstream?.rejected,
+          dsn: upstream?.dsn,
           dsnError: record.dsnError,
           spilled: record.spilled,
           seconds: Math.round(seconds * 1000) / 1000,
@@ -236,10 +233,10 @@ export function createSessionHooks(deps: HookDeps): SessionHooks {
 }
 
 /** RFC 1870 section 6.1: a declared SIZE the spool has no room for now gets 452 4.3.1 before any data. */
-function spoolRefusal(args: unknown, spool: Spool): PolicyRefusal | undefined {
+function spoolRefusal(args: unknown, spool: Spool): Outcome | undefined {
   const declared = Number((args as { SIZE?: string } | undefined)?.SIZE ?? 0);
   if (!(declared > 0) || spool.fits(declared)) return undefined;
-  return { reply: { code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, reason: 'spool_full' };
+  return deferred({ code: 452, status: '4.3.1', text: 'Insufficient system storage, try again later' }, 'spool_full');
 }
 
 /** The sessions that are not inside a transaction, which a drain may close at once. */

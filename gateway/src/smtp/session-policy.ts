@@ -1,22 +1,16 @@
 /**
  * Who may relay what: the decisions behind MAIL FROM, RCPT TO and the header
  * From, as plain functions of the configuration and the session. Each returns
- * the refusal (reply + metrics reason) or undefined to accept. The SMTP hooks
+ * the refusal (relay/outcome.ts) or undefined to accept. The SMTP hooks
  * in listeners.ts only translate these into smtp-server callbacks.
  */
 import type { GatewayConfig } from '../config/schema';
-import type { DeferReason, RejectReason } from '../ops/metrics';
+import { deferred, type Outcome, rejected } from '../relay/outcome';
 import { clientKey, type ClientPrefixLength } from './client-key';
 import { DomainList, domainOf } from './domains';
 import { readHeaderFrom } from './header-from';
 import { NetworkList } from './networks';
 import { SlidingWindowLimiter } from './rate-limiter';
-import type { SmtpReply } from './smtp-reply';
-
-export interface PolicyRefusal {
-  readonly reply: SmtpReply;
-  readonly reason: RejectReason | DeferReason;
-}
 
 /** The parts of an smtp-server session the policy reads. */
 export interface PolicySession {
@@ -25,10 +19,7 @@ export interface PolicySession {
   readonly envelope: { readonly rcptTo: readonly unknown[] };
 }
 
-const RELAY_DENIED: PolicyRefusal = {
-  reply: { code: 550, status: '5.7.1', text: 'Relaying denied: authenticate or connect from an allowed network' },
-  reason: 'relay_denied',
-};
+const RELAY_DENIED: Outcome = rejected({ code: 550, status: '5.7.1', text: 'Relaying denied: authenticate or connect from an allowed network' }, 'relay_denied');
 
 export class SessionPolicy {
   private readonly allowedNetworks: NetworkList;
@@ -61,37 +52,25 @@ export class SessionPolicy {
     return Boolean(session.user) || this.allowedNetworks.contains(session.remoteAddress);
   }
 
-  checkMailFrom(address: string, session: PolicySession): PolicyRefusal | undefined {
+  checkMailFrom(address: string, session: PolicySession): Outcome | undefined {
     if (!this.senderDomains.empty && !this.senderDomains.matches(domainOf(address))) {
-      return {
-        reply: { code: 550, status: '5.7.1', text: `Sender domain of <${address}> is not allowed here` },
-        reason: 'sender_domain',
-      };
+      return rejected({ code: 550, status: '5.7.1', text: `Sender domain of <${address}> is not allowed here` }, 'sender_domain');
     }
     // counted per message: one hit per MAIL FROM that passed the other checks
     if (this.messageRate && !this.messageRate.hit(rateKey(session, this.prefixLength))) {
-      return {
-        reply: { code: 451, status: '4.7.1', text: 'Message rate limit exceeded, try again later' },
-        reason: 'rate_limited',
-      };
+      return deferred({ code: 451, status: '4.7.1', text: 'Message rate limit exceeded, try again later' }, 'rate_limited');
     }
     return undefined;
   }
 
-  checkRcptTo(address: string, session: PolicySession): PolicyRefusal | undefined {
+  checkRcptTo(address: string, session: PolicySession): Outcome | undefined {
     if (!this.mayRelay(session)) return RELAY_DENIED;
     const domain = domainOf(address);
     if (this.recipientDeny.matches(domain) || (!this.recipientAllow.empty && !this.recipientAllow.matches(domain))) {
-      return {
-        reply: { code: 550, status: '5.7.1', text: `Recipient domain of <${address}> is not allowed` },
-        reason: 'recipient_domain',
-      };
+      return rejected({ code: 550, status: '5.7.1', text: `Recipient domain of <${address}> is not allowed` }, 'recipient_domain');
     }
     if (session.envelope.rcptTo.length >= this.maxRecipients) {
-      return {
-        reply: { code: 452, status: '4.5.3', text: `Too many recipients, at most ${this.maxRecipients} per message` },
-        reason: 'too_many_recipients',
-      };
+      return deferred({ code: 452, status: '4.5.3', text: `Too many recipients, at most ${this.maxRecipients} per message` }, 'too_many_recipients');
     }
     return undefined;
   }
@@ -100,7 +79,7 @@ export class SessionPolicy {
    * The header From (read strictly, header-from.ts) must name only allowed sender
    * domains when a list is set. `block` is the raw header block.
    */
-  checkHeaderFrom(block: Buffer): PolicyRefusal | undefined {
+  checkHeaderFrom(block: Buffer): Outcome | undefined {
     if (this.senderDomains.empty) return undefined;
     return checkHeaderFromAddresses(block, (address) => this.senderDomains.matches(domainOf(address)), 'in an allowed sender domain');
   }
@@ -110,14 +89,14 @@ export class SessionPolicy {
  * The header From read strictly (header-from.ts), every address in it passed
  * to `allows`; `allowed` says what a refused address is not, in the reply.
  */
-export function checkHeaderFromAddresses(block: Buffer, allows: (address: string) => boolean, allowed: string): PolicyRefusal | undefined {
+export function checkHeaderFromAddresses(block: Buffer, allows: (address: string) => boolean, allowed: string): Outcome | undefined {
   const reading = readHeaderFrom(block);
   if (!reading.ok) {
-    return { reply: { code: 550, status: '5.7.1', text: `Header From refused: ${reading.problem}` }, reason: 'header_from' };
+    return rejected({ code: 550, status: '5.7.1', text: `Header From refused: ${reading.problem}` }, 'header_from');
   }
   const bad = reading.addresses.find((address) => !allows(address));
   if (bad === undefined) return undefined;
-  return { reply: { code: 550, status: '5.7.1', text: `Header From <${bad}> is not ${allowed}` }, reason: 'header_from' };
+  return rejected({ code: 550, status: '5.7.1', text: `Header From <${bad}> is not ${allowed}` }, 'header_from');
 }
 
 /** Rate limits apply per AUTH user when there is one, else per client (IPv6 by prefix). */
