@@ -9,26 +9,43 @@
  * second table gives the ratio.
  *
  *   tsx bench/run.ts [--runs=3] [--cells=2k-c1,2k-c50] [--duration=1] [--direct] [--no-peer] [--cpu-prof] [--quiet-wait=30]
+ *                    [--node-args='--max-semi-space-size=16']
  *
  * --duration scales each cell's time; --direct points the generator straight at
  * smtp-sink (the generator's own ceiling); --no-peer skips Haraka; --cpu-prof
  * writes a V8 profile of the gateway per run to bench/results/profiles; before
  * each run the runner waits up to --quiet-wait seconds for the machine's other
- * CPU use to fall below 15 %.
+ * CPU use to fall below 15 %. --node-args are given to the gateway's node after
+ * the image's NODE_OPTIONS, so a V8 flag there overrides the image's (to measure
+ * another young-generation size, say).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, freemem, totalmem, loadavg } from 'node:os';
+import { cpus, totalmem, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { check, describeFailures, latencyStats, median } from './lib/checker';
 import type { GatewayConfigInput } from '../gateway/src/config/schema';
+import { NODE_OPTIONS } from '../gateway/src/config/constants';
 import { REPO_ROOT, benchGatewayConfig, gatewayRuntime, startGatewayProcess } from './lib/gateway-process';
 import { startDelayProxy } from './lib/delay-proxy';
 import { HARAKA_VERSION, startHaraka } from './lib/haraka';
 import { runLoad } from './lib/load-generator';
 import { cpuTimeMs, measure, waitForQuiet } from './lib/proc-stats';
 import { startSmtpSink } from '../testkit/smtp-sink';
+
+const USAGE = `tsx bench/run.ts [--runs=3] [--cells=a,b] [--duration=1] [--direct] [--no-peer] [--cpu-prof] [--quiet-wait=30] [--node-args='...']
+
+  --runs        runs per cell; the tables give the median
+  --cells       which cells (default all, below)
+  --duration    scales each cell's time
+  --direct      the generator straight at smtp-sink (its own ceiling)
+  --no-peer     skip Haraka on the peer cells
+  --cpu-prof    a V8 CPU profile of the gateway per run, in bench/results/profiles (tsx bench/profile-summary.ts)
+  --quiet-wait  seconds to wait before each run for other CPU use to fall under 15 %
+  --node-args   node arguments for the gateway after the image's NODE_OPTIONS (e.g. --max-semi-space-size=16)
+
+cells:`;
 
 interface Targets {
   readonly minRate?: number;
@@ -85,12 +102,12 @@ const CELLS: readonly Cell[] = [
   // Every connection open at once, each sending one 2 KiB message every 5 s (~200 msgs/s in all).
   { name: '1000-open', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, intervalMs: 5000, openAllFirst: true, rampMs: 2000, targets: { maxPeakRssMiB: 256 } },
   // Open loop, Poisson arrivals over every connection: queueing shows in the latency instead of being hidden by it.
-  { name: 'open-1000-r500', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 500, rampMs: 2000, targets: { maxP95: 200, maxP99: 500, maxPeakRssMiB: 256 } },
+  { name: 'open-1000-r500', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 500, rampMs: 2000, peer: true, targets: { maxP95: 200, maxP99: 500, maxPeakRssMiB: 256 } },
   // A remote smarthost (80 ms per message upstream) at 100 msgs/s: the pool needs 100 × 0.08 = 8 connections.
   // With the default 5 it is overloaded and the queue grows; with 10 the production latency figures hold.
   { name: 'remote-500-r100-pool5', messageBytes: 2 * KiB, concurrency: 500, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 5, targets: {} },
   { name: 'remote-500-r100-pool10', messageBytes: 2 * KiB, concurrency: 500, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, targets: { maxP95: 200, maxP99: 500 } },
-  { name: 'remote-1000-r100-pool10', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, targets: { maxP95: 200, maxP99: 500 } },
+  { name: 'remote-1000-r100-pool10', messageBytes: 2 * KiB, concurrency: 1000, durationS: 20, arrivalRate: 100, rampMs: 2000, upstreamDelay: REMOTE, upstreamConnections: 10, peer: true, targets: { maxP95: 200, maxP99: 500 } },
   // SES's rate (14 msgs/s) with 200 clients sending back to back (far above the rate): every reply within
   // maxWait + 1 s, the excess deferred with 451 before anything is sent, nothing lost or duplicated. At the
   // default maxWait (20 s) 200 waiting clients drain in 200 / 14 = 14.3 s, so none is deferred; at 5 s most are.
@@ -146,8 +163,16 @@ async function main(): Promise<void> {
       'cpu-prof': { type: 'boolean', default: false },
       'upstream-connections': { type: 'string' },
       'quiet-wait': { type: 'string', default: '30' },
+      'node-args': { type: 'string', default: '' },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    for (const cell of CELLS) console.log(`  ${cell.name.padEnd(24)} ${describeCell(cell)}`);
+    return;
+  }
+  const nodeArgs = values['node-args']!.split(' ').filter(Boolean);
   const runs = Number(values.runs);
   const durationScale = Number(values.duration);
   const wanted = new Set(values.cells!.split(','));
@@ -158,13 +183,8 @@ async function main(): Promise<void> {
   mkdirSync(join(resultsDir, 'profiles'), { recursive: true });
   const serversOf = (cell: Cell): Server[] => (values.direct ? ['direct'] : cell.peer && !values['no-peer'] ? ['gateway', 'haraka'] : ['gateway']);
 
-  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).toString().trim();
-  const dirty = execFileSync('git', ['status', '--porcelain', 'gateway/src'], { cwd: REPO_ROOT }).toString().trim().split('\n').filter(Boolean).length;
-  console.log(
-    `# smtp-gateway benchmark ${new Date().toISOString()} at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''} — ${cpus().length} CPUs (${cpus()[0]?.model}), ` +
-      `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM (${(freemem() / 2 ** 30).toFixed(1)} free), node ${process.version}, ` +
-      `${values.direct ? 'DIRECT to smtp-sink (no gateway)' : `gateway runtime: ${gatewayRuntime()}`}, peer: Haraka ${HARAKA_VERSION}, runs per cell: ${runs}`,
-  );
+  const conditions = describeConditions({ runs, direct: values.direct!, nodeArgs });
+  console.log(conditions);
   const sink = await startSmtpSink();
   const results: Record<string, Figures[]> = {};
   let failed = false;
@@ -180,6 +200,7 @@ async function main(): Promise<void> {
             cpuProf: values['cpu-prof']! && server === 'gateway' ? join(resultsDir, 'profiles') : undefined,
             upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : cell.upstreamConnections,
             quietWaitS: Number(values['quiet-wait']),
+            nodeArgs,
           });
           (results[resultKey(cell, server)] ??= []).push(figures);
           console.log(`  ${cell.name} ${server} run ${run + 1}: ${JSON.stringify(figures)}`);
@@ -190,7 +211,16 @@ async function main(): Promise<void> {
   } finally {
     await sink.stop();
   }
-  const table = [renderTable(cells, results, serversOf), renderPeerTable(cells, results)].filter(Boolean).join('\n\n');
+  const busy = Object.values(results).flat().map((f) => f.backgroundBusy * 100);
+  const table = [
+    `${conditions} Other CPU use just before each run: median ${n(median(busy), 0)} %, highest ${n(Math.max(...busy), 0)} %.`,
+    section('Haraka side by side, lock-step and pipelining clients', renderPeerTable(cells, results)),
+    section('Open loop (Poisson arrivals, latency from the arrival) and a remote smarthost', renderOpenLoopTable(cells, results)),
+    section('Memory', renderMemoryTable(cells, results)),
+    section('Every cell', renderTable(cells, results, serversOf)),
+  ]
+    .filter(Boolean)
+    .join('\n\n');
   console.log(`\n${table}`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   writeFileSync(join(resultsDir, `bench-${stamp}.json`), JSON.stringify({ date: new Date().toISOString(), direct: values.direct, results }, null, 2));
@@ -208,7 +238,7 @@ async function runCell(
   run: number,
   server: Server,
   sink: Awaited<ReturnType<typeof startSmtpSink>>,
-  options: { durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number },
+  options: { durationScale: number; cpuProf?: string; upstreamConnections?: number; quietWaitS: number; nodeArgs: readonly string[] },
 ): Promise<Figures> {
   // Other people's work on this shared machine skews every figure: wait for a quiet moment, and say how quiet it was.
   const backgroundBusy = await waitForQuiet(0.15, options.quietWaitS * 1000);
@@ -223,7 +253,10 @@ async function runCell(
             ...cell.gateway,
             upstream: { ...cell.gateway?.upstream, ...(options.upstreamConnections ? { maxConnections: options.upstreamConnections } : {}) },
           }),
-          nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : [],
+          nodeArgs: [
+            ...options.nodeArgs,
+            ...(options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`, `--cpu-prof-name=${cell.name}-${run}.cpuprofile`] : []),
+          ],
         })
       : undefined;
   const haraka = server === 'haraka' ? await startHaraka({ upstream }) : undefined;
@@ -312,9 +345,25 @@ function verdict(cell: Cell, f: Medians, peer: Medians | undefined): string {
   return misses.length ? `missed: ${misses.join(', ')}` : 'met';
 }
 
+const sizeOf = (cell: Cell) => (cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`);
+
+/** How the clients send and what stands upstream. */
+function modeOf(cell: Cell): string {
+  return [
+    cell.arrivalRate ? `open loop ${cell.arrivalRate}/s` : cell.lockStep ? 'lock-step' : 'pipelining',
+    cell.upstreamDelay ? `upstream +${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
+}
+
+const describeCell = (cell: Cell) => `${sizeOf(cell)}, C=${cell.concurrency}, ${modeOf(cell)}, ${cell.durationS} s${cell.peer ? ', Haraka beside it' : ''}`;
+
 const n = (value: number, digits = 1) => (Number.isNaN(value) ? '–' : value.toFixed(digits));
 
+/** A Markdown table, or '' when there are no rows (the section is then left out). */
 function markdownTable(header: string, rows: string[]): string {
+  if (!rows.length) return '';
   const rule = `|${header.split('|').slice(1, -1).map(() => '---').join('|')}|`;
   return [header, rule, ...rows].join('\n');
 }
@@ -326,11 +375,8 @@ function renderTable(cells: readonly Cell[], results: Record<string, Figures[]>,
     serversOf(cell).flatMap((server) => {
       const f = medians(results[resultKey(cell, server)]);
       if (!f) return [];
-      const size = cell.messageBytes >= MiB ? `${(cell.messageBytes / 1e6).toFixed(0)} MB` : `${cell.messageBytes / KiB} KiB`;
-      const mode = [
-        cell.arrivalRate ? `open loop ${cell.arrivalRate}/s` : cell.lockStep ? 'lock-step' : 'pipelining',
-        cell.upstreamDelay ? `upstream +${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : '',
-      ].filter(Boolean).join(', ');
+      const size = sizeOf(cell);
+      const mode = modeOf(cell);
       const target = server === 'gateway' ? verdict(cell, f, medians(results[resultKey(cell, 'haraka')])) : server === 'direct' ? 'n/a (direct)' : 'peer';
       return [
         `| ${cell.name} | ${server} | ${size} | ${cell.concurrency} | ${mode} | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.max)} | ${n(f.cpuPerMessage, 3)} | ${n(f.generatorCpuPerMessage, 2)} + ${n(f.sinkCpuPerMessage, 2)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${n(f.sent, 0)} | ${n(f.accepted, 0)} | ${n(f.delivered, 0)} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${n(f.maxOpen, 0)} | ${n(f.backgroundBusy * 100, 0)} % | ${target} |`,
@@ -345,13 +391,64 @@ function renderPeerTable(cells: readonly Cell[], results: Record<string, Figures
   const rows = cells.flatMap((cell) => {
     const gateway = medians(results[resultKey(cell, 'gateway')]);
     const haraka = medians(results[resultKey(cell, 'haraka')]);
-    if (!gateway || !haraka) return [];
+    // open-loop cells deliver what is offered on both sides: their comparison is latency, in their own table
+    if (!gateway || !haraka || cell.arrivalRate) return [];
     return [
-      `| ${cell.name} | ${n(gateway.rate, 0)} | ${n(haraka.rate, 0)} | ${n(gateway.rate / haraka.rate, 2)}× | ${n(gateway.cpuPerMessage, 3)} | ${n(haraka.cpuPerMessage, 3)} | ${n(gateway.p99)} | ${n(haraka.p99)} |`,
+      `| ${cell.name} | ${modeOf(cell)} | ${n(gateway.rate, 0)} | ${n(haraka.rate, 0)} | ${n(gateway.rate / haraka.rate, 2)}× | ${n(gateway.cpuPerMessage, 3)} | ${n(haraka.cpuPerMessage, 3)} | ${n(gateway.p99)} | ${n(haraka.p99)} | ${eachRun(results[resultKey(cell, 'gateway')])} | ${verdict(cell, gateway, haraka)} |`,
     ];
   });
-  if (!rows.length) return '';
-  return markdownTable('| cell | gateway msgs/s | Haraka msgs/s | ratio | gateway CPU ms/msg | Haraka CPU ms/msg | gateway p99 ms | Haraka p99 ms |', rows);
+  return markdownTable(
+    '| cell | clients | gateway msgs/s | Haraka msgs/s | ratio | gateway CPU ms/msg | Haraka CPU ms/msg | gateway p99 ms | Haraka p99 ms | gateway runs: msgs/s / CPU ms | target |',
+    rows,
+  );
+}
+
+/** The cells whose messages arrive at a fixed rate: what was offered, what came through, how long it waited (Haraka's beside it where it ran). */
+function renderOpenLoopTable(cells: readonly Cell[], results: Record<string, Figures[]>): string {
+  const rows = cells.flatMap((cell) => {
+    const f = cell.arrivalRate ? medians(results[resultKey(cell, 'gateway')]) : undefined;
+    if (!f) return [];
+    const haraka = medians(results[resultKey(cell, 'haraka')]);
+    const peer = haraka ? `${n(haraka.rate, 0)} | ${n(haraka.p95)} | ${n(haraka.p99)} | ${n(haraka.cpuPerMessage, 3)}` : '– | – | – | –';
+    return [
+      `| ${cell.name} | ${cell.concurrency} | ${cell.upstreamDelay ? `+${cell.upstreamDelay.replyMs}/${cell.upstreamDelay.dotMs} ms, pool ${cell.upstreamConnections ?? 'default'}` : 'none'} | ${cell.arrivalRate}/s | ${n(f.rate, 0)} | ${n(f.p50)} | ${n(f.p95)} | ${n(f.p99)} | ${n(f.cpuPerMessage, 3)} | ${peer} | ${n(f.lost, 0)} | ${n(f.duplicated, 0)} | ${verdict(cell, f, undefined)} |`,
+    ];
+  });
+  return markdownTable(
+    '| cell | connections | upstream delay | offered | delivered msgs/s | p50 ms | p95 ms | p99 ms | gateway CPU ms/msg | Haraka msgs/s | Haraka p95 ms | Haraka p99 ms | Haraka CPU ms/msg | lost | dup | target |',
+    rows,
+  );
+}
+
+/** The cells with a memory target. */
+function renderMemoryTable(cells: readonly Cell[], results: Record<string, Figures[]>): string {
+  const rows = cells.flatMap((cell) => {
+    const f = cell.targets.maxPeakRssMiB !== undefined || cell.targets.maxRssGrowthMiB !== undefined ? medians(results[resultKey(cell, 'gateway')]) : undefined;
+    if (!f) return [];
+    // only the memory targets here; the cell's others are judged in its own table
+    const memoryOnly = { ...cell, targets: { maxPeakRssMiB: cell.targets.maxPeakRssMiB, maxRssGrowthMiB: cell.targets.maxRssGrowthMiB } };
+    return [`| ${cell.name} | ${describeCell(cell)} | ${n(f.peakRssMiB)} | ${n(f.rssGrowthMiB)} | ${verdict(memoryOnly, f, undefined)} |`];
+  });
+  return markdownTable('| cell | what | peak RSS MiB | RSS growth MiB | target |', rows);
+}
+
+/** Every run's msgs/s and CPU ms/msg, so a reader sees the spread behind the median. */
+const eachRun = (runs: readonly Figures[] | undefined) => (runs ?? []).map((f) => `${n(f.rate, 0)} / ${n(f.cpuPerMessage, 2)}`).join(', ');
+
+const section = (title: string, table: string) => (table ? `#### ${title}\n\n${table}` : '');
+
+/** The paragraph that says when, where and how the tables were measured. */
+function describeConditions(options: { runs: number; direct: boolean; nodeArgs: readonly string[] }): string {
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT }).toString().trim();
+  const dirty = execFileSync('git', ['status', '--porcelain', 'gateway/src'], { cwd: REPO_ROOT }).toString().trim().split('\n').filter(Boolean).length;
+  const runtime = options.direct
+    ? 'DIRECT to smtp-sink (no gateway)'
+    : `gateway (${gatewayRuntime()}) at ${commit}${dirty ? ` (+${dirty} uncommitted files in gateway/src)` : ''}, NODE_OPTIONS \`${[NODE_OPTIONS, ...options.nodeArgs].join(' ')}\``;
+  return (
+    `Conditions: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), ` +
+    `${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load average ${loadavg()[0].toFixed(1)} at the start, Node.js ${process.version}, ${runtime}, ` +
+    `Haraka ${HARAKA_VERSION} beside it on the peer cells (interleaved), smtp-sink upstream on loopback; median of ${options.runs} run${options.runs === 1 ? '' : 's'} per cell.`
+  );
 }
 
 main().catch((error: Error) => {

@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../src/config/load';
+import { canonicalDomain } from '../src/smtp/domains';
 import { closeAfterEach } from '../../testkit/close-after-each';
 import { messageData, rawTransaction, type RawTransactionOptions } from '../../testkit/raw-transaction';
 import { startSmtpSink } from '../../testkit/smtp-sink';
@@ -25,6 +26,17 @@ async function relay(message: RawTransactionOptions, options: TestGatewayOptions
 const message = (mail: string, rcpts: string[], headers: string[] = ['From: <app@example.com>', 'Subject: t'], body?: string): RawTransactionOptions => ({ mail, rcpts, data: messageData(headers, body) });
 
 describe('one canonical form for every domain', () => {
+  it('canonicalDomain answers the same when asked again (it remembers), for valid, invalid and literal domains', () => {
+    for (let round = 0; round < 2; round++) {
+      expect(canonicalDomain('Bücher.Example.')).toBe('xn--bcher-kva.example');
+      expect(canonicalDomain('bad_domain..example')).toBeUndefined();
+      expect(canonicalDomain('[IPv6:2001:DB8::1]')).toBe('[ipv6:2001:db8::1]');
+    }
+    // more distinct domains than it remembers: each still gets its own answer
+    for (let i = 0; i < 5000; i++) expect(canonicalDomain(`Host${i}.Example`)).toBe(`host${i}.example`);
+    expect(canonicalDomain('Bücher.Example.')).toBe('xn--bcher-kva.example');
+  });
+
   it('config takes Unicode or A-labels, any case, a trailing dot, and stores the canonical A-label form', () => {
     const upstream = { host: 'smtp.example.com' };
     const config = validateConfig({ upstream, policy: { senderDomains: ['München.Example.', 'xn--mnchen-3ya.example'], recipientDomains: { deny: ['*.Bücher.example'] } } });

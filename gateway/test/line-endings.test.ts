@@ -1,21 +1,20 @@
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BareLineEndingError, LineEndingGuard, type LineEndingMode } from '../src/relay/line-endings';
 
-/** Runs `chunks` through a guard; returns the output or the error. */
-async function run(mode: LineEndingMode, chunks: Array<string | Buffer>): Promise<{ out: Buffer; error?: BareLineEndingError }> {
+/** Runs `chunks` through a guard; returns the output or the error, and the guard. */
+function run(mode: LineEndingMode, chunks: Array<string | Buffer>): { out: Buffer; error?: BareLineEndingError; guard: LineEndingGuard } {
   const guard = new LineEndingGuard({ mode });
   const out: Buffer[] = [];
-  guard.on('data', (chunk: Buffer) => out.push(chunk));
+  const emit = (chunk: Buffer) => out.push(chunk);
   try {
-    await pipeline(Readable.from(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'latin1') : c))), guard);
-    return { out: Buffer.concat(out) };
+    for (const c of chunks) guard.write(typeof c === 'string' ? Buffer.from(c, 'latin1') : c, emit);
+    guard.end(emit);
+    return { out: Buffer.concat(out), guard };
   } catch (error) {
-    return { out: Buffer.concat(out), error: error as BareLineEndingError };
+    return { out: Buffer.concat(out), error: error as BareLineEndingError, guard };
   }
 }
 
@@ -68,14 +67,13 @@ function randomChunks(random: () => number, data: Buffer): Buffer[] {
 }
 
 describe.each(['reject', 'normalize'] as const)('LineEndingGuard %s mode on clean data', (mode) => {
-  it('passes clean chunks through untouched (the same Buffer objects)', async () => {
+  it('passes clean chunks through untouched (the same Buffer objects)', () => {
     const guard = new LineEndingGuard({ mode });
     const chunks = [Buffer.from('Subject: hi\r\n\r\n'), Buffer.from('body\r\n')];
     const seen: Buffer[] = [];
-    guard.on('data', (c: Buffer) => seen.push(c));
-    for (const chunk of chunks) guard.write(chunk);
-    guard.end();
-    await once(guard, 'end');
+    const emit = (c: Buffer) => seen.push(c);
+    for (const chunk of chunks) guard.write(chunk, emit);
+    guard.end(emit);
     expect(seen).toHaveLength(2);
     expect(seen[0]).toBe(chunks[0]);
     expect(seen[1]).toBe(chunks[1]);
@@ -84,9 +82,11 @@ describe.each(['reject', 'normalize'] as const)('LineEndingGuard %s mode on clea
 
 describe('LineEndingGuard reject mode', () => {
   it('accepts a CRLF split across chunks, in any number of pieces', async () => {
-    expect(await run('reject', ['line one\r', '\nline two\r\n'])).toEqual({ out: Buffer.from('line one\r\nline two\r\n') });
-    expect((await run('reject', ['a\r', '\n', '\r', '\n', 'b\r', '\n'])).error).toBeUndefined();
-    expect((await run('reject', ['\r\n', '\r\n'])).error).toBeUndefined();
+    const { out, error } = run('reject', ['line one\r', '\nline two\r\n']);
+    expect(error).toBeUndefined();
+    expect(out.toString('latin1')).toBe('line one\r\nline two\r\n');
+    expect((run('reject', ['a\r', '\n', '\r', '\n', 'b\r', '\n'])).error).toBeUndefined();
+    expect((run('reject', ['\r\n', '\r\n'])).error).toBeUndefined();
   });
 
   it.each([
@@ -102,7 +102,7 @@ describe('LineEndingGuard reject mode', () => {
     [['ok\r\n', 'ok\r\n', 'x\n.\r\n'], 'LF', 9],
     [['a\r\nb\n\rc'], 'LF', 4],
   ] as const)('finds the first bare line ending in %j: %s at %d', async (chunks, which, offset) => {
-    const { error } = await run('reject', [...chunks]);
+    const { error } = run('reject', [...chunks]);
     expect(error).toBeInstanceOf(BareLineEndingError);
     expect(error).toMatchObject({ code: 'BARE_LINE_ENDING', which, offset, responseCode: 550 });
     expect(error?.message).toBe(`Message data contains a bare ${which} at byte ${offset}; every line must end with CRLF`);
@@ -113,7 +113,7 @@ describe('LineEndingGuard reject mode', () => {
     for (let round = 0; round < 400; round++) {
       const data = randomMessage(random, 1 + Math.floor(random() * 60));
       const expected = firstBare(data);
-      const { error } = await run('reject', randomChunks(random, data));
+      const { error } = run('reject', randomChunks(random, data));
       const label = JSON.stringify(data.toString('latin1'));
       if (expected) expect(error, label).toMatchObject(expected);
       else expect(error, label).toBeUndefined();
@@ -131,12 +131,10 @@ describe('LineEndingGuard normalize mode', () => {
     [['\n\n'], '\r\n\r\n', 2],
     [['a\r', '\n\n'], 'a\r\n\r\n', 1],
     [['x\n.\r\nMAIL FROM:<evil@example.com>\r\n'], 'x\r\n.\r\nMAIL FROM:<evil@example.com>\r\n', 1],
-  ] as const)('rewrites %j to %j', async (chunks, expected, count) => {
-    const guard = new LineEndingGuard({ mode: 'normalize' });
-    const out: Buffer[] = [];
-    guard.on('data', (c: Buffer) => out.push(c));
-    await pipeline(Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))), guard);
-    expect(Buffer.concat(out).toString('latin1')).toBe(expected);
+  ] as const)('rewrites %j to %j', (chunks, expected, count) => {
+    const { out, error, guard } = run('normalize', [...chunks]);
+    expect(error).toBeUndefined();
+    expect(out.toString('latin1')).toBe(expected);
     expect(guard.normalized).toBe(count);
   });
 
@@ -144,7 +142,7 @@ describe('LineEndingGuard normalize mode', () => {
     const random = prng(7);
     for (let round = 0; round < 400; round++) {
       const data = randomMessage(random, 1 + Math.floor(random() * 60));
-      const { out, error } = await run('normalize', randomChunks(random, data));
+      const { out, error } = run('normalize', randomChunks(random, data));
       expect(error).toBeUndefined();
       expect(out.toString('latin1'), JSON.stringify(data.toString('latin1'))).toBe(normalizeOracle(data).toString('latin1'));
     }
@@ -190,20 +188,24 @@ describe('LineEndingGuard on smtp-server DATA', () => {
       onData(stream, _session, callback) {
         const guard = new LineEndingGuard({ mode: 'reject' });
         const chunks: Buffer[] = [];
-        guard.on('data', (chunk: Buffer) => chunks.push(chunk));
+        const emit = (chunk: Buffer) => chunks.push(chunk);
         let failed: Error | undefined;
-        guard.on('error', (error) => {
-          failed = error;
-          // keep reading so smtp-server sees the end of DATA and can reply
-          stream.unpipe(guard);
-          stream.resume();
-        });
+        // after a failure keep reading, so smtp-server sees the end of DATA and can reply
+        const guarded = (step: () => void) => {
+          if (failed) return;
+          try {
+            step();
+          } catch (error) {
+            failed = error as Error;
+          }
+        };
+        stream.on('data', (chunk: Buffer) => guarded(() => guard.write(chunk, emit)));
         stream.on('end', () => {
+          guarded(() => guard.end(emit));
           if (failed) return callback(failed);
           delivered.push(Buffer.concat(chunks).toString());
           callback();
         });
-        stream.pipe(guard);
       },
     });
     server.listen(0, '127.0.0.1');

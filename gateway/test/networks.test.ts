@@ -50,6 +50,20 @@ describe('NetworkList', () => {
     expect(list.contains('127.0.0.1')).toBe(false);
   });
 
+  it('gives the same answers when asked again, and past the addresses it remembers', () => {
+    const list = new NetworkList(['10.0.0.0/8', '::ffff:192.0.2.0/120']);
+    for (let round = 0; round < 2; round++) {
+      expect(list.contains('10.1.2.3')).toBe(true);
+      expect(list.contains('::ffff:10.1.2.3')).toBe(true);
+      expect(list.contains('192.0.2.9')).toBe(true);
+      expect(list.contains('11.1.2.3')).toBe(false);
+      expect(list.contains('localhost')).toBe(false);
+    }
+    // more distinct clients than the list remembers: each still gets its own answer
+    for (let i = 0; i < 5000; i++) expect(list.contains(`${i % 2 ? 10 : 11}.0.${(i >> 8) & 255}.${i & 255}`)).toBe(i % 2 === 1);
+    expect(list.contains('10.1.2.3')).toBe(true);
+  });
+
   it('returns false for things that are not addresses', () => {
     const list = new NetworkList(['0.0.0.0/0', '::/0']);
     expect(list.contains('1.2.3.4')).toBe(true);

@@ -82,6 +82,13 @@ describe('createLogger', () => {
   describe('redaction', () => {
     const SECRET = 'hunter2-SECRET-VALUE';
 
+    it('decides by the name every time, not only the first (the decision is remembered per name)', () => {
+      const { sink, log } = logger('debug');
+      for (let i = 0; i < 3; i++) log.info('again', { password: SECRET, passwordPolicy: 'long', user: 'app1' });
+      expect(sink.raw).not.toContain(SECRET);
+      expect(sink.lines.map((line) => [line.password, line.passwordPolicy, line.user])).toEqual(Array(3).fill([undefined, 'long', 'app1']));
+    });
+
     it('never writes password, pass, secret, authorization or body fields, at any depth', () => {
       const { sink, log } = logger('debug', { password: SECRET });
       log.info('login', {

@@ -60,10 +60,19 @@ export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'
 const REDACTED_NAMES = new Set(['pass', 'pwd', 'cookie']);
 const REDACTED_SUFFIX = /(password|passwd|secret|token|body|authorization|credentials?)$/;
 
+/** Field names seen so far and whether they are redacted: a line's keys are nearly always the same few dozen. */
+const redactedByName = new Map<string, boolean>();
+const MAX_REMEMBERED_NAMES = 1000;
+
 /** True when a field with this name must never reach a log line. */
 export function isRedactedField(name: string): boolean {
+  const known = redactedByName.get(name);
+  if (known !== undefined) return known;
   const key = name.toLowerCase().replace(/[^a-z0-9]/g, '');
-  return REDACTED_NAMES.has(key) || REDACTED_SUFFIX.test(key);
+  const redacted = REDACTED_NAMES.has(key) || REDACTED_SUFFIX.test(key);
+  // names from arbitrary objects (a map's keys) must not grow the memo without bound
+  if (redactedByName.size < MAX_REMEMBERED_NAMES) redactedByName.set(name, redacted);
+  return redacted;
 }
 
 /** Keys the line itself owns; a field with one of these names is written as `field.<name>`. */
@@ -128,7 +137,9 @@ function objectToJson(object: Record<string, unknown>, depth: number, ancestors:
   } catch {
     return { error: '[unreadable object]' };
   }
-  for (const key of keys.slice(0, MAX_KEYS)) {
+  const count = Math.min(keys.length, MAX_KEYS);
+  for (let i = 0; i < count; i++) {
+    const key = keys[i];
     if (isRedactedField(key)) continue;
     let item: unknown;
     try {
@@ -267,8 +278,9 @@ class JsonLogger implements Logger {
     // Not `{ ...this.base, ...fields }`: V8 copies the second spread property by
     // property in the runtime, which made rendering a transaction line ~2.5x slower.
     // A null prototype keeps a `__proto__` field a plain key, as the spread did.
-    const extra = toJsonSafe(Object.assign(Object.create(null) as LogFields, this.base, fields), 0, []) as Record<string, unknown>;
-    for (const [key, value] of Object.entries(extra)) line[RESERVED.has(key) ? `field.${key}` : key] = value;
+    const merged = fields ? Object.assign(Object.create(null) as LogFields, this.base, fields) : this.base;
+    const extra = objectToJson(merged, 0, []);
+    for (const key of Object.keys(extra)) line[RESERVED.has(key) ? `field.${key}` : key] = extra[key];
     try {
       return JSON.stringify(line);
     } catch (err) {

@@ -8,8 +8,9 @@
  *
  * This sits on the DATA hot path, so it scans with Buffer#indexOf (native
  * memchr) rather than per byte in JS, and passes clean chunks through untouched.
+ * It is a plain object fed chunk by chunk, not a stream: a Transform per
+ * message cost more CPU (pipes, listeners, buffering) than the scan itself.
  */
-import { Transform, type TransformCallback, type TransformOptions } from 'node:stream';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -17,7 +18,7 @@ const CRLF = Buffer.from('\r\n');
 
 export type LineEndingMode = 'reject' | 'normalize';
 
-export interface LineEndingGuardOptions extends TransformOptions {
+export interface LineEndingGuardOptions {
   /** `reject` errors at the first bare CR or LF; `normalize` rewrites them to CRLF. */
   readonly mode: LineEndingMode;
 }
@@ -36,7 +37,8 @@ export class BareLineEndingError extends Error {
   }
 }
 
-export class LineEndingGuard extends Transform {
+/** Feed it the DATA chunks in order with write(), then end(); what passes goes to `emit`. */
+export class LineEndingGuard {
   readonly mode: LineEndingMode;
   /** Bare line endings rewritten so far (normalize mode). */
   normalized = 0;
@@ -46,35 +48,33 @@ export class LineEndingGuard extends Transform {
   private pendingCR = false;
 
   constructor(options: LineEndingGuardOptions) {
-    const { mode, ...streamOptions } = options;
-    super(streamOptions);
+    const { mode } = options;
     if (mode !== 'reject' && mode !== 'normalize') {
       throw new TypeError(`LineEndingGuard mode must be "reject" or "normalize", got ${JSON.stringify(mode)}`);
     }
     this.mode = mode;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (chunk.length === 0) return callback();
+  /** Passes `chunk` on (rewritten in normalize mode); throws BareLineEndingError in reject mode. */
+  write(chunk: Buffer, emit: (chunk: Buffer) => void): void {
+    if (chunk.length === 0) return;
     if (this.mode === 'reject') {
       const error = this.findBare(chunk);
       this.seen += chunk.length;
-      if (error) return callback(error);
-      return callback(null, chunk);
+      if (error) throw error;
+      return emit(chunk);
     }
-    this.normalizeChunk(chunk);
+    this.normalizeChunk(chunk, emit);
     this.seen += chunk.length;
-    callback();
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (this.pendingCR) {
-      this.pendingCR = false;
-      if (this.mode === 'reject') return callback(new BareLineEndingError('CR', this.seen - 1));
-      this.normalized++;
-      this.push(CRLF);
-    }
-    callback();
+  /** The end of the data: a CR still waiting for its LF is bare. */
+  end(emit: (chunk: Buffer) => void): void {
+    if (!this.pendingCR) return;
+    this.pendingCR = false;
+    if (this.mode === 'reject') throw new BareLineEndingError('CR', this.seen - 1);
+    this.normalized++;
+    emit(CRLF);
   }
 
   /** The first bare CR or LF in `chunk`, or null; updates pendingCR. */
@@ -97,12 +97,12 @@ export class LineEndingGuard extends Transform {
     return null;
   }
 
-  /** Pushes `chunk` with bare CR and LF rewritten to CRLF; a trailing CR is held until the next byte is known. */
-  private normalizeChunk(chunk: Buffer): void {
+  /** Emits `chunk` with bare CR and LF rewritten to CRLF; a trailing CR is held until the next byte is known. */
+  private normalizeChunk(chunk: Buffer, emit: (chunk: Buffer) => void): void {
     let start = 0;
     if (this.pendingCR) {
       this.pendingCR = false;
-      this.push(CRLF);
+      emit(CRLF);
       if (chunk[0] === LF) start = 1;
       else this.normalized++;
     }
@@ -133,12 +133,9 @@ export class LineEndingGuard extends Transform {
       cr = chunk.indexOf(CR, lf + 1);
       lf = chunk.indexOf(LF, lf + 1);
     }
-    if (from === 0) {
-      this.push(chunk);
-      return;
-    }
+    if (from === 0) return emit(chunk);
     if (from < end) parts.push(chunk.subarray(from));
     const out = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-    if (out.length > 0) this.push(out);
+    if (out.length > 0) emit(out);
   }
 }

@@ -51,6 +51,8 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
     let sizeIn = 0;
     let settled = false;
     let clientEnded = false;
+    /** The last file write; the client is paused until it is done. */
+    let lastWrite: Promise<unknown> | undefined;
 
     const settle = (failure?: Outcome) => {
       if (settled) return;
@@ -65,40 +67,59 @@ export function receiveMessage(stream: DataStream, options: ReceiveOptions): Pro
     // Stops storing and keeps reading (and dropping) what the client sends until its dot.
     const fail = (result: Outcome) => {
       if (settled) return;
-      stream.unpipe(guard);
-      guard.destroy();
-      rewriter.destroy();
       void entry.discard();
       stream.resume();
       settle(result);
     };
+    const failWith = (err: Error) => fail(streamFailure(err));
+
+    const store = (chunk: Buffer) => {
+      const written = entry.write(chunk);
+      if (!written) return;
+      stream.pause();
+      lastWrite = written;
+      written.then(() => {
+        if (lastWrite === written && !settled) stream.resume();
+      }, failWith);
+    };
+    const toRewriter = (chunk: Buffer) => rewriter.write(chunk, store);
 
     const onShutdown = () => fail(shutdownReply());
     if (options.shutdown?.aborted) return fail(shutdownReply());
     options.shutdown?.addEventListener('abort', onShutdown, { once: true });
 
-    // Registered before the pipe so an oversized chunk is stopped before it is stored.
     stream.on('data', (chunk: Buffer) => {
+      if (settled) return;
       sizeIn += chunk.length;
+      // checked before the chunk is stored
       if (stream.sizeExceeded || sizeIn > options.maxMessageBytes) {
-        fail(rejected({ code: 552, status: '5.3.4', text: `Message exceeds the maximum size of ${options.maxMessageBytes} bytes` }, 'message_size'));
+        return fail(rejected({ code: 552, status: '5.3.4', text: `Message exceeds the maximum size of ${options.maxMessageBytes} bytes` }, 'message_size'));
+      }
+      try {
+        guard.write(chunk, toRewriter);
+      } catch (err) {
+        failWith(err as Error);
       }
     });
     stream.once('end', () => {
       clientEnded = true;
+      if (settled) return;
+      let closing: Promise<unknown> | undefined;
+      try {
+        guard.end(toRewriter);
+        rewriter.end(store);
+        closing = entry.end();
+      } catch (err) {
+        return failWith(err as Error);
+      }
+      if (!closing) return settle();
+      closing.then(() => settle(), failWith);
     });
     const onClientGone = () => {
       if (!clientEnded) fail(CLIENT_GONE);
     };
     stream.once('error', onClientGone);
     stream.once('close', onClientGone);
-
-    guard.on('error', (err) => fail(streamFailure(err)));
-    rewriter.on('error', (err) => fail(streamFailure(err)));
-    entry.on('error', (err) => fail(streamFailure(err)));
-    entry.once('finish', () => settle());
-
-    stream.pipe(guard).pipe(rewriter).pipe(entry);
   });
 }
 

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { SpooledMessage } from './upstream';
 
 export interface SpoolOptions {
@@ -90,21 +90,23 @@ export class Spool {
   }
 }
 
-/** One message: written once (a Writable), then read as often as needed, then discarded. */
-export class SpoolEntry extends Writable implements SpooledMessage {
+/**
+ * One message: written once, then read as often as needed, then discarded. Not a
+ * Writable: receive.ts feeds it directly and pauses the client only while a file
+ * write is under way, which saves a stream object and its listeners per message.
+ */
+export class SpoolEntry implements SpooledMessage {
   private chunks = new MemoryChunks();
   private bytes = 0;
   private memoryReserved = 0;
   private diskReserved = 0;
   private file?: FileHandle;
   private path?: string;
-  /** The last file operation; discard waits for it before closing and deleting. */
+  /** The file operations in order; each write, the close and the deletion wait for the one before. */
   private io: Promise<unknown> = Promise.resolve();
   private discarded = false;
 
-  constructor(private readonly spool: Spool) {
-    super();
-  }
+  constructor(private readonly spool: Spool) {}
 
   get size(): number {
     return this.bytes;
@@ -115,32 +117,49 @@ export class SpoolEntry extends Writable implements SpooledMessage {
     return this.path !== undefined;
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+  /**
+   * Stores `chunk`: at once in memory (returns undefined), or in the file (returns when it is written;
+   * later writes queue behind it). Throws SpoolFullError when neither has room.
+   */
+  write(chunk: Buffer): Promise<unknown> | undefined {
+    if (this.discarded) throw new Error('spool entry already discarded');
     const { memoryThresholdBytes, maxBytes } = this.spool.options;
     if (!this.path && this.bytes + chunk.length <= memoryThresholdBytes && this.spool.reserve('memory', chunk.length)) {
       this.chunks.add(chunk);
       this.bytes += chunk.length;
       this.memoryReserved += chunk.length;
-      return callback();
+      return undefined;
     }
     const needed = this.path ? chunk.length : this.bytes + chunk.length;
-    if (!this.spool.reserve('disk', needed)) return callback(new SpoolFullError(needed, maxBytes));
+    if (!this.spool.reserve('disk', needed)) throw new SpoolFullError(needed, maxBytes);
     this.diskReserved += needed;
-    const write = this.file ? this.writeAll([chunk]) : this.spill(chunk);
-    this.io = write.then(
-      () => {
-        this.bytes += chunk.length;
-        callback();
-      },
-      (err: Error) => callback(err),
-    );
+    this.bytes += chunk.length;
+    if (this.path) {
+      this.io = this.io.then(() => this.writeAll([chunk]));
+    } else {
+      const inMemory = this.chunks.list();
+      this.chunks = new MemoryChunks();
+      this.spool.release('memory', this.memoryReserved);
+      this.memoryReserved = 0;
+      // set now, so the next chunk goes to the file too and a discard during the open still deletes it
+      const path = (this.path = join(this.spool.options.dir, `spool-${randomUUID()}.eml`));
+      this.io = this.io.then(async () => {
+        this.file = await open(path, 'wx', 0o600);
+        await this.writeAll([...inMemory, chunk]);
+      });
+    }
+    return this.io;
   }
 
-  override _final(callback: (err?: Error | null) => void): void {
-    const file = this.file;
-    if (!file) return callback();
-    this.file = undefined;
-    this.io = file.close().then(() => callback(), callback);
+  /** The message is complete: closes the file (undefined when there is none). */
+  end(): Promise<unknown> | undefined {
+    if (!this.path) return undefined;
+    this.io = this.io.then(() => {
+      const file = this.file;
+      this.file = undefined;
+      return file?.close();
+    });
+    return this.io;
   }
 
   open(): Readable {
@@ -157,7 +176,6 @@ export class SpoolEntry extends Writable implements SpooledMessage {
   discard(): Promise<void> {
     if (!this.discarded) {
       this.discarded = true;
-      this.destroy();
       this.spool.release('memory', this.memoryReserved);
       this.memoryReserved = 0;
       this.chunks = new MemoryChunks();
@@ -179,18 +197,6 @@ export class SpoolEntry extends Writable implements SpooledMessage {
       () => undefined,
       () => undefined,
     );
-  }
-
-  /** Moves what is in memory, and `chunk`, to a new file (their disk space is already reserved). */
-  private async spill(chunk: Buffer): Promise<void> {
-    const inMemory = this.chunks.list();
-    this.chunks = new MemoryChunks();
-    this.spool.release('memory', this.memoryReserved);
-    this.memoryReserved = 0;
-    // set before the open, so a discard during it still deletes the file
-    this.path = join(this.spool.options.dir, `spool-${randomUUID()}.eml`);
-    this.file = await open(this.path, 'wx', 0o600);
-    await this.writeAll([...inMemory, chunk]);
   }
 
   /** A short write (a full disk) must fail the message, never leave it cut off in the spool. */

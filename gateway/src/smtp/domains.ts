@@ -18,10 +18,26 @@ const LDH_DOMAIN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,6
  * in either spelling. An address literal ("[192.0.2.1]") is kept as it is, lower-cased.
  */
 export function canonicalDomain(domain: string): string | undefined {
-  if (domain.startsWith('[') && domain.endsWith(']')) return domain.toLowerCase();
-  const ascii = domainToASCII(domain.replace(/\.$/, '')).toLowerCase();
-  return ascii.length <= 253 && LDH_DOMAIN.test(ascii) ? ascii : undefined;
+  const known = canonicalByDomain.get(domain);
+  if (known !== undefined || canonicalByDomain.has(domain)) return known;
+  let canonical: string | undefined;
+  if (domain.startsWith('[') && domain.endsWith(']')) {
+    canonical = domain.toLowerCase();
+  } else {
+    const ascii = domainToASCII(domain.replace(/\.$/, '')).toLowerCase();
+    canonical = ascii.length <= 253 && LDH_DOMAIN.test(ascii) ? ascii : undefined;
+  }
+  if (canonicalByDomain.size >= MAX_REMEMBERED_DOMAINS) canonicalByDomain.clear();
+  canonicalByDomain.set(domain, canonical);
+  return canonical;
 }
+
+/**
+ * A message's domains are canonicalised at MAIL, at RCPT and again at DATA, each an IDNA conversion in
+ * native code, and mail goes to few domains: the answers are remembered (bounded, started afresh when full).
+ */
+const canonicalByDomain = new Map<string, string | undefined>();
+const MAX_REMEMBERED_DOMAINS = 4096;
 
 /** A policy pattern in canonical form ("*." kept), or undefined when it is not a domain. */
 export function canonicalPattern(pattern: string): string | undefined {

@@ -32,12 +32,16 @@ export function unmapAddress(ip: string): string {
   return mapped && isIP(mapped[1]) === 4 ? mapped[1] : address;
 }
 
+/** Client addresses whose answer a list remembers (the lists are fixed once built); past it the memory starts afresh. */
+const MAX_REMEMBERED_ADDRESSES = 4096;
+
 export class NetworkList {
   /** True when the list holds no network, so it matches nothing. */
   readonly empty: boolean;
   /** The entries as given, for logs and error messages. */
   readonly cidrs: readonly string[];
   private readonly blocks = new BlockList();
+  private readonly answers = new Map<string, boolean>();
 
   /** @throws InvalidNetworkError naming the first entry that is not an address or CIDR block. */
   constructor(cidrs: readonly string[]) {
@@ -49,10 +53,15 @@ export class NetworkList {
   /** Whether `ip` lies in one of the networks; false for anything that is not an IP address. */
   contains(ip: string): boolean {
     if (this.empty || typeof ip !== 'string') return false;
+    // asked at every RCPT; BlockList#check builds a SocketAddress per call, so the answer is remembered per client address
+    const known = this.answers.get(ip);
+    if (known !== undefined) return known;
     const address = unmapAddress(ip);
     const family = isIP(address);
-    if (family === 0) return false;
-    return this.blocks.check(address, family === 4 ? 'ipv4' : 'ipv6');
+    const inside = family !== 0 && this.blocks.check(address, family === 4 ? 'ipv4' : 'ipv6');
+    if (this.answers.size >= MAX_REMEMBERED_ADDRESSES) this.answers.clear();
+    this.answers.set(ip, inside);
+    return inside;
   }
 
   toString(): string {

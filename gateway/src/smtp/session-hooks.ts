@@ -10,7 +10,7 @@ import type { ListenerName } from '../config/constants';
 import type { DrainController } from '../ops/drain';
 import type { GatewayMetrics, MessageLabels } from '../ops/metrics';
 import type { Logger } from '../ops/logger';
-import { rfc5322Date } from '../relay/header-rewriter';
+import { rfc5322DateNow } from '../relay/header-rewriter';
 import { deferred, type Outcome, RefusalError, rejected } from '../relay/outcome';
 import type { Spool } from '../relay/spool';
 import { type RelayOptions, type RelayRecord, relayMessage } from '../relay/transaction';
@@ -251,5 +251,5 @@ function receivedHeader(session: SMTPServerSession, hostname: string): string {
   const literal = ip.includes(':') ? `IPv6:${ip}` : ip;
   // without reverse lookups smtp-server reports the address literal as the host name
   const rdns = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : 'unknown';
-  return `from ${helo} (${rdns} [${literal}]) by ${hostname} (smtp-gateway) with ${session.transmissionType || 'ESMTP'} id ${session.id}.${session.transaction ?? 1}; ${rfc5322Date(new Date())}`;
+  return `from ${helo} (${rdns} [${literal}]) by ${hostname} (smtp-gateway) with ${session.transmissionType || 'ESMTP'} id ${session.id}.${session.transaction ?? 1}; ${rfc5322DateNow()}`;
 }
