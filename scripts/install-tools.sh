@@ -10,7 +10,7 @@ TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 STAMPS="$TOOLS/stamps"
 
-HELM_VERSION=v3.22.0
+HELM_VERSION=v4.3.2
 HELM_UNITTEST_VERSION=v1.0.1
 ACTIONLINT_VERSION=v1.7.12
 # eksctl v0.230.0 (2026-08-13) is the newest release the Go module proxy serves; it knows Kubernetes up
@@ -34,7 +34,7 @@ usage() {
 Usage: scripts/install-tools.sh [--versions | --help]
 
 Installs into $TOOLS:
-  helm           $HELM_VERSION   (go install helm.sh/helm/v3/cmd/helm)
+  helm           $HELM_VERSION   (go install helm.sh/helm/v4/cmd/helm)
   helm-unittest  $HELM_UNITTEST_VERSION   (as the helm plugin 'unittest')
   actionlint     $ACTIONLINT_VERSION  (go install github.com/rhysd/actionlint/cmd/actionlint)
   eksctl schema  $EKSCTL_VERSION  (pkg/apis/eksctl.io/v1alpha5/assets/schema.json from the eksctl
@@ -92,25 +92,22 @@ go_install() {
   stamp "$name" "$build"
 }
 
-# helm's own Makefile stamps its version and the Kubernetes version of its
-# client-go (+1 major, as it does) at link time; a bare `go install` would leave
-# helm assuming Kubernetes v1.20, so `helm template` and `helm lint` would refuse
-# the chart's kubeVersion ">=1.28.0-0". The values match helm v3.22.0's release.
-HELM_KUBE_MAJOR=1
-HELM_KUBE_MINOR=37
+# helm's own Makefile stamps its version at link time; a bare `go install` would
+# report "v4.3". Helm 4 reads the Kubernetes version it assumes (client-go's, +1
+# major) from the binary's build info, so `helm template` and `helm lint` accept
+# the chart's kubeVersion ">=1.28.0-0" without link flags for it.
 install_helm() {
   local flags=(
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-    "-X helm.sh/helm/v3/internal/version.metadata="
-    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$HELM_KUBE_MAJOR"
-    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_KUBE_MINOR"
-    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$HELM_KUBE_MAJOR"
-    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_KUBE_MINOR"
+    "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+    "-X helm.sh/helm/v4/internal/version.metadata="
   )
-  go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "${flags[*]}"
+  go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" "${flags[*]}"
 }
 
-# helm-unittest is a helm plugin: a folder with plugin.yaml under HELM_PLUGINS.
+# helm-unittest is a helm plugin: a folder with plugin.yaml under HELM_PLUGINS, written in
+# helm 4's own plugin format (apiVersion v1, a cli/v1 subprocess) rather than the deprecated
+# legacy one with a bare `command`. The command is found from the plugin's own folder, so a tools folder
+# shared by several work trees does not depend on the one that wrote it.
 install_helm_unittest() {
   # The checksum database has no entry for helm-unittest v1.0.1 (its lookup
   # answers 404), so that one module is verified by its pinned version only.
@@ -119,12 +116,19 @@ install_helm_unittest() {
   local dir="$TOOLS/helm-plugins/unittest"
   mkdir -p "$dir"
   cat >"$dir/plugin.yaml" <<PLUGIN
+apiVersion: v1
+type: cli/v1
 name: "unittest"
 version: "${HELM_UNITTEST_VERSION#v}"
-usage: "unit test for helm charts"
-description: "helm-unittest, built from source by scripts/install-tools.sh"
-ignoreFlags: false
-command: "$BIN/helm-unittest"
+runtime: subprocess
+config:
+  usage: "unittest [flags] CHART [...]"
+  shortHelp: "unit test for helm charts"
+  longHelp: "helm-unittest, built from source by scripts/install-tools.sh"
+  ignoreFlags: false
+runtimeConfig:
+  platformCommand:
+    - command: "\${HELM_PLUGIN_DIR}/../../bin/helm-unittest"
 PLUGIN
 }
 
