@@ -41,7 +41,7 @@ COMMAND
                   eksctl/<env>.yaml if it does not exist; install or upgrade the AWS Load Balancer
                   Controller and check it is ready (Available, webhook endpoints); create the ECR
                   repository if missing and log in; build and push the image
-                  tagged with the git revision; helm upgrade --install --atomic --wait with
+                  tagged with the git revision; helm upgrade --install --rollback-on-failure --wait with
                   values/<env>.yaml and that tag; helm test; put the CloudWatch dashboard
                   (deploy/cloudwatch-dashboard.json, where the cluster runs Container Insights);
                   print the load balancers' host names.
@@ -224,13 +224,13 @@ install_load_balancer_controller() {
 }
 
 # The chart's LoadBalancer Services get their address only from the AWS Load Balancer Controller, whose
-# admission webhook also has to answer for every Service created or changed. Without a working controller,
-# helm --wait waits for an address that never comes and --atomic rolls the release back after
-# $HELM_TIMEOUT with no word of why: look first, and name what is wrong.
+# admission webhook also has to answer for every Service created or changed. Without a working controller
+# the webhook refuses the Services, or they never get an address, which helm 4's --wait (kstatus) does not
+# wait for: the release would look deployed with no load balancer. Look first, and name what is wrong.
 require_load_balancer_controller() {
   [ -n "$(sed -n -E '/^[[:space:]]+type:[[:space:]]*"?LoadBalancer"?[[:space:]]*$/p' "$ROOT/$VALUES_FILE")" ] || return 0
   local where="deployment $LBC_RELEASE in namespace kube-system of $CLUSTER"
-  local why="the LoadBalancer Services of $VALUES_FILE would never get an address and helm --wait would give up after $HELM_TIMEOUT"
+  local why="the LoadBalancer Services of $VALUES_FILE would never get an address (helm --wait does not wait for one)"
   local fix="run '$PROG $ENV_NAME deploy' (it installs the controller) or see 'kubectl --context $CLUSTER --namespace kube-system describe deployment $LBC_RELEASE' and its logs (IAM role of its Pod Identity association, VPC id)"
   if probe kubectl --context "$CLUSTER" --namespace kube-system get deployment "$LBC_RELEASE" \
     --output 'jsonpath={.status.conditions[?(@.type=="Available")].status}'; then
@@ -301,8 +301,8 @@ build_and_push_image() {
 }
 
 # The Secrets the overlay names (secret.existingSecret, tls.existingSecret) hold the SES credentials and
-# the certificate, which no script may invent. Without them the pods never start and --atomic only gives
-# up after $HELM_TIMEOUT, so look first and say which one is missing.
+# the certificate, which no script may invent. Without them the pods never start and --rollback-on-failure
+# only gives up after $HELM_TIMEOUT, so look first and say which one is missing.
 require_secrets() {
   local names name
   mapfile -t names < <(sed -n -E 's/^  existingSecret: *"?([^"#[:space:]]+)"?.*$/\1/p' "$ROOT/$VALUES_FILE")
@@ -368,7 +368,8 @@ aws_lookup() {
 }
 
 # helm_release RELEASE REPOSITORY TAG EXTRA_ARGS...: install or upgrade one release of the chart with the
-# environment's overlay; --atomic rolls it back by itself if it does not become ready.
+# environment's overlay; --rollback-on-failure rolls it back by itself if it does not become ready (helm 4's
+# --wait watches kstatus: Deployments rolled out, pods Ready, Jobs complete).
 helm_release() {
   local release=$1 repository=$2 tag=$3
   shift 3
@@ -380,7 +381,7 @@ helm_release() {
     --kube-context "$CLUSTER" --namespace "$NAMESPACE" --create-namespace \
     --values "$ROOT/$VALUES_FILE" ${EXTRA_VALUES[@]+"${EXTRA_VALUES[@]}"} \
     --set "image.repository=$repository" --set "image.tag=$tag" \
-    "$@" --atomic --wait --timeout "$HELM_TIMEOUT"
+    "$@" --rollback-on-failure --wait --timeout "$HELM_TIMEOUT"
 }
 
 helm_test() {

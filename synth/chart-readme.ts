@@ -49,7 +49,7 @@ kubectl -n smtp-gateway create secret generic smtp-gateway-credentials \\
 
 aws ecr get-login-password | helm registry login --username AWS --password-stdin "$REGISTRY"
 helm upgrade --install ${release} oci://$REGISTRY/charts/${CHART_NAME} --version ${PROJECT.version} \\
-  -n smtp-gateway -f my-values.yaml --atomic --wait
+  -n smtp-gateway -f my-values.yaml --rollback-on-failure --wait
 helm test ${release} -n smtp-gateway --logs   # a pod speaks SMTP (EHLO, NOOP, QUIT) to the Service
 \`\`\`
 

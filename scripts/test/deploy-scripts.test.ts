@@ -63,7 +63,7 @@ function deployCommands(env: 'staging' | 'production', revision: string): string
     `docker push ${IMAGE}:${revision}`,
     ...secretLookups(cluster),
     ...sesLookups(cluster),
-    `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --atomic --wait --timeout 10m`,
+    `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --create-namespace --values ${box.tree}/values/${overlay}.yaml --set image.repository=${IMAGE} --set image.tag=${revision} --rollback-on-failure --wait --timeout 10m`,
     `helm test smtp-gateway --kube-context ${cluster} --namespace smtp-gateway --logs --timeout 5m`,
     // production runs Container Insights (eksctl/prod.yaml), so it gets the CloudWatch dashboard
     ...(env === 'production' ? [putDashboard(cluster)] : []),
@@ -100,7 +100,7 @@ describe('deploy-aws-staging.sh', () => {
     expect(result.status).toBe(0);
     expect(result.commands.filter((c) => c.startsWith('docker build') || c.startsWith('docker push'))).toEqual([]);
     expect(result.commands).toContain(
-      `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-staging --namespace smtp-gateway --create-namespace --values ${box.tree}/values/staging.yaml --set image.repository=${IMAGE} --set image.tag=${box.revision} --atomic --wait --timeout 10m`,
+      `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-staging --namespace smtp-gateway --create-namespace --values ${box.tree}/values/staging.yaml --set image.repository=${IMAGE} --set image.tag=${box.revision} --rollback-on-failure --wait --timeout 10m`,
     );
   });
 
@@ -295,7 +295,7 @@ describe('deploy-aws-production.sh', () => {
 describe('rollout: a canary beside the stable release', () => {
   const stable = stableReplicas;
   const canaryRelease = (replicas: number) =>
-    `helm upgrade --install smtp-gateway-canary ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${box.revision} --set canary.enabled=true --set canary.stableRelease=smtp-gateway --set autoscaling.enabled=false --set replicaCount=${replicas} --atomic --wait --timeout 10m`;
+    `helm upgrade --install smtp-gateway-canary ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${box.revision} --set canary.enabled=true --set canary.stableRelease=smtp-gateway --set autoscaling.enabled=false --set replicaCount=${replicas} --rollback-on-failure --wait --timeout 10m`;
   const canaryLookup =
     'kubectl --context smtp-gateway-prod --namespace smtp-gateway get deployments --selector app.kubernetes.io/instance=smtp-gateway-canary --output jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}|{.metadata.annotations.smtp-gateway/rollout-step}|{.metadata.annotations.smtp-gateway/rollout-step-started}{end}';
   /** The annotation that records the step, with the time it was made. */
@@ -509,7 +509,7 @@ describe('rollout: a canary beside the stable release', () => {
     ...controllerChecks('smtp-gateway-prod'),
     ...secretLookups('smtp-gateway-prod'),
     ...sesLookups('smtp-gateway-prod'),
-    `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${CANARY_TAG} --atomic --wait --timeout 10m`,
+    `helm upgrade --install smtp-gateway ${box.tree}/charts/smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --create-namespace --values ${box.tree}/values/prod.yaml --set image.repository=${IMAGE} --set image.tag=${CANARY_TAG} --rollback-on-failure --wait --timeout 10m`,
     'helm test smtp-gateway --kube-context smtp-gateway-prod --namespace smtp-gateway --logs --timeout 5m',
     'helm uninstall smtp-gateway-canary --kube-context smtp-gateway-prod --namespace smtp-gateway --wait',
   ];
@@ -626,7 +626,7 @@ describe('the AWS Load Balancer Controller must be ready before a release with l
     const result = box.run('deploy-aws-staging.sh', [], { rules: [rule, ...EXISTING] });
     expect(result.status).toBe(1);
     expect(result.output).toContain(message);
-    expect(result.output).toContain('would never get an address and helm --wait would give up after 10m');
+    expect(result.output).toContain('would never get an address (helm --wait does not wait for one)');
     expect(result.output).toContain("see 'kubectl --context smtp-gateway-staging --namespace kube-system describe deployment aws-load-balancer-controller' and its logs");
     expect(result.commands.at(-1)).toMatch(/^kubectl --context smtp-gateway-staging --namespace kube-system get /);
     expect(result.commands.some((c) => c.startsWith('docker') || c.startsWith('helm upgrade --install smtp-gateway '))).toBe(false);

@@ -13,6 +13,7 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/repo';
 import { ScriptSandbox, type Rule } from './helpers/stand-ins';
+import { toolVersions } from './helpers/tool-versions';
 
 const ACTIONLINT = join(REPO_ROOT, '.tools/bin/actionlint');
 const WORKFLOWS = join(REPO_ROOT, '.github/workflows');
@@ -72,6 +73,10 @@ describe('every workflow', () => {
       }
     }
     for (const [action, shas] of pins) expect([...shas], action).toHaveLength(1);
+  });
+
+  it.each(['release.yaml', 'deploy.yaml'])('%s sets up the helm that scripts/install-tools.sh builds for the tests', (name) => {
+    expect(load(name).env.HELM_VERSION).toBe(toolVersions().HELM_VERSION);
   });
 });
 
@@ -247,7 +252,7 @@ describe('deploy.yaml', () => {
     expect(script).toMatch(/helm upgrade --install "\$RELEASE" "\$CHART" --version "\$CHART_VERSION"/);
     expect(script).toContain('--values "$VALUES"');
     expect(script).toContain('--set "image.repository=$IMAGE_REPOSITORY" --set "image.tag=$IMAGE_TAG"');
-    expect(script).toContain('--atomic --wait');
+    expect(script).toContain('--rollback-on-failure --wait');
     expect(script.indexOf('helm test')).toBeGreaterThan(script.indexOf('helm upgrade'));
   });
 });
