@@ -290,12 +290,18 @@ build_support_images() {
     log "building $BUSYBOX_IMAGE"
     local work ctr
     work=$(mktemp -d)
-    mmdebstrap --quiet --variant=extract --include=busybox-static trixie "$work/rootfs.tar" "$DEBIAN_MIRROR" ||
+    mmdebstrap --quiet --variant=extract --include=busybox-static trixie "$work/rootfs" "$DEBIAN_MIRROR" ||
       die "mmdebstrap could not fetch busybox-static from $DEBIAN_MIRROR"
-    ctr=$(bah from scratch)
-    bah add "$ctr" "$work/rootfs.tar" / >/dev/null
     # trixie is merged-/usr: the package has /usr/bin/busybox only, and the extract variant makes no /bin link.
-    bah run --isolation chroot "$ctr" -- /usr/bin/busybox sh -c '/usr/bin/busybox --install -s /usr/bin && ln -s usr/bin /bin'
+    # The applet links are made here rather than with `buildah run`, whose re-exec through a sealed memfd
+    # failed once under load (EBUSY); the static binary runs on the host to list its applets.
+    local applet
+    for applet in $("$work/rootfs/usr/bin/busybox" --list); do
+      [ -e "$work/rootfs/usr/bin/$applet" ] || ln -s busybox "$work/rootfs/usr/bin/$applet"
+    done
+    [ -e "$work/rootfs/bin" ] || ln -s usr/bin "$work/rootfs/bin"
+    ctr=$(bah from scratch)
+    bah add "$ctr" "$work/rootfs" / >/dev/null
     bah config --env PATH=/usr/bin:/bin --cmd sh "$ctr"
     bah commit --quiet --rm "$ctr" "$BUSYBOX_IMAGE" >/dev/null
     bah push --quiet "$BUSYBOX_IMAGE" "oci-archive:$busybox_archive.part:$BUSYBOX_IMAGE"
